@@ -1,0 +1,52 @@
+# Two commands matter: `make serve` and `make test`. Everything else is here for the issues' workflows.
+SHELL := /bin/bash
+PYTHON ?= python3
+PORT ?= 8080
+HOST ?= 127.0.0.1
+WORKERS ?= 1
+THREADS ?= 8
+MODEL_STORE ?= $(CURDIR)/local_bucket
+PROFILE ?= normal
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+VENV := .venv
+FN_VENV := .venv-function
+PIP_QUIET := -q
+
+.PHONY: serve test model retrain lint unit infra-check reliability bench load lock clean ci-deps
+
+# Full development environment: function, job and test tools.
+$(VENV)/.installed: requirements.txt function/requirements.txt retrain_job/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) -r requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+# The function's lean production environment: no pandas, scikit-learn or scipy beside xgboost.
+$(FN_VENV)/.installed: function/requirements.txt
+	test -x $(FN_VENV)/bin/python || $(PYTHON) -m venv $(FN_VENV)
+	$(FN_VENV)/bin/pip install $(PIP_QUIET) -r function/requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+## make model: train and publish the first model into the local store if it has none
+model: $(VENV)/.installed
+	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --if-no-model | tail -n 1
+
+## make serve: start the function on $(PORT) against the local store, training a first model if needed
+serve: $(FN_VENV)/.installed model
+	cd function && MODEL_STORE="$(MODEL_STORE)" LOG_TO_STORE=1 WORKERS=$(WORKERS) THREADS=$(THREADS) \
+		../$(FN_VENV)/bin/functions-framework --source main.py --target predict --host $(HOST) --port $(PORT)
+
+## make retrain: one run of the retraining job against the local store
+retrain: $(VENV)/.installed
+	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)"
+
+## make test: install everything and run the whole suite (lint, unit and integration, infra checks)
+test: $(VENV)/.installed $(FN_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) $(FN_VENV) .pytest_cache

@@ -1,0 +1,163 @@
+"""HTTP routing and responses: parse the request, call the core, format the answer, log one line.
+
+Nothing here raises to the framework: every failure becomes a JSON error in the Google API shape.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+
+import numpy as np
+import orjson
+from werkzeug.wrappers import Request, Response
+
+from serving.errors import ApiError, bad_request, field_violations
+from serving.loader import Choice, ModelLoader, NoModel
+from serving.logs import MAX_LOGGED_ROWS, RequestLog
+from serving.openapi import openapi_document
+from shared.features import InvalidRows, build_batch
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+ROUTES = {"/predict": "POST", "/": "POST", "/health": "GET", "/model": "GET", "/openapi.json": "GET"}
+RETRY_AFTER_S = "5"
+HIDDEN_MANIFEST_SECTIONS = ("libraries",)  # responses never reveal library versions
+
+
+class ServingApp:
+    """The whole HTTP surface of the function, framework-agnostic apart from werkzeug's Request."""
+
+    def __init__(self, settings: Settings, loader: ModelLoader, request_log: RequestLog) -> None:
+        self.settings = settings
+        self.loader = loader
+        self.request_log = request_log
+
+    def __call__(self, request: Request) -> Response:
+        """Answer one request; never raises."""
+        started = time.perf_counter()
+        log_fields: dict = {}
+        try:
+            status, body, headers = self._route(request, log_fields)
+        except ApiError as err:
+            status, body, headers = err.code, err.body(), err.headers
+            log_fields["error"] = err.message
+        except Exception:  # a bug must not become a stack trace or a dead worker
+            log.exception("unhandled error")
+            err = ApiError(500, "internal error")
+            status, body, headers = 500, err.body(), {}
+        payload = orjson.dumps(body)
+        self._log(request, status, started, len(payload), log_fields)
+        return Response(payload, status=status, headers=headers, content_type="application/json")
+
+    def _route(self, request: Request, log_fields: dict) -> tuple[int, dict, dict]:
+        method = ROUTES.get(request.path)
+        if method is None:
+            raise ApiError(404, f"no such path; try {', '.join(p for p in ROUTES if p != '/')}")
+        if request.method != method:
+            raise ApiError(405, f"{request.path} accepts {method} only", headers={"Allow": method})
+        if request.path == "/health":
+            return self._health()
+        if request.path == "/model":
+            choice = self._choose(0)
+            manifest = {k: v for k, v in choice.model.manifest.items() if k not in HIDDEN_MANIFEST_SECTIONS}
+            return 200, {"model_version": choice.model.version, "fallback": choice.fallback, "manifest": manifest}, {}
+        if request.path == "/openapi.json":
+            return 200, openapi_document(self._choose(0).model.contract, self.settings), {}
+        return self._predict(request, log_fields)
+
+    def _health(self) -> tuple[int, dict, dict]:
+        try:
+            self.loader.choose(0)
+        except NoModel:
+            pass
+        status = self.loader.status()
+        if not status["ready"]:
+            return 503, {"status": "unavailable", **status}, {"Retry-After": RETRY_AFTER_S}
+        return 200, {"status": "degraded" if status["fallback"] else "ok", **status}, {}
+
+    def _choose(self, key: int) -> Choice:
+        try:
+            return self.loader.choose(key)
+        except NoModel:
+            raise ApiError(503, "no model can be loaded right now; retry later",
+                           headers={"Retry-After": RETRY_AFTER_S}) from None
+
+    def _predict(self, request: Request, log_fields: dict) -> tuple[int, dict, dict]:
+        raw = self._read_json_body(request)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"body is not valid JSON: {exc.msg}",
+                              [{"field": "body", "description": exc.msg}]) from None
+        single = not (isinstance(body, dict) and "instances" in body)
+        rows = [body] if single else body["instances"]
+        if not single:
+            extra = set(body) - {"instances"}
+            if extra:
+                raise bad_request("unknown top-level field",
+                                  [{"field": k, "description": "unknown field"} for k in sorted(extra)])
+            if not isinstance(rows, list) or not rows:
+                raise bad_request("instances must be a non-empty list",
+                                  [{"field": "instances", "description": "must be a non-empty list of objects"}])
+            if len(rows) > self.settings.max_batch_rows:
+                raise ApiError(413, f"batch of {len(rows)} rows exceeds the limit of {self.settings.max_batch_rows}")
+        elif not isinstance(body, dict):
+            raise bad_request("body must be a JSON object", [{"field": "body", "description": "must be a JSON object"}])
+
+        key = request.headers.get(self.settings.canary_header)
+        choice = self._choose(zlib.crc32(key.encode() if key else raw) % 10_000)
+        model = choice.model
+        try:
+            batch = build_batch(model.contract, rows)
+        except InvalidRows as exc:
+            errors = exc.errors[0] if single else {"instances": exc.errors}
+            violations = field_violations(errors)
+            log_fields["error_fields"] = sorted({v["field"].split(".")[-1] for v in violations})[:20]
+            raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
+
+        proba = model.predictor.predict_proba(batch.matrix)
+        species = np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)].tolist()
+        rounded = np.round(proba, 6).tolist()
+        labels = model.labels
+        predictions = [
+            {"species": s, "probabilities": dict(zip(labels, p)), "model_version": model.version,
+             "fallback": choice.fallback, "warnings": w}
+            for s, p, w in zip(species, rounded, batch.warnings)]
+        log_fields.update(model_version=model.version, role=choice.role, fallback=choice.fallback,
+                          rows=len(rows), predicted=species[:MAX_LOGGED_ROWS],
+                          instances=[_features(r, model.contract.field_names) for r in rows[:MAX_LOGGED_ROWS]],
+                          out_of_range=sum(1 for w in batch.warnings if w))
+        if single:
+            return 200, predictions[0], {}
+        return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, {}
+
+    def _read_json_body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, f"body exceeds {limit} bytes")
+        mimetype = request.mimetype
+        if mimetype != "application/json" and not mimetype.endswith("+json"):
+            raise ApiError(415, "send the body as application/json")
+        raw = request.stream.read(limit + 1)
+        if len(raw) > limit:
+            raise ApiError(413, f"body exceeds {limit} bytes")
+        return raw
+
+    def _log(self, request: Request, status: int, started: float, size: int, fields: dict) -> None:
+        latency = time.perf_counter() - started
+        event = "prediction" if status == 200 and "rows" in fields else "request"
+        self.request_log.emit({
+            "severity": "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO",
+            "message": f"{request.method} {request.path} {status}",
+            "event": event,
+            "status": status,
+            "latency_ms": round(latency * 1000, 3),
+            "httpRequest": {"requestMethod": request.method, "requestUrl": request.path, "status": status,
+                            "responseSize": str(size), "latency": f"{latency:.6f}s"},
+            **fields,
+        })
+
+
+def _features(row: dict, names: list[str]) -> dict:
+    return {name: row.get(name) for name in names}

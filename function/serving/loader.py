@@ -1,0 +1,228 @@
+"""Which model answers a request: lazy, thread-safe loading, pointer refresh, canary split, fallbacks.
+
+The first request loads the bundle the pointer names (concurrent first requests wait for that one load).
+Afterwards the pointer is re-read at most every `pointer_ttl_s`; one thread refreshes while the others
+keep answering from the model in hand, so a promotion never fails a request. The fallback chain is the
+pointer's stable version, then its previous versions newest first, then the model shipped in the code.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.bundle import MODEL_FILE, TREES_FILE, Bundle, CorruptBundle, read_bundle
+from shared.contract import FeatureContract
+from shared.features import InvalidRows, build_batch
+from shared.pointer import ServingPointer, read_pointer
+from shared.predictor import BoosterPredictor, RoutedPredictor, TreeEnsemble
+from shared.settings import Settings
+from shared.store import LocalStore, NotFound, Store, StoreUnavailable, open_store
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped_model"
+log = logging.getLogger(__name__)
+
+
+class NoModel(Exception):
+    """No model at all could be loaded: not from the store, not the shipped one."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A loaded, verified bundle ready to predict."""
+
+    version: str
+    manifest: dict
+    contract: FeatureContract
+    labels: tuple[str, ...]
+    predictor: RoutedPredictor
+    source: str  # "store" or "shipped"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The model chosen for one request, and how it was chosen."""
+
+    model: ServingModel
+    fallback: bool
+    role: str  # "stable", "canary", "fallback" or "shipped"
+
+
+@dataclass
+class _State:
+    stable: ServingModel
+    stable_role: str
+    canary: ServingModel | None
+    canary_percent: float
+    generation: int | None  # pointer generation this state reflects; None when the store was not read
+    next_check: float
+    checked_at: float
+    storage_error: str | None = None
+    failures: int = 0
+    cache: dict[str, ServingModel] = field(default_factory=dict)
+
+
+def load_model(bundle: Bundle, source: str, fast_max_rows: int) -> ServingModel:
+    """Build a ServingModel; CorruptBundle if the model or its contract cannot be served."""
+    try:
+        contract = bundle.contract
+        labels = tuple(bundle.manifest["labels"])
+        if labels != contract.labels:
+            raise ValueError("manifest labels differ from the contract's")
+        booster = BoosterPredictor(bundle.files[MODEL_FILE])
+        fast = _verified_fast_predictor(bundle, contract)
+        if fast is None:
+            booster.predict_proba(np.zeros((1, len(contract.columns)), dtype=np.float32))  # fail now, not later
+    except CorruptBundle:
+        raise
+    except Exception as exc:  # xgboost and numpy raise a variety of errors on bad model bytes
+        raise CorruptBundle(f"{bundle.version}: cannot serve ({type(exc).__name__}: {exc})") from None
+    return ServingModel(bundle.version, bundle.manifest, contract, labels,
+                        RoutedPredictor(fast, booster, fast_max_rows), source)
+
+
+def _verified_fast_predictor(bundle: Bundle, contract: FeatureContract) -> TreeEnsemble | None:
+    """The NumPy evaluator, only if it reproduces the probabilities recorded at publish time."""
+    data = bundle.files.get(TREES_FILE)
+    check = bundle.manifest.get("verification")
+    if data is None or not check:
+        return None
+    try:
+        trees = TreeEnsemble.from_bytes(data)
+        x = build_batch(contract, check["rows"]).matrix
+        diff = float(np.abs(trees.predict_proba(x) - np.asarray(check["probabilities"])).max())
+    except (ValueError, KeyError, IndexError, InvalidRows) as exc:
+        log.warning("fast predictor of %s unusable: %s", bundle.version, exc)
+        return None
+    if diff > float(check.get("tolerance", 1e-5)):
+        log.warning("fast predictor of %s differs from XGBoost by %g; using XGBoost", bundle.version, diff)
+        return None
+    return trees
+
+
+class ModelLoader:
+    """Holds the serving state for one process; `choose` is all a request needs."""
+
+    def __init__(self, settings: Settings, store_factory: Callable[[], Store] | None = None,
+                 shipped_dir: Path = SHIPPED_DIR, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self._store_factory = store_factory or (lambda: open_store(settings.model_store, settings.storage_timeout_s))
+        self._store: Store | None = None
+        self._shipped_dir = shipped_dir
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._state: _State | None = None
+
+    def choose(self, key: int = 0) -> Choice:
+        """The model for a request whose canary key is `key` (0-9999); raises NoModel."""
+        state = self._state
+        if state is None or self._clock() >= state.next_check:
+            self._refresh(blocking=state is None)
+            state = self._state
+            if state is None:
+                raise NoModel("no model could be loaded")
+        if state.canary is not None and key < state.canary_percent * 100:
+            return Choice(state.canary, False, "canary")
+        return Choice(state.stable, state.stable_role != "stable", state.stable_role)
+
+    def status(self) -> dict:
+        """What /health reports (without triggering a load)."""
+        state = self._state
+        if state is None:
+            return {"ready": False}
+        return {
+            "ready": True,
+            "model_version": state.stable.version,
+            "fallback": state.stable_role != "stable",
+            "serving": state.stable_role,
+            "canary": {"version": state.canary.version, "percent": state.canary_percent} if state.canary else None,
+            "storage_error": state.storage_error,
+            "pointer_checked_s_ago": round(self._clock() - state.checked_at, 3),
+        }
+
+    def _refresh(self, blocking: bool) -> None:
+        if not self._lock.acquire(blocking=blocking):
+            return  # another thread is refreshing; keep serving what we have
+        try:
+            state = self._state
+            if state is not None and self._clock() < state.next_check:
+                return
+            self._state = self._resolve(state)
+        finally:
+            self._lock.release()
+
+    def _resolve(self, state: _State | None) -> _State | None:
+        now = self._clock()
+        try:
+            if self._store is None:
+                self._store = self._store_factory()
+            pointer, generation = read_pointer(self._store, self.settings.model_name)
+        except (StoreUnavailable, ValueError, KeyError, TypeError) as exc:
+            return self._storage_failed(state, f"{type(exc).__name__}: {exc}", now)
+        except Exception as exc:  # a client that cannot even be built (no credentials...) is a storage fault
+            return self._storage_failed(state, f"{type(exc).__name__}", now)
+        ttl = self.settings.pointer_ttl_s
+        if state is not None and state.generation == generation and state.storage_error is None:
+            state.next_check, state.checked_at = now + ttl, now
+            return state
+        cache = state.cache if state else {}
+        if pointer is None:
+            return self._shipped_state(now, now + ttl, None, generation) or state
+        stable, role = self._first_loadable(pointer, cache)
+        if stable is None:
+            log.error("no version in the pointer's chain could be loaded; serving the shipped model")
+            return self._shipped_state(now, now + ttl, None, generation) or state
+        canary = self._load_cached(pointer.canary, cache) if pointer.canary else None
+        keep = {stable.version} | ({canary.version} if canary else set())
+        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation,
+                      now + ttl, now, cache={v: m for v, m in cache.items() if v in keep})
+
+    def _first_loadable(self, pointer: ServingPointer, cache: dict) -> tuple[ServingModel | None, str]:
+        for i, version in enumerate(pointer.chain()):
+            model = self._load_cached(version, cache)
+            if model is not None:
+                return model, "stable" if i == 0 else "fallback"
+        return None, "shipped"
+
+    def _load_cached(self, version: str, cache: dict) -> ServingModel | None:
+        if version in cache:
+            return cache[version]
+        try:
+            bundle = read_bundle(self._store, self.settings.model_name, version)
+            model = load_model(bundle, "store", self.settings.fast_predictor_max_rows)
+        except (NotFound, CorruptBundle, StoreUnavailable) as exc:
+            log.error("model version %s unusable: %s", version, exc)
+            return None
+        cache[version] = model
+        return model
+
+    def _storage_failed(self, state: _State | None, error: str, now: float) -> _State | None:
+        failures = (state.failures if state else 0) + 1
+        retry_at = now + min(self.settings.storage_retry_max_s, 0.5 * 2 ** (failures - 1))
+        log.error("model store unreachable (%s); retrying in %.1fs", error, retry_at - now)
+        if state is None:
+            state = self._shipped_state(now, retry_at, error, None)
+            if state is None:
+                return None
+        # keep answering with the model in hand; only the next check moves
+        state.storage_error, state.failures, state.next_check = error, failures, retry_at
+        return state
+
+    def _shipped_state(self, now: float, next_check: float, error: str | None,
+                       generation: int | None) -> _State | None:
+        try:
+            shipped = LocalStore(self._shipped_dir)
+            pointer, _ = read_pointer(shipped, self.settings.model_name)
+            if pointer is None:
+                raise NotFound("shipped pointer")
+            model = load_model(read_bundle(shipped, self.settings.model_name, pointer.stable), "shipped",
+                               self.settings.fast_predictor_max_rows)
+        except (NotFound, CorruptBundle, ValueError) as exc:
+            log.error("shipped model unusable: %s", exc)
+            return None
+        return _State(model, "shipped", None, 0.0, generation, next_check, now, storage_error=error)

@@ -1,0 +1,1 @@
+"""The retraining job: data, training, quality gate, publishing, drift report and metrics."""

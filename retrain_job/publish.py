@@ -1,0 +1,111 @@
+"""Publishing: write a bundle once, read it back verified, then move the pointer by compare-and-swap.
+
+A job killed before the pointer moves leaves at most an unlisted, manifest-less folder (invisible,
+removed by retention); a job that loses the pointer race exits cleanly with its bundle unpublished.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.bundle import Bundle, list_versions, models_prefix, read_bundle, write_bundle
+from shared.pointer import ServingPointer, read_pointer, write_pointer
+from shared.store import PreconditionFailed, Store
+
+KEEP_FALLBACKS = 3
+
+
+class PointerRace(Exception):
+    """Another job moved the pointer between our read and our write; nothing was changed by us."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the pointer said before and after."""
+
+    before: ServingPointer | None
+    after: ServingPointer
+
+
+def stage(store: Store, name: str, bundle: Bundle) -> None:
+    """Write the bundle and prove it reads back intact before anything points at it."""
+    write_bundle(store, name, bundle)
+    read_bundle(store, name, bundle.version)
+
+
+def promote(store: Store, name: str, version: str, canary_percent: float = 0.0,
+            keep: int = KEEP_FALLBACKS) -> Published:
+    """Make `version` stable (the old stable joins the fallbacks) or, with a percentage, the canary."""
+    before, generation = read_pointer(store, name)
+    if before is None:
+        after = ServingPointer(stable=version).touched()
+    elif canary_percent > 0:
+        after = before.touched(canary=version, canary_percent=float(canary_percent))
+    else:
+        fallbacks = tuple(v for v in before.chain() if v != version)[:keep]
+        after = before.touched(stable=version, previous=fallbacks, canary=None, canary_percent=0.0)
+    return _swap(store, name, before, after, generation)
+
+
+def resolve_canary(store: Store, name: str, accept: bool, keep: int = KEEP_FALLBACKS) -> Published:
+    """Finish a canary: promote it to stable, or roll it back (drop it from the pointer)."""
+    before, generation = read_pointer(store, name)
+    if before is None or before.canary is None:
+        raise ValueError("there is no canary to resolve")
+    if accept:
+        fallbacks = tuple(v for v in before.chain() if v != before.canary)[:keep]
+        after = before.touched(stable=before.canary, previous=fallbacks, canary=None, canary_percent=0.0)
+    else:
+        after = before.touched(canary=None, canary_percent=0.0)
+    return _swap(store, name, before, after, generation)
+
+
+def rollback(store: Store, name: str) -> Published:
+    """Put the newest fallback back as stable (the bad stable is dropped from the chain)."""
+    before, generation = read_pointer(store, name)
+    if before is None or not before.previous:
+        raise ValueError("there is no previous version to roll back to")
+    after = before.touched(stable=before.previous[0], previous=before.previous[1:], canary=None,
+                           canary_percent=0.0)
+    return _swap(store, name, before, after, generation)
+
+
+def _swap(store: Store, name: str, before: ServingPointer | None, after: ServingPointer,
+          generation: int) -> Published:
+    try:
+        write_pointer(store, name, after, generation)
+    except PreconditionFailed:
+        raise PointerRace("the serving pointer moved under us; nothing published") from None
+    return Published(before, after)
+
+
+def copy_stable(source: Store, target: Store, name: str) -> str:
+    """Copy the source's stable bundle and a pointer naming it into target (the shipped fallback model)."""
+    pointer, _ = read_pointer(source, name)
+    if pointer is None:
+        raise ValueError("the source store has no published model")
+    bundle = read_bundle(source, name, pointer.stable)
+    for key in target.list(models_prefix(name)):
+        target.delete(key)
+    write_bundle(target, name, bundle)
+    read_bundle(target, name, bundle.version)
+    write_pointer(target, name, ServingPointer(stable=bundle.version).touched(), 0)
+    return bundle.version
+
+
+def apply_retention(store: Store, name: str, keep_unreferenced: int = 2) -> list[str]:
+    """Delete old versions: never one the pointer names, nor the newest few others; returns deleted ones."""
+    pointer, _ = read_pointer(store, name)
+    protected = set(pointer.chain() + ([pointer.canary] if pointer.canary else [])) if pointer else set()
+    prefix = models_prefix(name)
+    all_versions = sorted({k[len(prefix):].split("/")[0] for k in store.list(prefix) if "/" in k[len(prefix):]},
+                          reverse=True)
+    finished = set(list_versions(store, name))
+    spare = [v for v in all_versions if v not in protected and v in finished][keep_unreferenced:]
+    # unfinished folders (no manifest) are leftovers of killed jobs; keep the newest in case one is running
+    leftovers = [v for v in all_versions if v not in finished][1:]
+    deleted = []
+    for version in spare + leftovers:
+        for key in store.list(f"{prefix}{version}/"):
+            store.delete(key)
+        deleted.append(version)
+    return deleted

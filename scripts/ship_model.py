@@ -1,0 +1,30 @@
+"""Copy the store's stable bundle into function/shipped_model, the fallback deployed with the code.
+
+Usage: python scripts/ship_model.py [--store URI] [--target DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from retrain_job.publish import copy_stable  # noqa: E402
+from shared.settings import REPO_ROOT, Settings  # noqa: E402
+from shared.store import LocalStore, open_store  # noqa: E402
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--store", default=settings.model_store)
+    p.add_argument("--target", default=str(REPO_ROOT / "function" / "shipped_model"))
+    args = p.parse_args()
+    version = copy_stable(open_store(args.store), LocalStore(args.target), settings.model_name)
+    print(f"shipped {version} into {args.target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The serving pointer `models/<name>/serving.json`: the only object that ever changes.
+
+It names the stable version, the previous good ones (the fallback chain, newest first) and an optional
+canary with its share of traffic. It moves only by compare-and-swap on its generation.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+
+from shared.bundle import models_prefix
+from shared.store import NotFound, Store
+
+POINTER_FILE = "serving.json"
+
+
+@dataclass(frozen=True)
+class ServingPointer:
+    """Which versions serve: stable, fallbacks newest first, and an optional canary at a percentage."""
+
+    stable: str
+    previous: tuple[str, ...] = ()
+    canary: str | None = None
+    canary_percent: float = 0.0
+    updated_at: str = field(default="")
+
+    def chain(self) -> list[str]:
+        """Versions to try for stable traffic, in order."""
+        return [self.stable, *[v for v in self.previous if v != self.stable]]
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({**asdict(self), "previous": list(self.previous)}, indent=2).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ServingPointer:
+        raw = json.loads(data)
+        percent = float(raw.get("canary_percent") or 0.0)
+        if not isinstance(raw["stable"], str) or not 0.0 <= percent <= 100.0:
+            raise ValueError("malformed serving pointer")
+        return cls(stable=raw["stable"], previous=tuple(raw.get("previous") or ()),
+                   canary=raw.get("canary") or None, canary_percent=percent,
+                   updated_at=str(raw.get("updated_at", "")))
+
+    def touched(self, **changes) -> ServingPointer:
+        """A copy with changes and a fresh timestamp."""
+        return replace(self, **changes, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+def pointer_key(name: str) -> str:
+    return models_prefix(name) + POINTER_FILE
+
+
+def read_pointer(store: Store, name: str) -> tuple[ServingPointer | None, int]:
+    """The pointer and its generation; (None, 0) when no model was ever published."""
+    try:
+        data, generation = store.read(pointer_key(name))
+    except NotFound:
+        return None, 0
+    return ServingPointer.from_bytes(data), generation
+
+
+def write_pointer(store: Store, name: str, pointer: ServingPointer, expected_generation: int) -> int:
+    """Move the pointer only if it is still at `expected_generation` (0: not yet created)."""
+    return store.write(pointer_key(name), pointer.to_bytes(), if_generation_match=expected_generation)
