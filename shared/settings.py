@@ -36,6 +36,7 @@ class Settings:
     log_prefix: str = "logs"
     canary_header: str = "x-request-key"
     fast_predictor_max_rows: int = 64
+    shipped_model_dir: str | None = None  # None: function/shipped_model beside the code
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -54,4 +55,5 @@ class Settings:
             log_to_store=_env_bool("LOG_TO_STORE", d.log_to_store),
             log_prefix=env.get("LOG_PREFIX", d.log_prefix),
             fast_predictor_max_rows=int(env.get("FAST_PREDICTOR_MAX_ROWS", d.fast_predictor_max_rows)),
+            shipped_model_dir=env.get("SHIPPED_MODEL_DIR") or None,
         )

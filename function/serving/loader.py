@@ -109,11 +109,11 @@ class ModelLoader:
     """Holds the serving state for one process; `choose` is all a request needs."""
 
     def __init__(self, settings: Settings, store_factory: Callable[[], Store] | None = None,
-                 shipped_dir: Path = SHIPPED_DIR, clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self._store_factory = store_factory or (lambda: open_store(settings.model_store, settings.storage_timeout_s))
         self._store: Store | None = None
-        self._shipped_dir = shipped_dir
+        self._shipped_dir = Path(settings.shipped_model_dir) if settings.shipped_model_dir else SHIPPED_DIR
         self._clock = clock
         self._lock = threading.Lock()
         self._state: _State | None = None

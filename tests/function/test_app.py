@@ -1,0 +1,116 @@
+"""The function through Functions Framework's own test client: answers, errors and limits."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.examples import SEED_EXAMPLES
+from tests.function.conftest import STABLE
+
+SEED = SEED_EXAMPLES[0][0]
+
+
+def _error(resp, code: int) -> dict:
+    assert resp.status_code == code, resp.data[:300]
+    assert resp.content_type == "application/json"
+    body = resp.get_json()["error"]
+    assert body["code"] == code and body["status"] and body["message"]
+    assert "Traceback" not in resp.get_data(as_text=True) and "/work" not in resp.get_data(as_text=True)
+    return body
+
+
+@pytest.mark.parametrize(("row", "species"), SEED_EXAMPLES)
+def test_seed_examples(client, row, species):
+    resp = client.post("/predict", json=row)
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["species"] == species
+    assert set(body["probabilities"]) == {"Adelie", "Chinstrap", "Gentoo"}
+    assert body["probabilities"][species] > 0.9 and abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    assert body["model_version"] == STABLE and body["fallback"] is False and body["warnings"] == []
+
+
+def test_batch_keeps_input_order(client):
+    rows = [r for r, _ in SEED_EXAMPLES] * 40
+    resp = client.post("/predict", json={"instances": rows})
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["model_version"] == STABLE and body["fallback"] is False
+    assert [p["species"] for p in body["predictions"]] == [s for _, s in SEED_EXAMPLES] * 40
+
+
+def test_large_batch_goes_through_xgboost_and_agrees(client):
+    rows = [r for r, _ in SEED_EXAMPLES] * 3334
+    resp = client.post("/predict", json={"instances": rows[:10_000]})
+    assert resp.status_code == 200
+    assert [p["species"] for p in resp.get_json()["predictions"][:3]] == [s for _, s in SEED_EXAMPLES]
+
+
+def test_out_of_training_range_predicts_with_warning(client):
+    resp = client.post("/predict", json={**SEED, "body_mass_g": 9000})
+    assert resp.status_code == 200 and "body_mass_g" in resp.get_json()["warnings"][0]
+
+
+def test_validation_names_every_field(client):
+    body = _error(client.post("/predict", json={**SEED, "bill_length_mm": -1, "island": "Mars", "extra": 1}), 400)
+    fields = {v["field"] for v in body["details"][0]["fieldViolations"]}
+    assert fields == {"bill_length_mm", "island", "extra"}
+
+
+def test_batch_errors_are_indexed(client):
+    rows = [SEED, {**SEED, "body_mass_g": "heavy"}, SEED, {**SEED, "sex": "unknown"}]
+    body = _error(client.post("/predict", json={"instances": rows}), 400)
+    fields = [v["field"] for v in body["details"][0]["fieldViolations"]]
+    assert fields == ["instances[1].body_mass_g", "instances[3].sex"]
+
+
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"NaN", b'{"bill_length_mm": Infinity}', b"\xff\xfe\x00garbage", b"[" * 100_000,
+    b'{"a":' * 5000 + b"1" + b"}" * 5000, b'"just a string"', b"[1, 2, 3]", b"null", b"",
+    b'{"instances": "many"}', b'{"instances": []}', b'{"instances": [1, 2]}', b'{"instances": [], "x": 1}',
+    b'{"bill_length_mm": 1' + b"0" * 5000 + b"}",
+])
+def test_hostile_bodies_get_400(client, raw):
+    _error(client.post("/predict", data=raw, content_type="application/json"), 400)
+
+
+def test_body_too_large_is_413(client):
+    _error(client.post("/predict", data=b" " * (20 * 1024 * 1024), content_type="application/json"), 413)
+
+
+def test_batch_too_large_is_413(client):
+    _error(client.post("/predict", json={"instances": [SEED] * 10_001}), 413)
+
+
+def test_not_json_is_415(client):
+    _error(client.post("/predict", data=json.dumps(SEED), content_type="text/plain"), 415)
+
+
+def test_unknown_path_is_404_and_wrong_method_405(client):
+    _error(client.get("/nope"), 404)
+    resp = client.get("/predict")
+    _error(resp, 405)
+    assert resp.headers["Allow"] == "POST"
+    _error(client.delete("/health"), 405)
+
+
+def test_health_model_and_openapi(client):
+    health = client.get("/health").get_json()
+    assert health["status"] == "ok" and health["ready"] and health["model_version"] == STABLE
+    model = client.get("/model").get_json()
+    assert model["model_version"] == STABLE and model["manifest"]["contract"]["labels"] == ["Adelie", "Chinstrap",
+                                                                                             "Gentoo"]
+    assert "libraries" not in model["manifest"]
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.") and "/predict" in doc["paths"]
+    instance = doc["components"]["schemas"]["Instance"]
+    assert set(instance["required"]) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
+                                         "island"}
+    assert instance["properties"]["bill_length_mm"]["exclusiveMinimum"] == 0
+
+
+def test_no_model_anywhere_is_503_with_retry_after(make_client, tmp_path):
+    client = make_client(MODEL_STORE=tmp_path / "empty", SHIPPED_MODEL_DIR=tmp_path / "no-shipped-model")
+    resp = client.post("/predict", json=SEED)
+    _error(resp, 503)
+    assert int(resp.headers["Retry-After"]) > 0
+    assert client.get("/health").status_code == 503
