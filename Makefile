@@ -13,7 +13,7 @@ VENV := .venv
 FN_VENV := .venv-function
 PIP_QUIET := -q
 
-.PHONY: serve test model retrain lint unit infra-check reliability bench load lock clean ci-deps
+.PHONY: serve test system-deps model retrain traffic lint infra-check reliability bench load lock clean
 
 # Full development environment: function, job and test tools.
 $(VENV)/.installed: requirements.txt function/requirements.txt retrain_job/requirements.txt
@@ -34,14 +34,22 @@ model: $(VENV)/.installed
 ## make serve: start the function on $(PORT) against the local store, training a first model if needed
 serve: $(FN_VENV)/.installed model
 	cd function && MODEL_STORE="$(MODEL_STORE)" LOG_TO_STORE=1 WORKERS=$(WORKERS) THREADS=$(THREADS) \
-		../$(FN_VENV)/bin/functions-framework --source main.py --target predict --host $(HOST) --port $(PORT)
+		POINTER_TTL_S=$${POINTER_TTL_S:-5} ../$(FN_VENV)/bin/functions-framework --source main.py --target predict \
+		--host $(HOST) --port $(PORT)
 
 ## make retrain: one run of the retraining job against the local store
 retrain: $(VENV)/.installed
 	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)"
 
+## system tools the suite drives: Debian's chromium (report screenshots) and wrk (load generator)
+system-deps:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || { \
+		echo "installing chromium and wrk from Debian"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium wrk >/dev/null; }
+
 ## make test: install everything and run the whole suite (lint, unit and integration, infra checks)
-test: $(VENV)/.installed $(FN_VENV)/.installed
+test: $(VENV)/.installed $(FN_VENV)/.installed system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
@@ -50,3 +58,9 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(FN_VENV) .pytest_cache
+
+## make traffic: synthetic traffic to a running `make serve` (MASS_FACTOR=1.2 shifts body mass)
+MASS_FACTOR ?= 1.0
+ROWS ?= 300
+traffic: $(VENV)/.installed
+	$(VENV)/bin/python scripts/send_traffic.py --url http://$(HOST):$(PORT) --rows $(ROWS) --mass-factor $(MASS_FACTOR)

@@ -160,3 +160,11 @@ def _stress_matrix(x: np.ndarray, rows: int = 2000) -> np.ndarray:
     stress = rng.uniform(low - span / 2, high + span / 2, size=(rows, x.shape[1])).astype(np.float32)
     stress[rng.random(stress.shape) < 0.2] = np.nan
     return stress
+
+
+def split_with_frozen_holdout(base: pd.DataFrame, labelled: pd.DataFrame, seed: int = SEED) -> Split:
+    """The base data's seeded holdout stays frozen across runs; new labelled rows all go to training."""
+    fixed = split(base, seed)
+    if labelled.empty:
+        return fixed
+    return Split(pd.concat([fixed.train, labelled], ignore_index=True), fixed.holdout)

@@ -25,6 +25,10 @@ class ServingPointer:
     canary_percent: float = 0.0
     updated_at: str = field(default="")
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.canary_percent <= 100.0:
+            raise ValueError(f"canary_percent {self.canary_percent} is not within 0 to 100")
+
     def chain(self) -> list[str]:
         """Versions to try for stable traffic, in order."""
         return [self.stable, *[v for v in self.previous if v != self.stable]]
@@ -35,11 +39,10 @@ class ServingPointer:
     @classmethod
     def from_bytes(cls, data: bytes) -> ServingPointer:
         raw = json.loads(data)
-        percent = float(raw.get("canary_percent") or 0.0)
-        if not isinstance(raw["stable"], str) or not 0.0 <= percent <= 100.0:
+        if not isinstance(raw["stable"], str):
             raise ValueError("malformed serving pointer")
         return cls(stable=raw["stable"], previous=tuple(raw.get("previous") or ()),
-                   canary=raw.get("canary") or None, canary_percent=percent,
+                   canary=raw.get("canary") or None, canary_percent=float(raw.get("canary_percent") or 0.0),
                    updated_at=str(raw.get("updated_at", "")))
 
     def touched(self, **changes) -> ServingPointer:

@@ -1,0 +1,113 @@
+"""Custom metrics in Cloud Monitoring, within the API's limits; to the log when there is no project.
+
+Every series gets one point per request and a request carries at most 200 series. The monitored resource
+is `generic_task`, the type meant for batch work: project, location, namespace, job and task id.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIX = "custom.googleapis.com/penguins/"
+MAX_SERIES_PER_REQUEST = 200
+# Every metric the job writes; Terraform's alert policies and dashboard are checked against this list.
+METRIC_NAMES = (
+    "drift_share", "feature_drift_score", "prediction_drift_score", "candidate_accuracy", "stable_accuracy",
+    "candidate_log_loss", "promoted", "training_rows", "labelled_rows_rejected", "job_duration_s", "job_success",
+)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of one series (a metric name plus its labels)."""
+
+    name: str
+    value: float
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MetricsTarget:
+    """Where points go: a project (and optionally an endpoint, for the local fake server)."""
+
+    project: str | None
+    endpoint: str | None = None
+    location: str = "global"
+    job: str = "local"
+    task: str = "0"
+
+    @classmethod
+    def from_env(cls) -> MetricsTarget:
+        env = os.environ
+        return cls(project=env.get("METRICS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or None,
+                   endpoint=env.get("METRICS_ENDPOINT") or None,
+                   location=env.get("CLOUD_RUN_REGION", env.get("REGION", "global")),
+                   job=env.get("CLOUD_RUN_JOB", "local"), task=env.get("CLOUD_RUN_TASK_INDEX", "0"))
+
+
+def build_time_series(points: list[MetricPoint], target: MetricsTarget, now: float | None = None) -> list:
+    """TimeSeries messages, one gauge point each, on the generic_task resource."""
+    from google.cloud import monitoring_v3  # noqa: PLC0415
+
+    now = time.time() if now is None else now
+    seconds, nanos = int(now), int((now - int(now)) * 1e9)
+    series = []
+    for p in points:
+        ts = monitoring_v3.TimeSeries()
+        ts.metric.type = METRIC_PREFIX + p.name
+        ts.metric.labels.update(p.labels)
+        ts.resource.type = "generic_task"
+        ts.resource.labels.update({"project_id": target.project or "local", "location": target.location,
+                                   "namespace": "penguins", "job": target.job, "task_id": target.task})
+        ts.points = [monitoring_v3.Point({"interval": {"end_time": {"seconds": seconds, "nanos": nanos}},
+                                          "value": {"double_value": float(p.value)}})]
+        series.append(ts)
+    return series
+
+
+def _client(target: MetricsTarget):
+    from google.cloud import monitoring_v3  # noqa: PLC0415
+
+    if target.endpoint:
+        import grpc  # noqa: PLC0415
+        from google.cloud.monitoring_v3.services.metric_service.transports import (  # noqa: PLC0415
+            MetricServiceGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(target.endpoint)
+        return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+    return monitoring_v3.MetricServiceClient()
+
+
+def write_metrics(points: list[MetricPoint], target: MetricsTarget) -> str:
+    """Send the points (chunks of 200 series); without a project, or on any API error, log them instead.
+
+    Returns where they went: "monitoring", "log" or "log (error: ...)". Metrics never fail the job.
+    """
+    for p in points:
+        if p.name not in METRIC_NAMES:
+            raise ValueError(f"undeclared metric {p.name}")
+    if not target.project:
+        _log_points(points)
+        return "log"
+    try:
+        client = _client(target)
+        series = build_time_series(points, target)
+        for start in range(0, len(series), MAX_SERIES_PER_REQUEST):
+            client.create_time_series(name=f"projects/{target.project}",
+                                      time_series=series[start:start + MAX_SERIES_PER_REQUEST], timeout=10)
+    except Exception as exc:  # credentials, network, quota: report and carry on
+        log.warning("metrics not written to Cloud Monitoring (%s); logging them", type(exc).__name__)
+        _log_points(points)
+        return f"log (error: {type(exc).__name__})"
+    return "monitoring"
+
+
+def _log_points(points: list[MetricPoint]) -> None:
+    for p in points:
+        log.info("metric %s", json.dumps({"metric": METRIC_PREFIX + p.name, "value": p.value, "labels": p.labels}))

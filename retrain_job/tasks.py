@@ -1,0 +1,56 @@
+"""Splitting the hyperparameter search across Cloud Run Job tasks, and merging the partial results.
+
+Task i of N scores every N-th parameter set (i, i+N, ...) and writes its scores to
+`runs/<run id>/scores/task-<i>.json`. After writing, it lists the folder: the task that sees all N
+files is the last to finish (each lists after its own write, so the last writer always sees them all).
+It claims the merge with a create-if-absent write of `runs/<run id>/merge.claim`, so even two tasks
+finishing together produce one candidate. One task alone (N = 1) is the same path.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from shared.store import PreconditionFailed, Store
+
+
+@dataclass(frozen=True)
+class Task:
+    """This process's place in the job execution."""
+
+    index: int = 0
+    count: int = 1
+    run_id: str = "local"
+
+    @classmethod
+    def from_env(cls, default_run_id: str) -> Task:
+        env = os.environ
+        return cls(int(env.get("CLOUD_RUN_TASK_INDEX", 0)), int(env.get("CLOUD_RUN_TASK_COUNT", 1)),
+                   env.get("CLOUD_RUN_EXECUTION", default_run_id))
+
+
+def share(items: list, task: Task) -> list:
+    """This task's part of the search: every count-th item from its index."""
+    return items[task.index::task.count]
+
+
+def _prefix(task: Task) -> str:
+    return f"runs/{task.run_id}/"
+
+
+def report_scores(store: Store, task: Task, scores: list[dict]) -> list[dict] | None:
+    """Record this task's scores; return everyone's if this task should merge, else None."""
+    prefix = _prefix(task) + "scores/"
+    store.write(f"{prefix}task-{task.index}.json", json.dumps(scores).encode())
+    keys = [k for k in store.list(prefix) if k.endswith(".json")]
+    if len(keys) < task.count:
+        return None
+    try:
+        store.write(_prefix(task) + "merge.claim", str(task.index).encode(), if_generation_match=0)
+    except PreconditionFailed:
+        return None  # another task finished at the same moment and merges
+    merged: list[dict] = []
+    for key in sorted(keys):
+        merged.extend(json.loads(store.read(key)[0]))
+    return merged

@@ -1,0 +1,170 @@
+"""The whole job on real stores: publishing, labelled data, the gate, races, canaries, task splits."""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+import pytest
+
+from retrain_job.publish import PointerRace, promote
+from shared.bundle import list_versions, read_bundle
+from shared.pointer import read_pointer
+from shared.store import LocalStore
+from tests.conftest import publish
+
+V0 = "20250101T000000Z-oldstable"
+
+
+def _csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def _labelled_rows(base_data, n: int, seed: int = 1, shuffle_labels: bool = False) -> list[dict]:
+    sample = base_data.sample(n=n, replace=True, random_state=seed)
+    rows = sample[["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g", "island", "sex",
+                   "year", "species"]].to_dict("records")
+    if shuffle_labels:
+        labels = sample["species"].sample(frac=1.0, random_state=seed + 1).tolist()
+        for row, label in zip(rows, labels):
+            row["species"] = label
+    return rows
+
+
+def test_first_run_on_local_store_publishes_and_reports(job, local_store):
+    code, summary = job(str(local_store.root))
+    assert code == 0 and summary["decision"] == "promoted"
+    pointer, _ = read_pointer(local_store, "penguins")
+    assert pointer.stable == summary["candidate"]
+    bundle = read_bundle(local_store, "penguins", pointer.stable)
+    assert bundle.manifest["metrics"]["holdout"]["accuracy"] >= 0.97
+    assert summary["drift"]["status"] == "not_enough_data"
+    for folder in (summary["drift"]["report"], "reports/drift/latest/"):
+        assert local_store.read(folder + "report.json")[0] and local_store.read(folder + "report.html")[0]
+    assert summary["metrics_sink"] == "log" and summary["durations_s"]["total"] > 0
+
+
+def test_whole_job_on_gcs_emulator(job, gcs_store, gcs_emulator):
+    code, summary = job(gcs_store.uri, env={"STORAGE_EMULATOR_HOST": gcs_emulator.url})
+    assert code == 0 and summary["decision"] == "promoted"
+    assert read_pointer(gcs_store, "penguins")[0].stable == summary["candidate"]
+    code, again = job(gcs_store.uri, env={"STORAGE_EMULATOR_HOST": gcs_emulator.url})
+    assert code == 0 and again["decision"] == "promoted"
+    assert again["metrics"]["candidate"] == summary["metrics"]["candidate"]  # same data, same metrics
+    pointer = read_pointer(gcs_store, "penguins")[0]
+    assert pointer.stable == again["candidate"] and pointer.previous == (summary["candidate"],)
+
+
+def test_labelled_data_bad_rows_and_duplicates(job, local_store, base_data):
+    good = _labelled_rows(base_data, 40)
+    bad = [{**good[0], "body_mass_g": "-5"}, {**good[1], "species": "Emperor"}, {**good[2], "bill_depth_mm": "x"},
+           {**good[3], "sex": "maybe"}]
+    local_store.write("data/labelled/batch-1.csv", _csv(good + bad))
+    local_store.write("data/labelled/copy-of-batch-1.csv", _csv(good + bad))  # same content: counted once
+    local_store.write("data/labelled/garbage.csv", b"\x00\xff not,a\ncsv\x00")
+    code, summary = job(str(local_store.root))
+    data = summary["data"]
+    assert code == 0 and data["labelled_rows"] == 40 and data["rejected_rows"] == 5
+    reasons = " | ".join(r["reason"] for r in data["rejected_sample"])
+    assert "body_mass_g" in reasons and "Emperor" in reasons and "bill_depth_mm" in reasons and "maybe" in reasons
+    assert sum(1 for f in data["labelled_files"] if f.get("duplicate_of")) == 1
+    assert data["train_rows"] == 273 + 40
+
+
+def test_gate_rejects_sabotaged_candidate(job, local_store, base_data, trained_bundle):
+    publish(local_store, trained_bundle, V0)
+    local_store.write("data/labelled/shuffled.csv", _csv(_labelled_rows(base_data, 3000, shuffle_labels=True)))
+    code, summary = job(str(local_store.root))
+    assert code == 0 and summary["decision"] == "rejected" and summary["gate"]["reasons"]
+    assert read_pointer(local_store, "penguins")[0].stable == V0
+    assert list_versions(local_store, "penguins") == [V0]  # nothing of the candidate was written
+
+
+def test_canary_then_promote_and_rollback_commands(job, local_store, trained_bundle):
+    publish(local_store, trained_bundle, V0)
+    code, summary = job(str(local_store.root), "--canary-percent", "20")
+    assert code == 0 and summary["decision"] == "canary"
+    pointer = read_pointer(local_store, "penguins")[0]
+    assert (pointer.stable, pointer.canary, pointer.canary_percent) == (V0, summary["candidate"], 20.0)
+    code, out = job(str(local_store.root), "rollback-canary")
+    assert code == 0 and read_pointer(local_store, "penguins")[0].canary is None
+    job(str(local_store.root), "--canary-percent", "20")
+    code, out = job(str(local_store.root), "promote-canary")
+    pointer = read_pointer(local_store, "penguins")[0]
+    assert code == 0 and pointer.stable == out["before"]["canary"] and pointer.previous[0] == V0
+    code, out = job(str(local_store.root), "rollback")
+    assert code == 0 and read_pointer(local_store, "penguins")[0].stable == V0
+
+
+class RendezvousStore(LocalStore):
+    """A real local store whose pointer reads wait for each other, forcing two writers to race."""
+
+    def __init__(self, root, parties: int) -> None:
+        super().__init__(root)
+        self.barrier = threading.Barrier(parties)
+
+    def read(self, key):
+        result = super().read(key)
+        if key.endswith("serving.json"):
+            self.barrier.wait(timeout=10)
+        return result
+
+
+def test_two_jobs_racing_on_the_pointer_one_loses_cleanly(local_store, trained_bundle):
+    publish(local_store, trained_bundle, V0, "20250101T000000Z-a", "20250101T000000Z-b")
+    racing = RendezvousStore(local_store.root, parties=2)
+    outcomes = {}
+
+    def contender(version: str) -> None:
+        try:
+            outcomes[version] = promote(racing, "penguins", version).after.stable
+        except PointerRace:
+            outcomes[version] = "lost"
+
+    threads = [threading.Thread(target=contender, args=(v,)) for v in ("20250101T000000Z-a", "20250101T000000Z-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes.values()).count("lost") == 1
+    winner = next(v for v in outcomes.values() if v != "lost")
+    pointer = read_pointer(local_store, "penguins")[0]
+    assert pointer.stable == winner and V0 in pointer.previous
+
+
+def test_two_job_processes_at_once_leave_a_valid_pointer(job, gcs_store, gcs_emulator, trained_bundle):
+    publish(gcs_store, trained_bundle, V0)
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator.url}
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(job(gcs_store.uri, env=env))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [code for code, _ in results] == [0, 0]
+    assert {s["decision"] for _, s in results} <= {"promoted", "lost-race"}
+    pointer = read_pointer(gcs_store, "penguins")[0]
+    for version in pointer.chain():
+        read_bundle(gcs_store, "penguins", version)  # every version the pointer names is whole
+
+
+def test_search_split_across_tasks_merges_once(job, local_store):
+    code, alone = job(str(local_store.root), "--dry-run", env={"CLOUD_RUN_EXECUTION": "solo"})
+    outputs = []
+    for index in range(3):
+        env = {"CLOUD_RUN_TASK_INDEX": str(index), "CLOUD_RUN_TASK_COUNT": "3", "CLOUD_RUN_EXECUTION": "exec-1"}
+        outputs.append(job(str(local_store.root), "--dry-run", env=env)[1])
+    assert [o["decision"] for o in outputs] == ["search-share-done", "search-share-done", "dry-run"]
+    assert outputs[2]["params"] == alone["params"]
+    assert outputs[2]["metrics"] == alone["metrics"]
+
+
+@pytest.mark.parametrize("value", ["150", "-1"])
+def test_bad_canary_percent_fails_the_run_before_any_work(job, local_store, value):
+    code, summary = job(str(local_store.root), "--canary-percent", value)
+    assert code == 1 and summary["decision"] == "failed" and "canary percent" in summary["error"]
+    assert local_store.list("") == []

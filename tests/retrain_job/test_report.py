@@ -1,0 +1,99 @@
+"""Drift reports from real synthetic traffic: JSON against its schema, HTML rendered by headless Chromium."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+from PIL import Image
+
+from scripts.send_traffic import send, synthetic_rows
+from shared.store import LocalStore
+from tests.conftest import REPO, get, publish
+
+SCHEMA = json.loads((REPO / "retrain_job" / "report.schema.json").read_text())
+
+
+@pytest.fixture
+def serving_store(serve, local_store, trained_bundle):
+    """A published local store and a function writing its prediction logs into it, as `make serve` does."""
+    publish(local_store, trained_bundle, "20250101T000000Z-serving")
+    server = serve({"MODEL_STORE": str(local_store.root), "LOG_TO_STORE": "1", "POINTER_TTL_S": "0.5"})
+    return local_store, server
+
+
+def _report(store: LocalStore, summary: dict) -> dict:
+    report = json.loads(store.read(summary["drift"]["report"] + "report.json")[0])
+    jsonschema.validate(report, SCHEMA)
+    return report
+
+
+def test_shifted_traffic_flags_body_mass_only(serving_store, job):
+    store, server = serving_store
+    assert send(server.url, synthetic_rows(300, mass_factor=1.2)) == 300
+    code, summary = job(str(store.root), "--dry-run")
+    report = _report(store, summary)
+    assert code == 0 and report["current"]["serving_rows"] == 300
+    assert report["drifted_features"] == ["body_mass_g"]
+    assert summary["drift"]["drifted_features"] == ["body_mass_g"]
+
+
+def test_island_mix_shift_flags_island(serving_store, job):
+    store, server = serving_store
+    assert send(server.url, synthetic_rows(200, island="Torgersen"), batch=50) == 200
+    report = _report(store, job(str(store.root), "--dry-run")[1])
+    assert "island" in report["drifted_features"] and "body_mass_g" not in report["drifted_features"]
+
+
+def test_unshifted_traffic_flags_nothing(serving_store, job):
+    store, server = serving_store
+    assert send(server.url, synthetic_rows(300)) == 300
+    report = _report(store, job(str(store.root), "--dry-run")[1])
+    assert report["status"] == "no_drift" and report["drifted_features"] == []
+    assert report["prediction_drift"] is not None and not report["prediction_drift"]["drifted"]
+    assert len(json.dumps(report)) < 20_000  # histograms only, no raw rows
+
+
+def test_too_little_traffic_is_not_a_verdict(serving_store, job):
+    store, server = serving_store
+    send(server.url, synthetic_rows(10))
+    report = _report(store, job(str(store.root), "--dry-run")[1])
+    assert report["status"] == "not_enough_data" and report["features"] == []
+
+
+def test_serving_picks_up_a_retrained_model_without_restart(serving_store, job):
+    store, server = serving_store
+    before = get(server.url + "/health")[1]["model_version"]
+    code, summary = job(str(store.root))
+    assert code == 0 and summary["decision"] == "promoted"
+    import time
+    deadline = time.monotonic() + 10
+    while get(server.url + "/health")[1]["model_version"] == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert get(server.url + "/health")[1]["model_version"] == summary["candidate"]
+
+
+def test_html_report_renders_in_headless_chromium(serving_store, job, tmp_path):
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is installed by `make test`"
+    store, server = serving_store
+    send(server.url, synthetic_rows(120, mass_factor=1.2))
+    summary = job(str(store.root), "--dry-run")[1]
+    html = Path(store.root) / summary["drift"]["report"] / "report.html"
+    assert html.stat().st_size < 100_000
+    shot = tmp_path / "report.png"
+    with tempfile.TemporaryDirectory() as profile:
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", "--window-size=1200,1400", f"--screenshot={shot}",
+                        html.as_uri()], capture_output=True, timeout=90, check=True)
+    image = Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")
+    colours = image.getcolors(maxcolors=1_000_000)
+    assert image.size == (1200, 1400) and len(colours) > 50  # text, bars and panels, not a blank page
+    orange = sum(count for count, rgb in colours if rgb[0] > 220 and 100 < rgb[1] < 160 and rgb[2] < 60)
+    assert orange > 2000  # the current-data bars were drawn
