@@ -27,6 +27,12 @@ $(FN_VENV)/.installed: function/requirements.txt
 	$(FN_VENV)/bin/pip install $(PIP_QUIET) -r function/requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
 	touch $@
 
+# checkov in its own virtualenv: its bc-python-hcl2 clashes with python-hcl2 used by the tests.
+.venv-checkov/.installed:
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install $(PIP_QUIET) "checkov>=3.2,<4" 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
 ## make model: train and publish the first model into the local store if it has none
 model: $(VENV)/.installed
 	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --if-no-model | tail -n 1
@@ -49,9 +55,13 @@ system-deps:
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq chromium wrk >/dev/null; }
 
 ## make test: install everything and run the whole suite (lint, unit and integration, infra checks)
-test: $(VENV)/.installed $(FN_VENV)/.installed system-deps
+test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed system-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+
+## make infra-check: Terraform contract (python-hcl2), checkov with our policies, terraform fmt, Cloud Build scripts
+infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed
+	$(VENV)/bin/python -m pytest tests/infra
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,9 @@ import urllib.request
 import uuid
 from dataclasses import replace
 
+import functions_framework
 import pytest
+from serving import factory
 
 from retrain_job import train
 from retrain_job.data import load_base
@@ -113,3 +115,30 @@ def get(url: str, timeout: float = 10):
             return resp.status, json.loads(resp.read()), dict(resp.headers)
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read()), dict(err.headers)
+
+
+STABLE = "20261101T000000Z-stable00"
+
+
+@pytest.fixture
+def published(local_store, trained_bundle):
+    publish(local_store, trained_bundle, STABLE)
+    return local_store
+
+
+@pytest.fixture
+def make_client(monkeypatch):
+    """A Functions Framework test client over function/main.py with the given environment."""
+    def make(**env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, str(value))
+        monkeypatch.setattr(factory, "_app", None)
+        app = functions_framework.create_app(target="predict", source=str(REPO / "function" / "main.py"))
+        return app.test_client()
+    yield make
+    monkeypatch.setattr(factory, "_app", None)
+
+
+@pytest.fixture
+def client(make_client, published):
+    return make_client(MODEL_STORE=published.root, POINTER_TTL_S=0.2)

@@ -21,11 +21,16 @@ class FakeMetricService:
     def __init__(self) -> None:
         self.requests: list[monitoring_v3.CreateTimeSeriesRequest] = []
         self.rejected: list[str] = []
+        self.stored: list[monitoring_v3.TimeSeries] = []  # what ListTimeSeries answers (filtered by revision)
+        self.list_requests: list[monitoring_v3.ListTimeSeriesRequest] = []
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         handler = grpc.method_handlers_generic_handler("google.monitoring.v3.MetricService", {
             "CreateTimeSeries": grpc.unary_unary_rpc_method_handler(
                 self._create, request_deserializer=monitoring_v3.CreateTimeSeriesRequest.deserialize,
-                response_serializer=empty_pb2.Empty.SerializeToString)})
+                response_serializer=empty_pb2.Empty.SerializeToString),
+            "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+                self._list, request_deserializer=monitoring_v3.ListTimeSeriesRequest.deserialize,
+                response_serializer=monitoring_v3.ListTimeSeriesResponse.serialize)})
         self.server.add_generic_rpc_handlers((handler,))
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.endpoint = f"127.0.0.1:{self.port}"
@@ -63,6 +68,25 @@ class FakeMetricService:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         self.requests.append(request)
         return empty_pb2.Empty()
+
+    def _list(self, request, context):
+        self.list_requests.append(request)
+        matching = [ts for ts in self.stored
+                    if f'revision_name="{ts.resource.labels.get("revision_name")}"' in request.filter
+                    and f'metric.type="{ts.metric.type}"' in request.filter]
+        return monitoring_v3.ListTimeSeriesResponse(time_series=matching)
+
+    def add_request_counts(self, revision: str, counts: dict[str, int]) -> None:
+        """Store run.googleapis.com/request_count series of a revision, one per response code class."""
+        for code_class, count in counts.items():
+            ts = monitoring_v3.TimeSeries()
+            ts.metric.type = "run.googleapis.com/request_count"
+            ts.metric.labels["response_code_class"] = code_class
+            ts.resource.type = "cloud_run_revision"
+            ts.resource.labels["revision_name"] = revision
+            ts.points = [monitoring_v3.Point({"interval": {"end_time": {"seconds": 1}},
+                                              "value": {"int64_value": count}})]
+            self.stored.append(ts)
 
     def series(self) -> list:
         return [ts for r in self.requests for ts in r.time_series]

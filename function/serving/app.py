@@ -125,7 +125,8 @@ class ServingApp:
              "fallback": choice.fallback, "warnings": w}
             for s, p, w in zip(species, rounded, batch.warnings)]
         log_fields.update(model_version=model.version, role=choice.role, fallback=choice.fallback,
-                          rows=len(rows), predicted=species[:MAX_LOGGED_ROWS],
+                          rows=len(rows), species=species[0] if single else "batch",
+                          predicted=species[:MAX_LOGGED_ROWS],
                           instances=[_features(r, model.contract.field_names) for r in rows[:MAX_LOGGED_ROWS]],
                           out_of_range=sum(1 for w in batch.warnings if w))
         if single:

@@ -1,0 +1,221 @@
+"""Delivery steps that cloudbuild.yaml calls: build the function source, deploy a tagged candidate,
+smoke-test it, shift traffic, judge the canary, promote or roll back.
+
+Usage: python scripts/rollout.py COMMAND [options]   (python scripts/rollout.py -h lists the commands)
+Commands that change Cloud Run run `gcloud`; `--dry-run` prints the command instead of running it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from shared.examples import SEED_EXAMPLES  # noqa: E402
+
+# ---- build ---------------------------------------------------------------------------------------
+
+def build_source(store_uri: str, out: Path) -> Path:
+    """The function's deploy bundle: code, shared/, hash-locked requirements and the shipped model.
+
+    The shipped fallback model is refreshed from the store's current stable bundle.
+    """
+    from retrain_job.publish import copy_stable  # noqa: PLC0415 - needs the job's environment
+    from shared.settings import MODEL_NAME  # noqa: PLC0415
+    from shared.store import LocalStore, open_store  # noqa: PLC0415
+
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(REPO / "function", out, ignore=shutil.ignore_patterns("__pycache__", "shipped_model",
+                                                                          "requirements*.txt", "*.lock"))
+    shutil.copytree(REPO / "shared", out / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "function" / "requirements.lock", out / "requirements.txt")
+    copy_stable(open_store(store_uri), LocalStore(out / "shipped_model"), MODEL_NAME)
+    archive = shutil.make_archive(str(out), "zip", root_dir=out)
+    return Path(archive)
+
+
+# ---- smoke test ----------------------------------------------------------------------------------
+
+def _post(url: str, body: bytes, token: str | None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def smoke(url: str, token: str | None = None) -> list[str]:
+    """The three seed examples must come back right and one bad input must be a 400; returns failures."""
+    failures = []
+    for row, species in SEED_EXAMPLES:
+        status, body = _post(url.rstrip("/") + "/predict", json.dumps(row).encode(), token)
+        if status != 200 or body.get("species") != species:
+            failures.append(f"{species} example: HTTP {status}, answered {body.get('species')!r}")
+    bad = {**SEED_EXAMPLES[0][0], "bill_length_mm": -1}
+    status, body = _post(url.rstrip("/") + "/predict", json.dumps(bad).encode(), token)
+    if status != 400 or body.get("error", {}).get("status") != "INVALID_ARGUMENT":
+        failures.append(f"bad input: HTTP {status} instead of 400")
+    return failures
+
+
+# ---- canary judgement ----------------------------------------------------------------------------
+
+def canary_error_ratio(project: str, service: str, revision: str, window_s: int, client=None) -> tuple[int, int]:
+    """(5xx responses, all responses) of one revision over the last window, from Cloud Monitoring."""
+    from google.cloud import monitoring_v3  # noqa: PLC0415
+
+    client = client or monitoring_v3.MetricServiceClient()
+    now = time.time()
+    interval = monitoring_v3.TimeInterval({"end_time": {"seconds": int(now)},
+                                           "start_time": {"seconds": int(now - window_s)}})
+    series = client.list_time_series(request={
+        "name": f"projects/{project}",
+        "filter": ('metric.type="run.googleapis.com/request_count" AND resource.type="cloud_run_revision" '
+                   f'AND resource.labels.service_name="{service}" AND resource.labels.revision_name="{revision}"'),
+        "interval": interval,
+        "view": monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+    })
+    errors = total = 0
+    for ts in series:
+        count = sum(int(p.value.int64_value) for p in ts.points)
+        total += count
+        if ts.metric.labels.get("response_code_class") == "5xx":
+            errors += count
+    return errors, total
+
+
+def canary_verdict(errors: int, total: int, max_ratio: float, min_requests: int) -> tuple[bool, str]:
+    """Healthy unless the 5xx share is above max_ratio; too few requests is a failure (nothing proven)."""
+    if total < min_requests:
+        return False, f"only {total} requests reached the canary (need {min_requests})"
+    ratio = errors / total
+    return ratio <= max_ratio, f"5xx ratio {ratio:.4f} ({errors}/{total}), limit {max_ratio}"
+
+
+def tag_url(service: str, region: str, tag: str) -> str:
+    """The URL Cloud Run gives a tagged revision (from `gcloud run services describe`)."""
+    out = subprocess.run(["gcloud", "run", "services", "describe", service, f"--region={region}", "--format=json"],
+                         check=True, capture_output=True, text=True).stdout
+    return next(t["url"] for t in json.loads(out)["status"]["traffic"] if t.get("tag") == tag)
+
+
+# ---- traffic -------------------------------------------------------------------------------------
+
+def gcloud_commands(args: argparse.Namespace) -> list[list[str]]:
+    """The gcloud invocations of a deploy or traffic command."""
+    base = ["gcloud", "run", "services", "update-traffic", args.service, f"--region={args.region}"]
+    if args.command == "remove-candidate":
+        return [[*base, f"--remove-tags={args.tag}"]]
+    if args.command == "deploy-candidate":
+        return [["gcloud", "run", "deploy", args.service, f"--region={args.region}", f"--source={args.source}",
+                 "--function=predict", f"--base-image={args.base_image}", "--no-traffic", f"--tag={args.tag}",
+                 f"--revision-suffix={args.revision_suffix}", "--quiet"]]
+    if args.command == "shift":
+        return [[*base, f"--to-tags={args.tag}={args.percent}"]]
+    if args.command == "promote":
+        return [[*base, f"--to-tags={args.tag}=100"]]
+    if args.command == "rollback":
+        return [[*base, f"--to-revisions={args.to_revision}=100"]]
+    raise ValueError(args.command)
+
+
+def _run(command: list[str], dry_run: bool) -> None:
+    print(" ".join(command), flush=True)
+    if not dry_run:
+        subprocess.run(command, check=True)
+
+
+def canary(args: argparse.Namespace, client=None) -> int:
+    """Shift the canary share, wait, judge the candidate's 5xx ratio, then promote or roll back."""
+    shift = argparse.Namespace(**{**vars(args), "command": "shift"})
+    _run(gcloud_commands(shift)[0], args.dry_run)
+    time.sleep(args.wait_s)
+    errors, total = canary_error_ratio(args.project, args.service, args.revision, args.window_s, client)
+    ok, reason = canary_verdict(errors, total, args.max_error_ratio, args.min_requests)
+    print(json.dumps({"canary": "pass" if ok else "fail", "reason": reason}), flush=True)
+    action = argparse.Namespace(**{**vars(args), "command": "promote" if ok else "rollback"})
+    _run(gcloud_commands(action)[0], args.dry_run)
+    return 0 if ok else 1
+
+
+def _monitoring_client(endpoint: str | None):
+    if not endpoint:
+        return None
+    import grpc  # noqa: PLC0415
+    from google.cloud import monitoring_v3  # noqa: PLC0415
+    from google.cloud.monitoring_v3.services.metric_service.transports import (  # noqa: PLC0415
+        MetricServiceGrpcTransport,
+    )
+    return monitoring_v3.MetricServiceClient(
+        transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build-source", help="assemble and zip the function's deploy bundle")
+    b.add_argument("--store", required=True)
+    b.add_argument("--out", default="dist/function-source")
+    s = sub.add_parser("smoke", help="seed examples and one bad input against a URL")
+    s.add_argument("--url", default=None, help="defaults to the tag URL of --rollback-service's candidate")
+    s.add_argument("--token", default=None, help="identity token for a private function")
+    s.add_argument("--rollback-service", default=None, help="on failure, untag the candidate of this service")
+    s.add_argument("--region", default=None)
+    s.add_argument("--tag", default="candidate")
+    s.add_argument("--dry-run", action="store_true")
+    for name in ("deploy-candidate", "shift", "promote", "rollback", "remove-candidate", "canary"):
+        t = sub.add_parser(name, help=f"{name} (runs gcloud)")
+        t.add_argument("--service", required=True)
+        t.add_argument("--region", required=True)
+        t.add_argument("--tag", default="candidate")
+        t.add_argument("--dry-run", action="store_true")
+        if name == "deploy-candidate":
+            t.add_argument("--source", required=True)
+            t.add_argument("--revision-suffix", required=True)
+            t.add_argument("--base-image", default="python311")
+        if name in ("shift", "canary"):
+            t.add_argument("--percent", type=int, required=True, choices=range(0, 101), metavar="0-100")
+        if name in ("rollback", "canary"):
+            t.add_argument("--to-revision", required=True, help="the stable revision to return all traffic to")
+        if name == "canary":
+            t.add_argument("--project", required=True)
+            t.add_argument("--revision", required=True, help="the candidate revision")
+            t.add_argument("--wait-s", type=int, default=600)
+            t.add_argument("--window-s", type=int, default=600)
+            t.add_argument("--max-error-ratio", type=float, default=0.01)
+            t.add_argument("--min-requests", type=int, default=50)
+            t.add_argument("--endpoint", default=None, help="Monitoring API endpoint (tests use a local server)")
+    args = p.parse_args(argv)
+
+    if args.command == "build-source":
+        print(build_source(args.store, Path(args.out)))
+        return 0
+    if args.command == "smoke":
+        url = args.url or tag_url(args.rollback_service, args.region, args.tag)
+        failures = smoke(url, args.token)
+        print(json.dumps({"smoke": "pass" if not failures else "fail", "failures": failures}), flush=True)
+        if failures and args.rollback_service:  # the candidate never had traffic: take its tag URL away
+            untag = argparse.Namespace(command="remove-candidate", service=args.rollback_service,
+                                       region=args.region, tag=args.tag)
+            _run(gcloud_commands(untag)[0], args.dry_run)
+        return 1 if failures else 0
+    if args.command == "canary":
+        return canary(args, _monitoring_client(args.endpoint))
+    for command in gcloud_commands(args):
+        _run(command, args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+bucket = "penguins-dev-000000-tfstate"
+prefix = "penguins/dev"

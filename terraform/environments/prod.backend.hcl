@@ -1,0 +1,2 @@
+bucket = "penguins-prod-000000-tfstate"
+prefix = "penguins/prod"
