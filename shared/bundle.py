@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -50,9 +51,10 @@ def models_prefix(name: str) -> str:
 
 
 def new_version(fingerprint: str, now: datetime | None = None) -> str:
-    """A sortable, unique-enough version id: UTC time plus the training data's fingerprint."""
+    """A sortable, unique version id: UTC time, the training data's fingerprint and a random token
+    (two jobs training on the same data in the same second must not collide)."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%S}Z-{fingerprint[:8]}"
+    return f"{now:%Y%m%dT%H%M%S}Z-{fingerprint[:8]}-{secrets.token_hex(2)}"
 
 
 def make_bundle(version: str, files: dict[str, bytes], **sections) -> Bundle:

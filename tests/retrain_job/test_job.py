@@ -145,7 +145,7 @@ def test_two_job_processes_at_once_leave_a_valid_pointer(job, gcs_store, gcs_emu
         t.start()
     for t in threads:
         t.join()
-    assert [code for code, _ in results] == [0, 0]
+    assert [code for code, _ in results] == [0, 0], results
     assert {s["decision"] for _, s in results} <= {"promoted", "lost-race"}
     pointer = read_pointer(gcs_store, "penguins")[0]
     for version in pointer.chain():
