@@ -96,15 +96,22 @@ def cv_score(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: i
         losses.append(m["log_loss"])
         accs.append(m["accuracy"])
     return {"params": params, "cv_log_loss": round(float(np.mean(losses)), 6),
+            "cv_log_loss_se": round(float(np.std(losses) / np.sqrt(len(losses))), 6),
             "cv_accuracy": round(float(np.mean(accs)), 6)}
 
 
+def model_cost(params: dict) -> int:
+    """Leaves evaluated per prediction and class: what serving latency grows with."""
+    return params["num_boost_round"] * 2 ** params["max_depth"]
+
+
 def best_params(scores: list[dict]) -> dict:
-    """Lowest CV log loss; ties go to the smaller (faster) model."""
-    def key(s: dict) -> tuple:
-        p = s["params"]
-        return (s["cv_log_loss"], p["num_boost_round"] * 2 ** p["max_depth"], p["eta"])
-    return min(scores, key=key)["params"]
+    """The one-standard-error rule: the cheapest model whose CV log loss is within one standard error
+    of the best (simpler models generalise as well and serve faster); ties go to the lower loss."""
+    best = min(scores, key=lambda s: s["cv_log_loss"])
+    limit = best["cv_log_loss"] + best.get("cv_log_loss_se", 0.0)
+    eligible = [s for s in scores if s["cv_log_loss"] <= limit]
+    return min(eligible, key=lambda s: (model_cost(s["params"]), s["cv_log_loss"]))["params"]
 
 
 def verification_rows(contract: FeatureContract, train: pd.DataFrame) -> list[dict]:

@@ -6,6 +6,7 @@ retrained model with a new island validates it without a code change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,22 @@ class FeatureContract:
     labels: tuple[str, ...]
     year_range: tuple[int, int] = (1900, 2100)
 
-    @property
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.numeric, self.categorical, self.labels, self.year_range))
+
+    def __hash__(self) -> int:
+        # cached: contracts key the per-request caches of schemas and layouts, and never change
+        return self._hash
+
+    @cached_property
     def columns(self) -> list[str]:
         """Model input columns, in order."""
         return [f.name for f in self.numeric] + [
             f"{c.name}={level}" for c in self.categorical for level in c.levels
         ]
 
-    @property
+    @cached_property
     def field_names(self) -> list[str]:
         """Request fields the model uses, in contract order."""
         return [f.name for f in self.numeric] + [c.name for c in self.categorical]

@@ -7,7 +7,9 @@ which names every bad field. Tests hold the two paths to the same verdicts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from itertools import chain
+from operator import itemgetter
 
 import numpy as np
 
@@ -15,6 +17,7 @@ from shared.contract import FeatureContract
 from shared.schema import MAX_STRING_CHARS, schema_errors
 
 _NUMBER_TYPES = frozenset({int, float})
+_NAN = float("nan")
 
 
 class InvalidRows(Exception):
@@ -33,19 +36,31 @@ class FeatureBatch:
     warnings: list[list[str]] = field(default_factory=list)
 
 
+SMALL_BATCH = 16  # up to this many rows, plain Python per row beats NumPy's per-call overhead
+
+
 @dataclass(frozen=True)
 class _Layout:
     allowed: frozenset
     required: frozenset
-    lookups: tuple[dict, ...]
+    width: int
+    numeric: tuple[tuple[str, float, float, float, float], ...]  # name, hard_min, hard_max, train_min, train_max
+    categorical: tuple[tuple[str, dict, int, bool], ...]  # name, lowercase level -> index, levels, required
+
+    @cached_property
+    def numeric_getter(self) -> itemgetter:
+        names = [spec[0] for spec in self.numeric]
+        return itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
 
 
 @lru_cache(maxsize=8)
 def _layout(contract: FeatureContract) -> _Layout:
     required = {f.name for f in contract.numeric} | {c.name for c in contract.categorical if c.required}
     allowed = set(contract.field_names) | {"year"}
-    lookups = tuple({level.lower(): i for i, level in enumerate(c.levels)} for c in contract.categorical)
-    return _Layout(frozenset(allowed), frozenset(required), lookups)
+    numeric = tuple((f.name, f.hard_min, f.hard_max, f.train_min, f.train_max) for f in contract.numeric)
+    categorical = tuple((c.name, {level.lower(): i for i, level in enumerate(c.levels)}, len(c.levels), c.required)
+                        for c in contract.categorical)
+    return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, categorical)
 
 
 def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
@@ -63,63 +78,120 @@ def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
 
 
 def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
-    """The whole batch as columns, or None if any row needs Marshmallow's judgement."""
+    """The batch as a matrix, or None if any row needs Marshmallow's judgement."""
     layout = _layout(contract)
-    for row in rows:
-        if type(row) is not dict:
-            return None
-        keys = row.keys()
+    if set(map(type, rows)) != {dict}:
+        return None
+    for keys in set(map(frozenset, rows)):  # batches repeat a handful of key sets: check each once
         if not (layout.required <= keys <= layout.allowed):
             return None
-    n = len(rows)
-    width = len(contract.columns)
-    matrix = np.empty((n, width), dtype=np.float32)
-    out_of_range = []
-    for j, f in enumerate(contract.numeric):
-        column = [row[f.name] for row in rows]
-        if not set(map(type, column)) <= _NUMBER_TYPES:
-            return None
+    if len(rows) <= SMALL_BATCH:
+        return _by_rows(layout, contract.year_range, rows)
+    return _by_columns(layout, contract.year_range, rows)
+
+
+def _number(value) -> float | None:
+    """A JSON number as a float; None for anything else (strings, booleans, huge integers)."""
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
         try:
-            values = np.array(column, dtype=np.float64)
+            return float(value)
         except OverflowError:
             return None
-        # NaN fails both comparisons, so non-finite values are caught here too
-        if not bool(np.all((values > f.hard_min) & (values <= f.hard_max))):
-            return None
-        matrix[:, j] = values
-        outside = (values < f.train_min) | (values > f.train_max)
-        if outside.any():
-            out_of_range.append((f, outside, values))
-    col = len(contract.numeric)
-    for c, lookup in zip(contract.categorical, layout.lookups):
-        codes = np.empty(n, dtype=np.int64)
-        for i, row in enumerate(rows):
-            value = row.get(c.name)
-            if value is None:
-                if c.required:
-                    return None
-                codes[i] = -1
-            elif type(value) is str and len(value) <= MAX_STRING_CHARS and value.lower() in lookup:
-                codes[i] = lookup[value.lower()]
-            else:
-                return None
-        block = (codes[:, None] == np.arange(len(c.levels))).astype(np.float32)
-        block[codes < 0] = np.nan  # absent category: missing for the model, not "none of the levels"
-        matrix[:, col:col + len(c.levels)] = block
-        col += len(c.levels)
-    low, high = contract.year_range
+    return None
+
+
+def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
+    """Small batches, one row at a time in plain Python: the same rules as `_by_columns`."""
+    values: list[list[float]] = []
+    warnings: list[list[str]] = []
+    low_year, high_year = year_range
     for row in rows:
+        out: list[float] = []
+        notes: list[str] = []
+        for name, hard_min, hard_max, train_min, train_max in layout.numeric:
+            number = _number(row[name])
+            if number is None or not hard_min < number <= hard_max:  # the comparison is False for NaN too
+                return None
+            if number < train_min or number > train_max:
+                notes.append(_warning(name, number, train_min, train_max))
+            out.append(number)
+        for name, lookup, n_levels, required in layout.categorical:
+            value = row.get(name)
+            if value is None:
+                if required:
+                    return None
+                out.extend([_NAN] * n_levels)
+                continue
+            index = lookup.get(value.lower()) if type(value) is str and len(value) <= MAX_STRING_CHARS else None
+            if index is None:
+                return None
+            out.extend([1.0 if i == index else 0.0 for i in range(n_levels)])
         year = row.get("year")
-        if year is not None and (type(year) is not int or not low <= year <= high):
+        if year is not None and (type(year) is not int or not low_year <= year <= high_year):
             return None
+        values.append(out)
+        warnings.append(notes)
+    return FeatureBatch(np.array(values, dtype=np.float32), warnings)
+
+
+def _by_columns(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
+    """Large batches as columns: a few set and NumPy operations per feature."""
+    n = len(rows)
+    matrix = np.empty((n, layout.width), dtype=np.float32)
+    out_of_range = []
+    numeric = list(map(layout.numeric_getter, rows))  # one tuple of measurements per row
+    if not set(map(type, chain.from_iterable(numeric))) <= _NUMBER_TYPES:
+        return None
+    try:
+        block = np.array(numeric, dtype=np.float64).reshape(n, len(layout.numeric))
+    except OverflowError:
+        return None
+    for j, (name, hard_min, hard_max, train_min, train_max) in enumerate(layout.numeric):
+        values = block[:, j]
+        # NaN fails both comparisons, so non-finite values are caught here too
+        if not bool(np.all((values > hard_min) & (values <= hard_max))):
+            return None
+        outside = (values < train_min) | (values > train_max)
+        if outside.any():
+            out_of_range.append((name, train_min, train_max, outside, values))
+    matrix[:, :len(layout.numeric)] = block
+    col = len(layout.numeric)
+    for name, lookup, n_levels, required in layout.categorical:
+        column = [row.get(name) for row in rows]
+        kinds = set(map(type, column))
+        if not kinds <= ({str, type(None)} if not required else {str}):
+            return None
+        if max(map(len, filter(None, column)), default=0) > MAX_STRING_CHARS:
+            return None
+        if type(None) in kinds:
+            lowered = [v.lower() if v is not None else None for v in column]
+            found = list(map({**lookup, None: -1}.get, lowered))
+        else:
+            found = list(map(lookup.get, map(str.lower, column)))
+        if None in found:  # a level the model does not know
+            return None
+        codes = np.array(found, dtype=np.int64)
+        block = (codes[:, None] == np.arange(n_levels)).astype(np.float32)
+        block[codes < 0] = np.nan  # absent category: missing for the model, not "none of the levels"
+        matrix[:, col:col + n_levels] = block
+        col += n_levels
+    years = [year for year in (row.get("year") for row in rows) if year is not None]
+    if years and (not set(map(type, years)) <= {int} or min(years) < year_range[0] or max(years) > year_range[1]):
+        return None
     return FeatureBatch(matrix, _warnings(n, out_of_range))
 
 
 def _warnings(n: int, out_of_range: list) -> list[list[str]]:
-    warnings: list[list[str]] = [[] for _ in range(n)]
-    for f, outside, values in out_of_range:
+    warnings: list = [()] * n  # rows without warnings share one empty (immutable) sequence
+    for name, train_min, train_max, outside, values in out_of_range:
         for i in np.flatnonzero(outside):
-            warnings[i].append(
-                f"{f.name}={values[i]:g} is outside the training range {f.train_min:g} to {f.train_max:g}; "
-                "the prediction is less reliable")
+            warnings[i] = [*warnings[i], _warning(name, float(values[i]), train_min, train_max)]
     return warnings
+
+
+def _warning(name: str, value: float, train_min: float, train_max: float) -> str:
+    return (f"{name}={value:g} is outside the training range {train_min:g} to {train_max:g}; "
+            "the prediction is less reliable")

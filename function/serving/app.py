@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from itertools import repeat
 
 import numpy as np
 import orjson
@@ -32,6 +33,7 @@ class ServingApp:
         self.settings = settings
         self.loader = loader
         self.request_log = request_log
+        self._canary_environ_key = "HTTP_" + settings.canary_header.upper().replace("-", "_")
 
     def __call__(self, request: Request) -> Response:
         """Answer one request; never raises."""
@@ -105,7 +107,7 @@ class ServingApp:
         elif not isinstance(body, dict):
             raise bad_request("body must be a JSON object", [{"field": "body", "description": "must be a JSON object"}])
 
-        key = request.headers.get(self.settings.canary_header)
+        key = request.environ.get(self._canary_environ_key)
         choice = self._choose(zlib.crc32(key.encode() if key else raw) % 10_000)
         model = choice.model
         try:
@@ -117,13 +119,11 @@ class ServingApp:
             raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
 
         proba = model.predictor.predict_proba(batch.matrix)
-        species = np.asarray(model.labels, dtype=object)[proba.argmax(axis=1)].tolist()
-        rounded = np.round(proba, 6).tolist()
-        labels = model.labels
-        predictions = [
-            {"species": s, "probabilities": dict(zip(labels, p)), "model_version": model.version,
-             "fallback": choice.fallback, "warnings": w}
-            for s, p, w in zip(species, rounded, batch.warnings)]
+        species = model.label_array[proba.argmax(axis=1)].tolist()
+        probabilities = map(dict, map(zip, repeat(model.labels), np.round(proba, 6).tolist()))
+        version, fallback = model.version, choice.fallback
+        predictions = [{"species": s, "probabilities": p, "model_version": version, "fallback": fallback,
+                        "warnings": w} for s, p, w in zip(species, probabilities, batch.warnings)]
         log_fields.update(model_version=model.version, role=choice.role, fallback=choice.fallback,
                           rows=len(rows), species=species[0] if single else "batch",
                           predicted=species[:MAX_LOGGED_ROWS],
@@ -134,13 +134,16 @@ class ServingApp:
         return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, {}
 
     def _read_json_body(self, request: Request) -> bytes:
+        # straight from the WSGI environ: werkzeug's lazy properties cost more than the prediction
+        environ = request.environ
         limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
+        length = environ.get("CONTENT_LENGTH")
+        if length and length.isdigit() and int(length) > limit:
             raise ApiError(413, f"body exceeds {limit} bytes")
-        mimetype = request.mimetype
+        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise ApiError(415, "send the body as application/json")
-        raw = request.stream.read(limit + 1)
+        raw = request.stream.read(limit + 1)  # werkzeug's stream: Functions Framework drains it after us
         if len(raw) > limit:
             raise ApiError(413, f"body exceeds {limit} bytes")
         return raw

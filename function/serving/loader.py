@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,11 @@ class ServingModel:
     labels: tuple[str, ...]
     predictor: RoutedPredictor
     source: str  # "store" or "shipped"
+
+    @cached_property
+    def label_array(self) -> np.ndarray:
+        """Labels as an object array, to turn argmax indices into names in one step."""
+        return np.asarray(self.labels, dtype=object)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.examples import SEED_EXAMPLES
-from shared.features import InvalidRows, _fast_path, build_batch
+from shared.features import SMALL_BATCH, InvalidRows, _fast_path, build_batch
 from shared.schema import schema_errors
 
 GOOD = dict(SEED_EXAMPLES[0][0])
@@ -35,9 +35,11 @@ def rows(draw):
     return row
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.one_of(rows(), values), min_size=1, max_size=4))
-def test_fast_path_and_schema_agree(contract, batch):
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(rows(), values), min_size=1, max_size=4), st.booleans())
+def test_fast_path_and_schema_agree(contract, batch, as_columns):
+    if as_columns:  # pad past SMALL_BATCH so the column-wise path decides
+        batch = batch + [dict(GOOD) for _ in range(SMALL_BATCH)]
     fast = _fast_path(contract, batch)
     cleaned, errors = schema_errors(contract, batch)
     if fast is not None:
@@ -93,11 +95,21 @@ def test_categories_ignore_case(contract):
     ("year", 99999, "between"),
     ("wingspan", 3, "Unknown field"),
 ])
-def test_every_bad_field_is_named(contract, field, value, message):
+@pytest.mark.parametrize("size", [2, SMALL_BATCH + 5])
+def test_every_bad_field_is_named(contract, field, value, message, size):
+    rows = [GOOD, {**GOOD, field: value}] + [GOOD] * (size - 2)
     with pytest.raises(InvalidRows) as exc:
-        build_batch(contract, [GOOD, {**GOOD, field: value}])
+        build_batch(contract, rows)
     assert list(exc.value.errors) == [1]
     assert message in " ".join(exc.value.errors[1][field])
+
+
+def test_row_and_column_paths_encode_identically(contract):
+    rows = [{**GOOD, "sex": None}, {**GOOD, "island": "DREAM", "body_mass_g": 9000}, GOOD]
+    small = build_batch(contract, rows)
+    large = build_batch(contract, rows * 10)
+    np.testing.assert_array_equal(small.matrix, large.matrix[:3])
+    assert small.warnings == large.warnings[:3]
 
 
 def test_plausible_out_of_range_values_warn(contract):
