@@ -133,7 +133,7 @@ def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> 
         if year is not None and (type(year) is not int or not low_year <= year <= high_year):
             return None
         values.append(out)
-        warnings.append(notes)
+        warnings.append(notes or ())
     return FeatureBatch(np.array(values, dtype=np.float32), warnings)
 
 

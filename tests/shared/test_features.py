@@ -64,7 +64,7 @@ def test_seed_rows_encode_in_contract_order(contract):
     assert contract.columns[:4] == ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
     row = dict(zip(contract.columns, batch.matrix[0].tolist()))
     assert row["bill_length_mm"] == pytest.approx(39.1) and row["island=Torgersen"] == 1.0
-    assert row["island=Dream"] == 0.0 and row["sex=male"] == 1.0 and batch.warnings == [[]]
+    assert row["island=Dream"] == 0.0 and row["sex=male"] == 1.0 and batch.warnings == [()]
 
 
 def test_missing_sex_is_missing_not_zero(contract):
@@ -115,7 +115,7 @@ def test_row_and_column_paths_encode_identically(contract):
 def test_plausible_out_of_range_values_warn(contract):
     batch = build_batch(contract, [{**GOOD, "body_mass_g": 9000, "bill_length_mm": 70}, GOOD])
     assert len(batch.warnings[0]) == 2 and "body_mass_g=9000" in " ".join(batch.warnings[0])
-    assert batch.warnings[1] == []
+    assert batch.warnings[1] == ()
 
 
 def test_new_category_in_contract_validates_without_code_change(contract):
