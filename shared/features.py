@@ -6,6 +6,7 @@ which names every bad field. Tests hold the two paths to the same verdicts.
 """
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import chain
@@ -30,10 +31,22 @@ class InvalidRows(Exception):
 
 @dataclass
 class FeatureBatch:
-    """Validated rows as a model matrix, with per-row warnings for values outside the training range."""
+    """Validated rows for the model, with per-row warnings for values outside the training range.
 
-    matrix: np.ndarray
-    warnings: list[list[str]] = field(default_factory=list)
+    Small batches keep their rows as lists of float32-rounded Python floats (`rows`), so that one row
+    can be predicted without a NumPy call; `matrix` is built from them only when asked for.
+    """
+
+    warnings: list
+    rows: list[list[float]] | None = None
+    _matrix: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The float32 model matrix, in contract column order (NaN for missing)."""
+        if self._matrix is None:
+            self._matrix = np.array(self.rows, dtype=np.float32)
+        return self._matrix
 
 
 SMALL_BATCH = 16  # up to this many rows, plain Python per row beats NumPy's per-call overhead
@@ -132,9 +145,9 @@ def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> 
         year = row.get("year")
         if year is not None and (type(year) is not int or not low_year <= year <= high_year):
             return None
-        values.append(out)
+        values.append(array("f", out).tolist())  # float32 rounding, as the model sees its inputs
         warnings.append(notes or ())
-    return FeatureBatch(np.array(values, dtype=np.float32), warnings)
+    return FeatureBatch(warnings, rows=values)
 
 
 def _by_columns(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
@@ -181,7 +194,7 @@ def _by_columns(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) 
     years = [year for year in (row.get("year") for row in rows) if year is not None]
     if years and (not set(map(type, years)) <= {int} or min(years) < year_range[0] or max(years) > year_range[1]):
         return None
-    return FeatureBatch(matrix, _warnings(n, out_of_range))
+    return FeatureBatch(_warnings(n, out_of_range), _matrix=matrix)
 
 
 def _warnings(n: int, out_of_range: list) -> list[list[str]]:

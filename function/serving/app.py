@@ -87,63 +87,64 @@ class ServingApp:
 
     def _predict(self, request: Request, log_fields: dict) -> tuple[int, dict, dict]:
         raw = self._read_json_body(request)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request(f"body is not valid JSON: {exc.msg}",
-                              [{"field": "body", "description": exc.msg}]) from None
-        single = not (isinstance(body, dict) and "instances" in body)
-        rows = [body] if single else body["instances"]
-        if not single:
-            extra = set(body) - {"instances"}
-            if extra:
-                raise bad_request("unknown top-level field",
-                                  [{"field": k, "description": "unknown field"} for k in sorted(extra)])
-            if not isinstance(rows, list) or not rows:
-                raise bad_request("instances must be a non-empty list",
-                                  [{"field": "instances", "description": "must be a non-empty list of objects"}])
-            if len(rows) > self.settings.max_batch_rows:
-                raise ApiError(413, f"batch of {len(rows)} rows exceeds the limit of {self.settings.max_batch_rows}")
-        elif not isinstance(body, dict):
-            raise bad_request("body must be a JSON object", [{"field": "body", "description": "must be a JSON object"}])
-
+        rows, single = self._parse_rows(raw)
         key = request.environ.get(self._canary_environ_key)
         choice = self._choose(zlib.crc32(key.encode() if key else raw) % 10_000)
         model = choice.model
         try:
             batch = build_batch(model.contract, rows)
         except InvalidRows as exc:
-            errors = exc.errors[0] if single else {"instances": exc.errors}
-            violations = field_violations(errors)
+            violations = field_violations(exc.errors[0] if single else {"instances": exc.errors})
             log_fields["error_fields"] = sorted({v["field"].split(".")[-1] for v in violations})[:20]
             raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
-
-        proba = model.predictor.predict_proba(batch.matrix)
-        species = model.label_array[proba.argmax(axis=1)].tolist()
-        probabilities = map(dict, map(zip, repeat(model.labels), np.round(proba, 6).tolist()))
-        version, fallback = model.version, choice.fallback
-        predictions = [{"species": s, "probabilities": p, "model_version": version, "fallback": fallback,
-                        "warnings": w} for s, p, w in zip(species, probabilities, batch.warnings)]
+        predictions = format_predictions(model.labels, model.predictor.predict(batch), batch.warnings,
+                                         model.version, choice.fallback)
+        species = [p["species"] for p in predictions[:MAX_LOGGED_ROWS]]
         log_fields.update(model_version=model.version, role=choice.role, fallback=choice.fallback,
-                          rows=len(rows), species=species[0] if single else "batch",
-                          predicted=species[:MAX_LOGGED_ROWS],
-                          instances=[_features(r, model.contract.field_names) for r in rows[:MAX_LOGGED_ROWS]],
+                          rows=len(rows), species=species[0] if single else "batch", predicted=species,
+                          instances=rows[:MAX_LOGGED_ROWS],  # validated: only contract fields and year
                           out_of_range=sum(1 for w in batch.warnings if w))
         if single:
             return 200, predictions[0], {}
         return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, {}
+
+    def _parse_rows(self, raw: bytes) -> tuple[list, bool]:
+        """The request's rows and whether it was a single object; 400/413 for anything else."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request(f"body is not valid JSON: {exc.msg}",
+                              [{"field": "body", "description": exc.msg}]) from None
+        if not isinstance(body, dict):
+            raise bad_request("body must be a JSON object", [{"field": "body", "description": "must be a JSON object"}])
+        if "instances" not in body:
+            return [body], True
+        rows = body["instances"]
+        extra = set(body) - {"instances"}
+        if extra:
+            raise bad_request("unknown top-level field",
+                              [{"field": k, "description": "unknown field"} for k in sorted(extra)])
+        if not isinstance(rows, list) or not rows:
+            raise bad_request("instances must be a non-empty list",
+                              [{"field": "instances", "description": "must be a non-empty list of objects"}])
+        if len(rows) > self.settings.max_batch_rows:
+            raise ApiError(413, f"batch of {len(rows)} rows exceeds the limit of {self.settings.max_batch_rows}")
+        return rows, False
 
     def _read_json_body(self, request: Request) -> bytes:
         # straight from the WSGI environ: werkzeug's lazy properties cost more than the prediction
         environ = request.environ
         limit = self.settings.max_body_bytes
         length = environ.get("CONTENT_LENGTH")
-        if length and length.isdigit() and int(length) > limit:
+        size = int(length) if length and length.isdigit() else None
+        if size is not None and size > limit:
             raise ApiError(413, f"body exceeds {limit} bytes")
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise ApiError(415, "send the body as application/json")
-        raw = request.stream.read(limit + 1)  # werkzeug's stream: Functions Framework drains it after us
+        # werkzeug's stream (Functions Framework drains it after us); read(n) allocates n bytes up front,
+        # so ask for the declared length rather than the limit
+        raw = request.stream.read(size if size is not None else limit + 1)
         if len(raw) > limit:
             raise ApiError(413, f"body exceeds {limit} bytes")
         return raw
@@ -163,5 +164,13 @@ class ServingApp:
         })
 
 
-def _features(row: dict, names: list[str]) -> dict:
-    return {name: row.get(name) for name in names}
+def format_predictions(labels: tuple[str, ...], proba: list[list[float]] | np.ndarray, warnings: list,
+                       version: str, fallback: bool) -> list[dict]:
+    """One answer object per row; a few rows stay in plain Python (NumPy calls cost more than they save)."""
+    if isinstance(proba, list):
+        return [{"species": labels[p.index(max(p))], "probabilities": {k: round(v, 6) for k, v in zip(labels, p)},
+                 "model_version": version, "fallback": fallback, "warnings": w} for p, w in zip(proba, warnings)]
+    species = np.asarray(labels, dtype=object)[proba.argmax(axis=1)].tolist()
+    probabilities = map(dict, map(zip, repeat(labels), np.round(proba, 6).tolist()))
+    return [{"species": s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
+            for s, p, w in zip(species, probabilities, warnings)]

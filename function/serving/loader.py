@@ -101,7 +101,9 @@ def _verified_fast_predictor(bundle: Bundle, contract: FeatureContract) -> TreeE
     try:
         trees = TreeEnsemble.from_bytes(data)
         x = build_batch(contract, check["rows"]).matrix
-        diff = float(np.abs(trees.predict_proba(x) - np.asarray(check["probabilities"])).max())
+        expected = np.asarray(check["probabilities"])
+        one_by_one = np.array([trees.predict_one(row) for row in x.tolist()])  # the single-row path too
+        diff = max(float(np.abs(trees.predict_proba(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
     except (ValueError, KeyError, IndexError, InvalidRows) as exc:
         log.warning("fast predictor of %s unusable: %s", bundle.version, exc)
         return None

@@ -45,3 +45,22 @@ def test_routing_by_batch_size(trained_bundle):
     assert booster._booster is None  # small batch never touched XGBoost
     routed.predict_proba(np.zeros((5, x.shape[1]), dtype=np.float32))
     assert booster._booster is not None
+
+
+def test_single_row_python_path_matches_xgboost():
+    for depth in (1, 3, 6):
+        booster, test = _random_model(depth, seed=depth)
+        trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
+        one_by_one = np.array([trees.predict_one(row) for row in test[:500].tolist()])
+        assert np.abs(one_by_one - booster.inplace_predict(test[:500])).max() < 1e-5
+
+
+def test_routed_predict_keeps_small_batches_in_python(trained_bundle):
+    from shared.examples import SEED_EXAMPLES
+    from shared.features import build_batch
+    trees = TreeEnsemble.from_bytes(trained_bundle.files[TREES_FILE])
+    routed = RoutedPredictor(trees, BoosterPredictor(trained_bundle.files[MODEL_FILE]), fast_max_rows=64)
+    batch = build_batch(trained_bundle.contract, [row for row, _ in SEED_EXAMPLES])
+    small = routed.predict(batch)
+    assert isinstance(small, list) and routed.booster._booster is None
+    np.testing.assert_allclose(np.array(small), routed.booster.predict_proba(batch.matrix), atol=1e-5)
