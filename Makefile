@@ -63,6 +63,21 @@ test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed system-d
 infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed
 	$(VENV)/bin/python -m pytest tests/infra
 
+# The peers the benchmark runs beside ours (mlserver conflicts with current FastAPI: its own venv).
+.venv-peers/.installed: bench/requirements-peers.txt
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/pip install $(PIP_QUIET) -r bench/requirements-peers.txt 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+.venv-mlserver/.installed:
+	test -x .venv-mlserver/bin/python || $(PYTHON) -m venv .venv-mlserver
+	.venv-mlserver/bin/pip install $(PIP_QUIET) mlserver==1.7.1 mlserver-xgboost==1.7.1 2> >(grep -v "^WARNING: Location" >&2)
+	touch $@
+
+## make bench: ours against floor, seed_style and mlserver in one run; writes bench/RESULTS.md and the plot
+bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed system-deps
+	$(VENV)/bin/python bench/run.py
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 

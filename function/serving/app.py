@@ -142,9 +142,10 @@ class ServingApp:
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if mimetype != "application/json" and not mimetype.endswith("+json"):
             raise ApiError(415, "send the body as application/json")
-        # werkzeug's stream (Functions Framework drains it after us); read(n) allocates n bytes up front,
-        # so ask for the declared length rather than the limit
-        raw = request.stream.read(size if size is not None else limit + 1)
+        if size is not None:
+            # cached: Functions Framework calls get_data() again after every request to drain the body
+            return request.get_data(cache=True)
+        raw = request.stream.read(limit + 1)  # chunked, no declared length: read at most the limit
         if len(raw) > limit:
             raise ApiError(413, f"body exceeds {limit} bytes")
         return raw
