@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 PORT ?= 8080
-HOST ?= 127.0.0.1
+BIND_HOST ?= 127.0.0.1
 WORKERS ?= 1
 THREADS ?= 8
 MODEL_STORE ?= $(CURDIR)/local_bucket
@@ -41,7 +41,7 @@ model: $(VENV)/.installed
 serve: $(FN_VENV)/.installed model
 	cd function && MODEL_STORE="$(MODEL_STORE)" LOG_TO_STORE=1 WORKERS=$(WORKERS) THREADS=$(THREADS) \
 		POINTER_TTL_S=$${POINTER_TTL_S:-5} ../$(FN_VENV)/bin/functions-framework --source main.py --target predict \
-		--host $(HOST) --port $(PORT)
+		--host $(BIND_HOST) --port $(PORT)
 
 ## make retrain: one run of the retraining job against the local store
 retrain: $(VENV)/.installed
@@ -78,6 +78,10 @@ infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed
 bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed system-deps
 	$(VENV)/bin/python bench/run.py
 
+## make load PROFILE=baseline|normal|stress|spike|10x [HOST=url]: Locust headless, CSV + HTML in load/out/
+load: $(VENV)/.installed $(FN_VENV)/.installed model
+	PROFILE=$(PROFILE) HOST=$(HOST) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python load/run.py
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
@@ -88,4 +92,4 @@ clean:
 MASS_FACTOR ?= 1.0
 ROWS ?= 300
 traffic: $(VENV)/.installed
-	$(VENV)/bin/python scripts/send_traffic.py --url http://$(HOST):$(PORT) --rows $(ROWS) --mass-factor $(MASS_FACTOR)
+	$(VENV)/bin/python scripts/send_traffic.py --url http://$(BIND_HOST):$(PORT) --rows $(ROWS) --mass-factor $(MASS_FACTOR)

@@ -89,10 +89,11 @@ class FeatureContract:
         return contract
 
 
-# Physical limits of a penguin's measurements: zero, negative or absurd values are not penguins.
+# Physical limits (low exclusive, high inclusive) of an adult penguin's measurements, generous around
+# every species (the emperor is the largest): values outside are not penguins, not just unusual ones.
 PHYSICAL_LIMITS = {
-    "bill_length_mm": (0.0, 200.0),
-    "bill_depth_mm": (0.0, 100.0),
-    "flipper_length_mm": (0.0, 400.0),
-    "body_mass_g": (0.0, 50_000.0),
+    "bill_length_mm": (5.0, 200.0),
+    "bill_depth_mm": (2.0, 100.0),
+    "flipper_length_mm": (50.0, 400.0),
+    "body_mass_g": (500.0, 50_000.0),
 }

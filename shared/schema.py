@@ -76,8 +76,7 @@ def row_schema(contract: FeatureContract) -> Schema:
         spec[f.name] = Measurement(f.hard_min, f.hard_max, required=True,
                                    metadata={"description": f"training range {f.train_min:g} to {f.train_max:g}"})
     for c in contract.categorical:
-        spec[c.name] = Category(c.levels, required=c.required, allow_none=not c.required,
-                                metadata={"enum": list(c.levels)})
+        spec[c.name] = Category(c.levels, required=c.required, allow_none=not c.required)
     spec["year"] = Year(*contract.year_range, required=False, allow_none=True)
     return Schema.from_dict(spec, name="Instance")(unknown=RAISE)
 

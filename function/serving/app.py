@@ -104,9 +104,12 @@ class ServingApp:
                           rows=len(rows), species=species[0] if single else "batch", predicted=species,
                           instances=rows[:MAX_LOGGED_ROWS],  # validated: only contract fields and year
                           out_of_range=sum(1 for w in batch.warnings if w))
+        headers = {"X-Model-Load": "cold"} if choice.cold else {}
+        if choice.cold:
+            log_fields["cold"] = True
         if single:
-            return 200, predictions[0], {}
-        return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, {}
+            return 200, predictions[0], headers
+        return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, headers
 
     def _parse_rows(self, raw: bytes) -> tuple[list, bool]:
         """The request's rows and whether it was a single object; 400/413 for anything else."""

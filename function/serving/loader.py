@@ -57,6 +57,7 @@ class Choice:
     model: ServingModel
     fallback: bool
     role: str  # "stable", "canary", "fallback" or "shipped"
+    cold: bool = False  # this request waited for a model load (first request, or a newly promoted model)
 
 
 @dataclass
@@ -129,14 +130,15 @@ class ModelLoader:
     def choose(self, key: int = 0) -> Choice:
         """The model for a request whose canary key is `key` (0-9999); raises NoModel."""
         state = self._state
+        cold = False
         if state is None or self._clock() >= state.next_check:
-            self._refresh(blocking=state is None)
+            cold = self._refresh(blocking=state is None)
             state = self._state
             if state is None:
                 raise NoModel("no model could be loaded")
         if state.canary is not None and key < state.canary_percent * 100:
-            return Choice(state.canary, False, "canary")
-        return Choice(state.stable, state.stable_role != "stable", state.stable_role)
+            return Choice(state.canary, False, "canary", cold)
+        return Choice(state.stable, state.stable_role != "stable", state.stable_role, cold)
 
     def status(self) -> dict:
         """What /health reports (without triggering a load)."""
@@ -153,14 +155,20 @@ class ModelLoader:
             "pointer_checked_s_ago": round(self._clock() - state.checked_at, 3),
         }
 
-    def _refresh(self, blocking: bool) -> None:
+    def _refresh(self, blocking: bool) -> bool:
+        """Re-read the pointer; True when this call loaded a model the process was not serving."""
         if not self._lock.acquire(blocking=blocking):
-            return  # another thread is refreshing; keep serving what we have
+            return False  # another thread is refreshing; keep serving what we have
         try:
             state = self._state
             if state is not None and self._clock() < state.next_check:
-                return
-            self._state = self._resolve(state)
+                return False
+            new = self._resolve(state)
+            self._state = new
+            if new is None:
+                return False
+            before = {state.stable.version, state.canary.version if state.canary else None} if state else set()
+            return new.stable.version not in before or (new.canary is not None and new.canary.version not in before)
         finally:
             self._lock.release()
 

@@ -105,7 +105,8 @@ def test_health_model_and_openapi(client):
     instance = doc["components"]["schemas"]["Instance"]
     assert set(instance["required"]) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
                                          "island"}
-    assert instance["properties"]["bill_length_mm"]["exclusiveMinimum"] == 0
+    length = instance["properties"]["bill_length_mm"]
+    assert length["minimum"] == 5 and length["exclusiveMinimum"] is True and length["maximum"] == 200
 
 
 def test_no_model_anywhere_is_503_with_retry_after(make_client, tmp_path):

@@ -151,3 +151,15 @@ def test_storage_down_at_cold_start_serves_shipped_then_recovers(gcs_emulator, t
     while loader.choose().role != "stable" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert loader.choose().model.version == V2 and loader.status()["storage_error"] is None
+
+
+def test_only_the_loading_request_is_cold(chain):
+    loader = _loader(chain)
+    assert loader.choose().cold is True
+    assert loader.choose().cold is False
+    time.sleep(0.06)
+    assert loader.choose().cold is False  # pointer unchanged: a refresh is not a load
+    pointer, gen = read_pointer(chain, "penguins")
+    write_pointer(chain, "penguins", replace(pointer, stable=V2, previous=(V3,)), gen)
+    time.sleep(0.06)
+    assert loader.choose().cold is True

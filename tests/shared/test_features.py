@@ -79,8 +79,9 @@ def test_categories_ignore_case(contract):
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("bill_length_mm", 0, "greater than 0"),
-    ("bill_length_mm", -3.5, "greater than 0"),
+    ("bill_length_mm", 0, "greater than 5"),
+    ("bill_length_mm", 5e-324, "greater than 5"),
+    ("bill_length_mm", -3.5, "greater than 5"),
     ("body_mass_g", 1e12, "at most"),
     ("body_mass_g", 10**400, "too large"),
     ("flipper_length_mm", float("nan"), "finite"),
