@@ -24,7 +24,8 @@ def main() -> int:
     if not host:
         store = os.environ.get("MODEL_STORE", str(REPO / "local_bucket"))
         server = FunctionServer({"MODEL_STORE": store, "POINTER_TTL_S": "5"},
-                                workers=int(os.environ.get("WORKERS", 1)), threads=int(os.environ.get("THREADS", 8)))
+                                workers=int(os.environ.get("WORKERS", "1")),
+                                threads=int(os.environ.get("THREADS", "8")))
         server.start()
         host = server.url
     try:
