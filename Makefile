@@ -13,7 +13,7 @@ VENV := .venv
 FN_VENV := .venv-function
 PIP_QUIET := -q
 
-.PHONY: serve test system-deps model retrain traffic lint infra-check reliability bench load lock clean
+.PHONY: serve test system-deps model retrain traffic lint infra-check reliability bench load clean
 
 # Full development environment: function, job and test tools.
 $(VENV)/.installed: requirements.txt function/requirements.txt retrain_job/requirements.txt
@@ -81,6 +81,10 @@ bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mls
 ## make load PROFILE=baseline|normal|stress|spike|10x [HOST=url]: Locust headless, CSV + HTML in load/out/
 load: $(VENV)/.installed $(FN_VENV)/.installed model
 	PROFILE=$(PROFILE) HOST=$(HOST) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python load/run.py
+
+## make reliability: hostile input, storage faults, hot swaps under load, security; prints the tally table
+reliability: $(VENV)/.installed $(FN_VENV)/.installed
+	$(VENV)/bin/python -m pytest tests/reliability -p no:logging
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

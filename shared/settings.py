@@ -30,8 +30,6 @@ class Settings:
     storage_retry_max_s: float = 30.0
     max_batch_rows: int = 10_000
     max_body_bytes: int = 8 * 1024 * 1024
-    max_json_depth: int = 8
-    max_string_chars: int = 64
     log_to_store: bool = False
     log_prefix: str = "logs"
     canary_header: str = "x-request-key"
@@ -51,7 +49,6 @@ class Settings:
             storage_retry_max_s=float(env.get("STORAGE_RETRY_MAX_S", d.storage_retry_max_s)),
             max_batch_rows=int(env.get("MAX_BATCH_ROWS", d.max_batch_rows)),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", d.max_body_bytes)),
-            max_json_depth=int(env.get("MAX_JSON_DEPTH", d.max_json_depth)),
             log_to_store=_env_bool("LOG_TO_STORE", d.log_to_store),
             log_prefix=env.get("LOG_PREFIX", d.log_prefix),
             fast_predictor_max_rows=int(env.get("FAST_PREDICTOR_MAX_ROWS", d.fast_predictor_max_rows)),

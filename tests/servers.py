@@ -65,8 +65,10 @@ class GcsEmulator:
             self.proc = None
 
     def create_bucket(self, name: str) -> None:
+        # object versioning, as the real bucket has; the emulator supports it only in memory
+        versioning = "true" if self.backend == "memory" else "false"
         req = urllib.request.Request(f"{self.url}/storage/v1/b?project=test", method="POST",
-                                     data=f'{{"name": "{name}", "versioning": {{"enabled": true}}}}'.encode(),
+                                     data=f'{{"name": "{name}", "versioning": {{"enabled": {versioning}}}}}'.encode(),
                                      headers={"Content-Type": "application/json"})
         urllib.request.urlopen(req, timeout=5).close()
 

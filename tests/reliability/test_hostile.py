@@ -1,0 +1,89 @@
+"""Hostile input against the real app: arbitrary JSON, field types and bytes never produce a 5xx."""
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shared.examples import SEED_EXAMPLES
+
+SEED = SEED_EXAMPLES[0][0]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=30)
+field_values = st.one_of(json_values, st.integers(min_value=-10**40, max_value=10**40),
+                         st.sampled_from([float("inf"), -0.0, 1e308, 5e-324, "39.1", "NaN", True, [], {}]))
+
+
+def _check(resp, stats: dict) -> None:
+    stats["tried"] += 1
+    text = resp.get_data(as_text=True)
+    assert resp.status_code < 500, (resp.status_code, text[:300])
+    assert resp.content_type == "application/json"
+    body = json.loads(text)
+    if resp.status_code >= 400:
+        assert set(body["error"]) == {"code", "status", "message", "details"}
+        assert body["error"]["code"] == resp.status_code
+    for leak in ("Traceback", "/work/", "site-packages", "File \""):
+        assert leak not in text
+    stats["held"] += 1
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_json_bodies(client, tally, body):
+    stats = {"tried": 0, "held": 0}
+    try:
+        _check(client.post("/predict", data=json.dumps(body), content_type="application/json"), stats)
+    finally:
+        tally.add("hostile input", "arbitrary JSON bodies", stats["tried"], stats["held"])
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from([*SEED, "species", "x" * 100]), field_values, max_size=8), st.booleans())
+def test_arbitrary_field_values_single_and_batch(client, tally, overrides, as_batch):
+    row = {**SEED, **overrides}
+    body = {"instances": [SEED, row] * 10} if as_batch else row
+    stats = {"tried": 0, "held": 0}
+    try:
+        # stdlib json: it writes huge integers and (invalid) Infinity/NaN literals, both worth sending
+        _check(client.post("/predict", data=json.dumps(body), content_type="application/json"), stats)
+    finally:
+        tally.add("hostile input", "arbitrary field values", stats["tried"], stats["held"])
+
+
+@SETTINGS
+@given(st.binary(max_size=2000), st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
+                                                 "application/json; charset=latin-1", ""]))
+def test_arbitrary_bytes_and_content_types(client, tally, raw, content_type):
+    stats = {"tried": 0, "held": 0}
+    try:
+        _check(client.post("/predict", data=raw, content_type=content_type), stats)
+    finally:
+        tally.add("hostile input", "arbitrary bytes and content types", stats["tried"], stats["held"])
+
+
+def test_limits_are_enforced_before_heavy_work(client, tally):
+    cases = {
+        "body over 8 MiB": (client.post("/predict", data=b"[" * (9 * 1024 * 1024), content_type="application/json"),
+                            413),
+        "10,001 rows": (client.post("/predict", json={"instances": [SEED] * 10_001}), 413),
+        "nesting 100,000 deep": (client.post("/predict", data=b"[" * 100_000 + b"]" * 100_000,
+                                             content_type="application/json"), 400),
+        "nested value in a field": (client.post("/predict", json={**SEED, "island": [[[[["Dream"]]]]]}), 400),
+        "64 KiB island name": (client.post("/predict", json={**SEED, "island": "D" * 65536}), 400),
+        "1,000-digit number": (client.post("/predict", data=b'{"bill_length_mm": 1' + b"0" * 1000 + b"}",
+                                           content_type="application/json"), 400),
+        "invalid UTF-8": (client.post("/predict", data=b'{"island": "\xff\xfe"}', content_type="application/json"),
+                          400),
+    }
+    held = 0
+    for name, (resp, expected) in cases.items():
+        assert resp.status_code == expected, (name, resp.status_code)
+        held += 1
+    tally.add("hostile input", "size, depth and length limits", len(cases), held)
