@@ -84,7 +84,7 @@ load: $(VENV)/.installed $(FN_VENV)/.installed model
 
 ## make reliability: hostile input, storage faults, hot swaps under load, security; prints the tally table
 reliability: $(VENV)/.installed $(FN_VENV)/.installed
-	$(VENV)/bin/python -m pytest tests/reliability -p no:logging
+	$(VENV)/bin/python -m pytest tests/reliability
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -58,7 +58,7 @@ variable "revision_suffix" {
 }
 
 variable "function_memory" {
-  description = "Memory per instance (measured peak RSS of one worker under load is ~70 MiB; see bench/RESULTS.md)."
+  description = "Memory per instance: one worker peaks near 70 MiB on single rows, ~145 MiB after 10,000-row batches load XGBoost (bench/RESULTS.md)."
   type        = string
   default     = "512Mi"
   validation {
@@ -78,9 +78,9 @@ variable "function_cpu" {
 }
 
 variable "function_concurrency" {
-  description = "Requests one instance handles at once (matches WORKERS x THREADS)."
+  description = "Requests routed to one instance at once; above WORKERS x THREADS they queue briefly in gunicorn (~0.7 ms each)."
   type        = number
-  default     = 8
+  default     = 4
   validation {
     condition     = var.function_concurrency >= 1 && var.function_concurrency <= 1000
     error_message = "function_concurrency must be 1 to 1000."
@@ -88,7 +88,7 @@ variable "function_concurrency" {
 }
 
 variable "function_workers" {
-  description = "Functions Framework gunicorn worker processes per instance (WORKERS)."
+  description = "Functions Framework gunicorn worker processes per instance (WORKERS): one per vCPU."
   type        = number
   default     = 1
   validation {
@@ -98,9 +98,9 @@ variable "function_workers" {
 }
 
 variable "function_threads" {
-  description = "Threads per gunicorn worker (THREADS)."
+  description = "Threads per gunicorn worker (THREADS): 1 measured best, the request path is CPU-bound and threads only add GIL contention."
   type        = number
-  default     = 8
+  default     = 1
   validation {
     condition     = var.function_threads >= 1 && var.function_threads <= 64
     error_message = "function_threads must be 1 to 64."
