@@ -41,8 +41,6 @@ class TreeEnsemble:
         self.children = arrays["children"].astype(np.intp)  # (nodes, 2): [left, right]; a leaf points to itself
         self.default_left = arrays["default_left"].astype(bool)
         self.leaf_value = arrays["leaf_value"].astype(np.float32)
-        self.children_flat = self.children.reshape(-1)  # [2 * node + go_right]
-        self.twice_node = 2 * np.arange(self.children.shape[0], dtype=np.intp)
         self.roots = arrays["roots"].astype(np.intp)
         tree_class = arrays["tree_class"].astype(np.intp)
         self.base_margin = arrays["base_margin"].astype(np.float32)
@@ -61,8 +59,6 @@ class TreeEnsemble:
     def leaves(self, x: np.ndarray) -> np.ndarray:
         """Index of the leaf each row reaches in each tree, shape (rows, trees)."""
         n = x.shape[0]
-        if n == 1:
-            return self._leaves_one(x[0])[None, :]
         idx = np.broadcast_to(self.roots, (n, self.roots.shape[0]))
         rows = np.arange(n)[:, None]
         has_nan = bool(np.isnan(x).any())
@@ -73,19 +69,6 @@ class TreeEnsemble:
                 missing = np.isnan(value)
                 go_right = np.where(missing, ~self.default_left[idx], go_right)
             idx = self.children[idx, go_right.view(np.int8)]
-        return idx
-
-    def _leaves_one(self, row: np.ndarray) -> np.ndarray:
-        """One row: decide every node's split at once, then walk all trees together by 1-D gathers."""
-        value = row[self.feature]
-        go_right = ~(value < self.threshold)
-        if np.isnan(row).any():
-            go_right = np.where(np.isnan(value), ~self.default_left, go_right)
-        step = go_right.view(np.int8) + self.twice_node  # 2 * node + go_right, for every node
-        children = self.children_flat
-        idx = self.roots
-        for _ in range(self.depth):
-            idx = children[step[idx]]
         return idx
 
     def predict_one(self, row: list[float]) -> list[float]:
@@ -200,19 +183,6 @@ class BoosterPredictor:
                 booster.set_param({"nthread": os.cpu_count() or 1})  # large batches only: use every core
                 self._booster = booster
         return self._booster
-
-    def _leaves_one(self, row: np.ndarray) -> np.ndarray:
-        """One row: decide every node's split at once, then walk all trees together by 1-D gathers."""
-        value = row[self.feature]
-        go_right = ~(value < self.threshold)
-        if np.isnan(row).any():
-            go_right = np.where(np.isnan(value), ~self.default_left, go_right)
-        step = go_right.view(np.int8) + self.twice_node  # 2 * node + go_right, for every node
-        children = self.children_flat
-        idx = self.roots
-        for _ in range(self.depth):
-            idx = children[step[idx]]
-        return idx
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities from XGBoost's in-place prediction."""
