@@ -86,7 +86,10 @@ def test_emulator_stopped_mid_traffic(serve, durable_emulator, monkeypatch, trai
     server = serve(_env(store, durable_emulator.url))
     before = _answers(server.url, 5)
     durable_emulator.stop()
-    during = _answers(server.url, 20)  # keeps serving the model in hand
+    during = []
+    for _ in range(4):  # over several pointer refreshes (TTL 0.3 s), each failing against the dead store
+        during += _answers(server.url, 5)  # keeps serving the model in hand
+        time.sleep(0.4)
     health = get(server.url + "/health")[1]
     durable_emulator.start()
     time.sleep(1.5)
