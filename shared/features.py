@@ -95,8 +95,8 @@ def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
     layout = _layout(contract)
     if set(map(type, rows)) != {dict}:
         return None
-    for keys in set(map(frozenset, rows)):  # batches repeat a handful of key sets: check each once
-        if not (layout.required <= keys <= layout.allowed):
+    for keys in set(map(tuple, rows)):  # batches repeat a handful of key orders: check each once
+        if not (layout.required.issubset(keys) and layout.allowed.issuperset(keys)):
             return None
     if len(rows) <= SMALL_BATCH:
         return _by_rows(layout, contract.year_range, rows)

@@ -175,6 +175,11 @@ def format_predictions(labels: tuple[str, ...], proba: list[list[float]] | np.nd
         return [{"species": labels[p.index(max(p))], "probabilities": {k: round(v, 6) for k, v in zip(labels, p)},
                  "model_version": version, "fallback": fallback, "warnings": w} for p, w in zip(proba, warnings)]
     species = np.asarray(labels, dtype=object)[proba.argmax(axis=1)].tolist()
-    probabilities = map(dict, map(zip, repeat(labels), np.round(proba, 6).tolist()))
+    rounded = np.round(proba, 6).tolist()
+    if len(labels) == 3:  # the penguins' case: a dict display is three times faster than dict(zip(...))
+        a, b, c = labels
+        probabilities = [{a: pa, b: pb, c: pc} for pa, pb, pc in rounded]
+    else:
+        probabilities = map(dict, map(zip, repeat(labels), rounded))
     return [{"species": s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
             for s, p, w in zip(species, probabilities, warnings)]
