@@ -11,18 +11,11 @@ import json
 import math
 import os
 import threading
-from typing import Protocol
 
 import numpy as np
 
 ARRAY_NAMES = ("feature", "threshold", "children", "default_left", "leaf_value", "roots", "tree_class",
                "base_margin")
-
-
-class Predictor(Protocol):
-    """Anything that turns a float32 feature matrix into class probabilities."""
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
 
 def _softmax(margin: np.ndarray) -> np.ndarray:
