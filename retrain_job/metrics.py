@@ -70,16 +70,17 @@ def build_time_series(points: list[MetricPoint], target: MetricsTarget, now: flo
     return series
 
 
-def _client(target: MetricsTarget):
+def monitoring_client(endpoint: str | None = None):
+    """The real MetricServiceClient: default credentials, or plain gRPC to a local endpoint (tests)."""
     from google.cloud import monitoring_v3  # noqa: PLC0415
 
-    if target.endpoint:
+    if endpoint:
         import grpc  # noqa: PLC0415
         from google.cloud.monitoring_v3.services.metric_service.transports import (  # noqa: PLC0415
             MetricServiceGrpcTransport,
         )
 
-        channel = grpc.insecure_channel(target.endpoint)
+        channel = grpc.insecure_channel(endpoint)
         return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
     return monitoring_v3.MetricServiceClient()
 
@@ -96,7 +97,7 @@ def write_metrics(points: list[MetricPoint], target: MetricsTarget) -> str:
         _log_points(points)
         return "log"
     try:
-        client = _client(target)
+        client = monitoring_client(target.endpoint)
         series = build_time_series(points, target)
         for start in range(0, len(series), MAX_SERIES_PER_REQUEST):
             client.create_time_series(name=f"projects/{target.project}",

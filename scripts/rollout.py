@@ -19,6 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from retrain_job.metrics import monitoring_client  # noqa: E402
 from shared.examples import SEED_EXAMPLES  # noqa: E402
 
 # ---- build ---------------------------------------------------------------------------------------
@@ -71,11 +72,10 @@ def smoke(url: str, token: str | None = None) -> list[str]:
 
 # ---- canary judgement ----------------------------------------------------------------------------
 
-def canary_error_ratio(project: str, service: str, revision: str, window_s: int, client=None) -> tuple[int, int]:
+def canary_error_ratio(client, project: str, service: str, revision: str, window_s: int) -> tuple[int, int]:
     """(5xx responses, all responses) of one revision over the last window, from Cloud Monitoring."""
     from google.cloud import monitoring_v3  # noqa: PLC0415
 
-    client = client or monitoring_v3.MetricServiceClient()
     now = time.time()
     interval = monitoring_v3.TimeInterval({"end_time": {"seconds": int(now)},
                                            "start_time": {"seconds": int(now - window_s)}})
@@ -136,29 +136,17 @@ def _run(command: list[str], dry_run: bool) -> None:
         subprocess.run(command, check=True)
 
 
-def canary(args: argparse.Namespace, client=None) -> int:
+def canary(args: argparse.Namespace, client) -> int:
     """Shift the canary share, wait, judge the candidate's 5xx ratio, then promote or roll back."""
     shift = argparse.Namespace(**{**vars(args), "command": "shift"})
     _run(gcloud_commands(shift)[0], args.dry_run)
     time.sleep(args.wait_s)
-    errors, total = canary_error_ratio(args.project, args.service, args.revision, args.window_s, client)
+    errors, total = canary_error_ratio(client, args.project, args.service, args.revision, args.window_s)
     ok, reason = canary_verdict(errors, total, args.max_error_ratio, args.min_requests)
     print(json.dumps({"canary": "pass" if ok else "fail", "reason": reason}), flush=True)
     action = argparse.Namespace(**{**vars(args), "command": "promote" if ok else "rollback"})
     _run(gcloud_commands(action)[0], args.dry_run)
     return 0 if ok else 1
-
-
-def _monitoring_client(endpoint: str | None):
-    if not endpoint:
-        return None
-    import grpc  # noqa: PLC0415
-    from google.cloud import monitoring_v3  # noqa: PLC0415
-    from google.cloud.monitoring_v3.services.metric_service.transports import (  # noqa: PLC0415
-        MetricServiceGrpcTransport,
-    )
-    return monitoring_v3.MetricServiceClient(
-        transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(endpoint)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             _run(gcloud_commands(untag)[0], args.dry_run)
         return 1 if failures else 0
     if args.command == "canary":
-        return canary(args, _monitoring_client(args.endpoint))
+        return canary(args, monitoring_client(args.endpoint))
     for command in gcloud_commands(args):
         _run(command, args.dry_run)
     return 0

@@ -13,7 +13,7 @@ from serving import factory
 from retrain_job import train
 from retrain_job.data import load_base
 from shared.bundle import Bundle, make_bundle, write_bundle
-from shared.pointer import ServingPointer, write_pointer
+from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import Settings
 from shared.store import GcsStore, LocalStore
 from tests.servers import REPO, FunctionServer, GcsEmulator  # noqa: F401 - REPO is re-exported
@@ -44,7 +44,6 @@ def publish(store, bundle: Bundle, *versions: str, canary: str | None = None, pe
     for v in {*versions, *([canary] if canary else [])}:
         write_bundle(store, "penguins", as_version(bundle, v))
     pointer = ServingPointer(stable=versions[0], previous=tuple(versions[1:]), canary=canary, canary_percent=percent)
-    from shared.pointer import read_pointer
     _, generation = read_pointer(store, "penguins")
     write_pointer(store, "penguins", pointer, generation)
 
