@@ -1,11 +1,14 @@
-"""The vectorised tree evaluator agrees with XGBoost; routing sends batches to the right predictor."""
+"""The compiled and vectorised tree evaluators agree with XGBoost; routing sends batches to the right predictor."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pytest
 import xgboost as xgb
 
 from shared.bundle import MODEL_FILE, TREES_FILE
-from shared.predictor import BoosterPredictor, RoutedPredictor, TreeEnsemble
+from shared.predictor import MAX_COMPILED_DEPTH, BoosterPredictor, RoutedPredictor, TreeEnsemble
 
 
 def _random_model(depth: int, seed: int = 0) -> tuple[xgb.Booster, np.ndarray]:
@@ -64,3 +67,26 @@ def test_routed_predict_keeps_small_batches_in_python(trained_bundle):
     small = routed.predict(batch)
     assert isinstance(small, list) and routed.booster._booster is None
     np.testing.assert_allclose(np.array(small), routed.booster.predict_proba(batch.matrix), atol=1e-5)
+
+
+def _chain_tree(depth: int) -> dict[str, np.ndarray]:
+    """One tree of `depth` splits on x0 < 0, each with a leaf on its left; the deepest right leaf is 1."""
+    nodes = 2 * depth + 1
+    children = np.array([[n, n] for n in range(nodes)])
+    for split in range(0, 2 * depth, 2):
+        children[split] = (split + 1, split + 2)
+    leaf_value = np.zeros(nodes, dtype=np.float32)
+    leaf_value[-1] = 1.0
+    return {"feature": np.zeros(nodes, dtype=int), "threshold": np.zeros(nodes, dtype=np.float32),
+            "children": children, "default_left": np.zeros(nodes, dtype=bool), "leaf_value": leaf_value,
+            "roots": np.array([0]), "tree_class": np.array([0]), "base_margin": np.zeros(2, dtype=np.float32),
+            "depth": np.array(depth)}
+
+
+def test_compiles_trees_up_to_the_depth_limit_and_refuses_deeper():
+    deepest = TreeEnsemble(_chain_tree(MAX_COMPILED_DEPTH))
+    e = math.exp(1.0)
+    assert deepest.predict_one([0.0]) == pytest.approx([e / (e + 1), 1 / (e + 1)])  # right all the way down
+    assert deepest.predict_one([-1.0]) == pytest.approx([0.5, 0.5])  # first left leaf is 0
+    with pytest.raises(ValueError, match="deeper"):
+        TreeEnsemble(_chain_tree(MAX_COMPILED_DEPTH + 1))
