@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+MAX_STRING_CHARS = 64  # longest category value looked up; anything longer is no level of any contract
+
 
 @dataclass(frozen=True)
 class NumericFeature:

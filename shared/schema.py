@@ -10,9 +10,7 @@ from functools import lru_cache
 
 from marshmallow import RAISE, Schema, ValidationError, fields
 
-from shared.contract import FeatureContract
-
-MAX_STRING_CHARS = 64
+from shared.contract import MAX_STRING_CHARS, FeatureContract
 
 
 class Measurement(fields.Field):

@@ -16,7 +16,6 @@ from werkzeug.wrappers import Request, Response
 from serving.errors import ApiError, bad_request, field_violations
 from serving.loader import Choice, ModelLoader, NoModel
 from serving.logs import MAX_LOGGED_ROWS, RequestLog
-from serving.openapi import openapi_document
 from shared.features import InvalidRows, build_batch
 from shared.settings import Settings
 
@@ -65,6 +64,8 @@ class ServingApp:
             manifest = {k: v for k, v in choice.model.manifest.items() if k not in HIDDEN_MANIFEST_SECTIONS}
             return 200, {"model_version": choice.model.version, "fallback": choice.fallback, "manifest": manifest}, {}
         if request.path == "/openapi.json":
+            from serving.openapi import openapi_document  # noqa: PLC0415 - Marshmallow stays out of cold starts
+
             return 200, openapi_document(self._choose(0).model.contract, self.settings), {}
         return self._predict(request, log_fields)
 

@@ -8,8 +8,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from shared.contract import FeatureContract
-from shared.schema import MAX_STRING_CHARS, Category, Measurement, Year, row_schema
+from shared.contract import MAX_STRING_CHARS, FeatureContract
+from shared.schema import Category, Measurement, Year, row_schema
 from shared.settings import Settings
 
 
