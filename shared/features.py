@@ -58,6 +58,8 @@ class _Layout:
     width: int
     numeric: tuple[tuple[str, float, float, float, float], ...]  # name, hard_min, hard_max, train_min, train_max
     categorical: tuple[tuple[str, dict, int, bool], ...]  # name, lowercase level -> index, levels, required
+    # per categorical feature: lowercase level -> its one-hot columns; None -> NaNs if the feature is optional
+    one_hot: tuple[tuple[str, dict], ...]
 
     @cached_property
     def numeric_getter(self) -> itemgetter:
@@ -72,7 +74,16 @@ def _layout(contract: FeatureContract) -> _Layout:
     numeric = tuple((f.name, f.hard_min, f.hard_max, f.train_min, f.train_max) for f in contract.numeric)
     categorical = tuple((c.name, {level.lower(): i for i, level in enumerate(c.levels)}, len(c.levels), c.required)
                         for c in contract.categorical)
-    return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, categorical)
+    one_hot = tuple((name, _one_hot_table(lookup, n_levels, required)) for name, lookup, n_levels, required
+                    in categorical)
+    return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, categorical, one_hot)
+
+
+def _one_hot_table(lookup: dict[str, int], n_levels: int, required: bool) -> dict:
+    table: dict = {level: tuple(float(i == index) for i in range(n_levels)) for level, index in lookup.items()}
+    if not required:
+        table[None] = (_NAN,) * n_levels  # absent: missing for the model, not "none of the levels"
+    return table
 
 
 def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
@@ -105,19 +116,6 @@ def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
     return _by_columns(layout, contract.year_range, rows)
 
 
-def _number(value) -> float | None:
-    """A JSON number as a float; None for anything else (strings, booleans, huge integers)."""
-    kind = type(value)
-    if kind is float:
-        return value
-    if kind is int:
-        try:
-            return float(value)
-        except OverflowError:
-            return None
-    return None
-
-
 def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
     """Small batches, one row at a time in plain Python: the same rules as `_by_columns`."""
     values: list[list[float]] = []
@@ -127,23 +125,29 @@ def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> 
         out: list[float] = []
         notes: list[str] = []
         for name, hard_min, hard_max, train_min, train_max in layout.numeric:
-            number = _number(row[name])
-            if number is None or not hard_min < number <= hard_max:  # the comparison is False for NaN too
+            number = row[name]
+            kind = type(number)
+            if kind is int:  # exact types: a bool is an int subclass and no measurement
+                try:
+                    number = float(number)
+                except OverflowError:
+                    return None
+            elif kind is not float:
+                return None
+            if not hard_min < number <= hard_max:  # the comparison is False for NaN too
                 return None
             if number < train_min or number > train_max:
                 notes.append(_warning(name, number, train_min, train_max))
             out.append(number)
-        for name, lookup, n_levels, required in layout.categorical:
+        for name, one_hot in layout.one_hot:
             value = row.get(name)
-            if value is None:
-                if required:
-                    return None
-                out.extend([_NAN] * n_levels)
-                continue
-            index = lookup.get(value.lower()) if type(value) is str and len(value) <= MAX_STRING_CHARS else None
-            if index is None:
+            if type(value) is str:
+                encoded = one_hot.get(value.lower()) if len(value) <= MAX_STRING_CHARS else None
+            else:
+                encoded = one_hot.get(None) if value is None else None  # NaNs, or None if the feature is required
+            if encoded is None:
                 return None
-            out.extend([1.0 if i == index else 0.0 for i in range(n_levels)])
+            out += encoded
         year = row.get("year")
         if year is not None and (type(year) is not int or not low_year <= year <= high_year):
             return None
