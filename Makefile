@@ -13,7 +13,7 @@ VENV := .venv
 FN_VENV := .venv-function
 PIP_QUIET := -q
 
-.PHONY: serve test system-deps model retrain traffic lint infra-check reliability bench load clean
+.PHONY: serve test system-deps model retrain traffic lint infra-check reliability bench sweep load clean
 
 # Full development environment: function, job and test tools.
 $(VENV)/.installed: requirements.txt function/requirements.txt retrain_job/requirements.txt
@@ -77,6 +77,10 @@ infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed
 ## make bench: ours against floor, seed_style and mlserver in one run; writes bench/RESULTS.md and the plot
 bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed system-deps
 	$(VENV)/bin/python bench/run.py
+
+## make sweep: our function under each WORKERS x THREADS setting (the README's production settings table)
+sweep: $(VENV)/.installed $(FN_VENV)/.installed system-deps
+	$(VENV)/bin/python bench/sweep.py
 
 ## make load PROFILE=baseline|normal|stress|spike|10x [HOST=url]: Locust headless, CSV + HTML in load/out/
 load: $(VENV)/.installed $(FN_VENV)/.installed model

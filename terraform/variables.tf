@@ -78,7 +78,7 @@ variable "function_cpu" {
 }
 
 variable "function_concurrency" {
-  description = "Requests routed to one instance at once; above WORKERS x THREADS they queue briefly in gunicorn (~0.7 ms each)."
+  description = "Requests routed to one instance at once; above WORKERS x THREADS they queue briefly in gunicorn (~0.5 ms each)."
   type        = number
   default     = 4
   validation {
