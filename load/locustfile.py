@@ -14,6 +14,7 @@ import os
 import random
 
 from locust import HttpUser, LoadTestShape, between, task
+from profiles import PROFILES, users_at  # beside this file; Locust puts its folder on sys.path
 
 SEEDS = (
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,
@@ -40,13 +41,7 @@ class PenguinClient(HttpUser):
 
     def _post(self, body: dict, name: str, check) -> None:
         with self.client.post("/predict", json=body, name=name, catch_response=True) as resp:
-            if resp.headers.get("X-Model-Load") == "cold":
-                resp.request_meta["name"] = f"{name} (cold)"
-            problem = check(resp)
-            if problem:
-                resp.failure(problem)
-            else:
-                resp.success()
+            _judge(resp, name, check)
 
     @task(20)
     def single(self) -> None:
@@ -72,18 +67,18 @@ class PenguinClient(HttpUser):
     @task(2)
     def health(self) -> None:
         with self.client.get("/health", name="health", catch_response=True) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"{resp.status_code}")
+            _judge(resp, "health", lambda r: None if r.status_code == 200 else f"{r.status_code}")
 
 
-# (duration of the stage in seconds, users at its end, spawn rate)
-PROFILES: dict[str, list[tuple[int, int, float]]] = {
-    "baseline": [(20, 1, 1)],
-    "normal": [(10, 10, 2), (30, 10, 2)],
-    "stress": [(15, 20, 4), (15, 35, 4), (15, 50, 4)],
-    "spike": [(10, 1, 1), (20, 100, 50), (15, 1, 50)],
-    "10x": [(10, 100, 20), (30, 100, 20)],
-}
+def _judge(resp, name: str, check) -> None:
+    """Mark the response failed or not; a request that waited for a model load is reported as `name (cold)`."""
+    if resp.headers.get("X-Model-Load") == "cold":
+        resp.request_meta["name"] = f"{name} (cold)"
+    problem = check(resp)
+    if problem:
+        resp.failure(problem)
+    else:
+        resp.success()
 
 
 class ProfileShape(LoadTestShape):
@@ -97,9 +92,4 @@ class ProfileShape(LoadTestShape):
         self.stages = PROFILES[name]
 
     def tick(self):
-        elapsed, end = self.get_run_time(), 0
-        for duration, users, rate in self.stages:
-            end += duration
-            if elapsed < end:
-                return users, rate
-        return None
+        return users_at(self.stages, self.get_run_time())

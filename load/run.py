@@ -15,10 +15,19 @@ sys.path.insert(0, str(REPO))
 from tests.servers import FunctionServer  # noqa: E402
 
 
+def run_locust(host: str, profile: str, out: Path, run_time: str | None = None) -> int:
+    """Locust headless against `host`; CSV (`stats_*.csv`) and HTML (`report.html`) land in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "locust", "-f", str(REPO / "load" / "locustfile.py"), "--headless",
+           "--host", host, "--csv", str(out / "stats"), "--html", str(out / "report.html"),
+           "--only-summary", "--exit-code-on-error", "1", "--stop-timeout", "5"]
+    if run_time:  # cut the profile short (tests)
+        cmd += ["--run-time", run_time]
+    return subprocess.run(cmd, env={**os.environ, "PROFILE": profile}, check=False).returncode
+
+
 def main() -> int:
     profile = os.environ.get("PROFILE", "normal")
-    out = REPO / "load" / "out" / profile
-    out.mkdir(parents=True, exist_ok=True)
     host = os.environ.get("HOST")
     server = None
     if not host:
@@ -29,10 +38,7 @@ def main() -> int:
         server.start()
         host = server.url
     try:
-        cmd = [sys.executable, "-m", "locust", "-f", str(REPO / "load" / "locustfile.py"), "--headless",
-               "--host", host, "--csv", str(out / "stats"), "--html", str(out / "report.html"),
-               "--only-summary", "--exit-code-on-error", "1", "--stop-timeout", "5"]
-        return subprocess.run(cmd, env={**os.environ, "PROFILE": profile}, check=False).returncode
+        return run_locust(host, profile, REPO / "load" / "out" / profile)
     finally:
         if server:
             server.stop()

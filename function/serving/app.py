@@ -71,13 +71,14 @@ class ServingApp:
 
     def _health(self) -> tuple[int, dict, dict]:
         try:
-            self.loader.choose(0)
+            cold = self.loader.choose(0).cold
         except NoModel:
-            pass
+            cold = False
         status = self.loader.status()
         if not status["ready"]:
             return 503, {"status": "unavailable", **status}, {"Retry-After": RETRY_AFTER_S}
-        return 200, {"status": "degraded" if status["fallback"] else "ok", **status}, {}
+        headers = {"X-Model-Load": "cold"} if cold else {}
+        return 200, {"status": "degraded" if status["fallback"] else "ok", **status}, headers
 
     def _choose(self, key: int) -> Choice:
         try:

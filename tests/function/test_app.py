@@ -94,8 +94,10 @@ def test_unknown_path_is_404_and_wrong_method_405(client):
 
 
 def test_health_model_and_openapi(client):
-    health = client.get("/health").get_json()
+    first = client.get("/health")  # the first request of a process loads the model, and says so
+    health = first.get_json()
     assert health["status"] == "ok" and health["ready"] and health["model_version"] == STABLE
+    assert first.headers["X-Model-Load"] == "cold" and "X-Model-Load" not in client.get("/health").headers
     model = client.get("/model").get_json()
     assert model["model_version"] == STABLE and model["manifest"]["contract"]["labels"] == ["Adelie", "Chinstrap",
                                                                                              "Gentoo"]

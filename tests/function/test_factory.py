@@ -7,6 +7,7 @@ import os
 import subprocess
 
 from serving import factory
+
 from tests.servers import FN_VENV_BIN, REPO
 
 FRESH_WORKER = """
