@@ -106,22 +106,24 @@ def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
 def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
     """The batch as a matrix, or None if any row needs Marshmallow's judgement."""
     layout = _layout(contract)
+    if len(rows) <= SMALL_BATCH:
+        return _by_rows(layout, contract.year_range, rows)
     if set(map(type, rows)) != {dict}:
         return None
     for keys in set(map(tuple, rows)):  # batches repeat a handful of key orders: check each once
         if not (layout.required.issubset(keys) and layout.allowed.issuperset(keys)):
             return None
-    if len(rows) <= SMALL_BATCH:
-        return _by_rows(layout, contract.year_range, rows)
     return _by_columns(layout, contract.year_range, rows)
 
 
 def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
-    """Small batches, one row at a time in plain Python: the same rules as `_by_columns`."""
+    """Small batches, one row at a time in plain Python: the same rules as `_fast_path`'s for large ones."""
     values: list[list[float]] = []
     warnings: list[list[str]] = []
     low_year, high_year = year_range
     for row in rows:
+        if type(row) is not dict or not (row.keys() >= layout.required and layout.allowed.issuperset(row)):
+            return None
         out: list[float] = []
         notes: list[str] = []
         for name, hard_min, hard_max, train_min, train_max in layout.numeric:
