@@ -154,9 +154,7 @@ def build_candidate(data: pd.DataFrame, split_: Split, params: dict, search: lis
 def assert_same_predictions(trees: TreeEnsemble, booster: xgb.Booster, *matrices: np.ndarray) -> None:
     """Refuse to ship a fast predictor that disagrees with XGBoost on any verification matrix."""
     for x in matrices:
-        expected = booster.inplace_predict(x)
-        one_by_one = np.array([trees.predict_one(row) for row in x.tolist()])  # the single-row path too
-        diff = max(float(np.abs(trees.predict_proba(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
+        diff = trees.max_difference(x, booster.inplace_predict(x))
         if diff > VERIFY_TOLERANCE:
             raise AssertionError(f"fast predictor differs from XGBoost by {diff:g}")
 

@@ -71,6 +71,11 @@ class TreeEnsemble:
         margin = self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin
         return _softmax(margin.astype(np.float64))
 
+    def max_difference(self, x: np.ndarray, expected: np.ndarray) -> float:
+        """Largest gap between `expected` probabilities (XGBoost's) and either evaluator's, row by row or batched."""
+        one_by_one = np.array([self.predict_one(row) for row in x.tolist()])
+        return max(float(np.abs(self.predict_proba(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
+
     def to_bytes(self) -> bytes:
         """Serialise as an .npz file for the bundle."""
         buf = io.BytesIO()

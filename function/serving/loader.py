@@ -94,7 +94,7 @@ def load_model(bundle: Bundle, source: str, fast_max_rows: int) -> ServingModel:
 
 
 def _verified_fast_predictor(bundle: Bundle, contract: FeatureContract) -> TreeEnsemble | None:
-    """The NumPy evaluator, only if it reproduces the probabilities recorded at publish time."""
+    """The compiled evaluators, only if they reproduce the probabilities recorded at publish time."""
     data = bundle.files.get(TREES_FILE)
     check = bundle.manifest.get("verification")
     if data is None or not check:
@@ -102,9 +102,7 @@ def _verified_fast_predictor(bundle: Bundle, contract: FeatureContract) -> TreeE
     try:
         trees = TreeEnsemble.from_bytes(data)
         x = build_batch(contract, check["rows"]).matrix
-        expected = np.asarray(check["probabilities"])
-        one_by_one = np.array([trees.predict_one(row) for row in x.tolist()])  # the single-row path too
-        diff = max(float(np.abs(trees.predict_proba(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
+        diff = trees.max_difference(x, np.asarray(check["probabilities"]))
     except (ValueError, KeyError, IndexError, InvalidRows) as exc:
         log.warning("fast predictor of %s unusable: %s", bundle.version, exc)
         return None
