@@ -133,20 +133,24 @@ def prepare_peers() -> Path:
     return work
 
 
+def ff_server(name: str, source: Path, env: dict) -> Server:
+    """A Functions Framework function (ours or floor) under gunicorn, from the lean `.venv-function`."""
+    cmd = [str(REPO / ".venv-function" / "bin" / "functions-framework"), "--source", str(source),
+           "--target", "predict", "--host", "127.0.0.1", "--port", "{port}"]
+    return Server(name, cmd, "/predict", PENGUIN, _lua(name, "/predict", PENGUIN),
+                  lambda b: b.get("species") == "Adelie", env=env)
+
+
 def servers(store_uri: str, emulator_url: str, peers_dir: Path, with_mlserver: bool) -> list[Server]:
     """Our function (lean venv, model from the GCS emulator) and every peer."""
-    fn_bin = REPO / ".venv-function" / "bin" / "functions-framework"
-    ff = ["--target", "predict", "--host", "127.0.0.1", "--port", "{port}"]
     v2 = {"inputs": [{"name": "input-0", "shape": [1, 10], "datatype": "FP32",
                       "data": [39.1, 18.7, 181, 3750, 2007, 0, 1, 0, 0, 1]}]}
     result = []
     for suffix, gunicorn in GUNICORN.items():
         result += [
-            Server(f"ours{suffix}", [str(fn_bin), "--source", str(REPO / "function" / "main.py"), *ff], "/predict",
-                   PENGUIN, _lua("ours", "/predict", PENGUIN), lambda b: b.get("species") == "Adelie",
-                   env={**gunicorn, "MODEL_STORE": store_uri, "STORAGE_EMULATOR_HOST": emulator_url}),
-            Server(f"floor{suffix}", [str(fn_bin), "--source", str(PEERS / "floor" / "main.py"), *ff], "/predict",
-                   PENGUIN, _lua("floor", "/predict", PENGUIN), lambda b: b.get("species") == "Adelie", env=gunicorn),
+            ff_server(f"ours{suffix}", REPO / "function" / "main.py",
+                      {**gunicorn, "MODEL_STORE": store_uri, "STORAGE_EMULATOR_HOST": emulator_url}),
+            ff_server(f"floor{suffix}", PEERS / "floor" / "main.py", gunicorn),
         ]
     result += [
         Server("seed_style", [str(REPO / ".venv-peers" / "bin" / "uvicorn"), "--app-dir", str(PEERS / "seed_style"),

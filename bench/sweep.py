@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import OUT, PENGUIN, REPO, Server, _lua, wrk  # noqa: E402
+from run import OUT, REPO, Server, ff_server, wrk  # noqa: E402
 
 SETTINGS = ((1, 1), (1, 2), (1, 8), (2, 1), (2, 2), (2, 4))  # (WORKERS, THREADS); 1 x 8 is the framework's
 CONNECTIONS = (1, 4, 16)
@@ -23,12 +23,9 @@ CONNECTIONS = (1, 4, 16)
 
 def server(workers: int, threads: int) -> Server:
     """Our function from the shipped model in a local store, under the given gunicorn settings."""
-    cmd = [str(REPO / ".venv-function" / "bin" / "functions-framework"), "--source", str(REPO / "function" / "main.py"),
-           "--target", "predict", "--host", "127.0.0.1", "--port", "{port}"]
-    return Server(f"{workers} x {threads}", cmd,
-                  "/predict", PENGUIN, _lua("ours", "/predict", PENGUIN), lambda b: b.get("species") == "Adelie",
-                  env={"WORKERS": str(workers), "THREADS": str(threads),
-                       "MODEL_STORE": str(REPO / "function" / "shipped_model")})
+    return ff_server(f"{workers} x {threads}", REPO / "function" / "main.py",
+                     {"WORKERS": str(workers), "THREADS": str(threads),
+                      "MODEL_STORE": str(REPO / "function" / "shipped_model")})
 
 
 def main() -> int:
