@@ -1,6 +1,6 @@
 """Side-by-side benchmark: our function against the peers in ../shared/peers, in one run, on 127.0.0.1.
 
-Usage: python bench/run.py [--seconds 5] [--rounds 3] [--skip-mlserver]   (or `make bench`)
+Usage: python -m bench.run [--seconds 5] [--rounds 3] [--skip-mlserver]   (or `make bench`)
 
 Prints one table (requests/s and p50/p99 at concurrency 1 and 16 with wrk, cold start, peak RSS,
 batch rows/s) with our ratio against each peer and PASS/FAIL per target, and writes bench/RESULTS.md
@@ -24,13 +24,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.examples import SEED_EXAMPLES
+from testbed.servers import GcsEmulator, free_port
+
 REPO = Path(__file__).resolve().parent.parent
 PEERS = (REPO.parent / "shared" / "peers").resolve()
 OUT = REPO / "bench" / "out"
-sys.path.insert(0, str(REPO))
-
-from shared.examples import SEED_EXAMPLES  # noqa: E402
-from tests.servers import GcsEmulator, free_port  # noqa: E402
 
 PENGUIN = {**SEED_EXAMPLES[0][0]}
 # Ours and floor always run under identical gunicorn settings, at two of them: the production settings we
@@ -301,7 +300,7 @@ def summarise(results: dict, batch: dict, args: argparse.Namespace) -> str:
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout.split("\n")[0]
     return f"""# Benchmark results
 
-Command: `make bench` (python bench/run.py --seconds {args.seconds} --rounds {args.rounds}), on
+Command: `make bench` (python -m bench.run --seconds {args.seconds} --rounds {args.rounds}), on
 {platform.node() and 'this machine'}: {os.cpu_count()} cores, Python {platform.python_version()}, {wrk_version.strip()}.
 Ours and floor: Functions Framework's gunicorn under identical settings: {settings}. The first pair runs the
 production settings (README, Terraform defaults) that the targets judge; the second Functions Framework's defaults,

@@ -1,6 +1,6 @@
 """Which gunicorn settings to deploy with: our function under each WORKERS x THREADS, driven by wrk.
 
-Usage: python bench/sweep.py [--seconds 5] [--rounds 2]   (or `make sweep`)
+Usage: python -m bench.sweep [--seconds 5] [--rounds 2]   (or `make sweep`)
 
 Prints a markdown table of requests/s and p99 at concurrency 1, 4 and 16, and the worker's peak RSS,
 for every setting; the README's "Production settings" table comes from it. Settings are interleaved
@@ -11,11 +11,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run import OUT, REPO, Server, ff_server, wrk  # noqa: E402
+from bench.run import OUT, REPO, Server, ff_server, wrk
 
 SETTINGS = ((1, 1), (1, 2), (1, 8), (2, 1), (2, 2), (2, 4))  # (WORKERS, THREADS); 1 x 8 is the framework's
 CONNECTIONS = (1, 4, 16)

@@ -14,7 +14,8 @@ import os
 import random
 
 from locust import HttpUser, LoadTestShape, between, task
-from profiles import PROFILES, users_at  # beside this file; Locust puts its folder on sys.path
+
+from load.profiles import PROFILES, users_at
 
 SEEDS = (
     {"bill_length_mm": 39.1, "bill_depth_mm": 18.7, "flipper_length_mm": 181, "body_mass_g": 3750,

@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from testbed.servers import FunctionServer
 
-from tests.servers import FunctionServer  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 
 def run_locust(host: str, profile: str, out: Path, run_time: str | None = None) -> int:

@@ -1,7 +1,7 @@
 """Delivery steps that cloudbuild.yaml calls: build the function source, deploy a tagged candidate,
 smoke-test it, shift traffic, judge the canary, promote or roll back.
 
-Usage: python scripts/rollout.py COMMAND [options]   (python scripts/rollout.py -h lists the commands)
+Usage: python -m scripts.rollout COMMAND [options]   (python -m scripts.rollout -h lists the commands)
 Commands that change Cloud Run run `gcloud`; `--dry-run` prints the command instead of running it.
 """
 from __future__ import annotations
@@ -16,18 +16,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from retrain_job.metrics import monitoring_client
+from shared.examples import SEED_EXAMPLES
 
-from retrain_job.metrics import monitoring_client  # noqa: E402
-from shared.examples import SEED_EXAMPLES  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+
 
 # ---- build ---------------------------------------------------------------------------------------
 
 def build_source(store_uri: str, out: Path) -> Path:
-    """The function's deploy bundle: code, shared/, hash-locked requirements and the shipped model.
-
-    The shipped fallback model is refreshed from the store's current stable bundle.
+    """The function's deploy bundle: `main.py` at the root with the packages it imports beside it
+    (Functions Framework puts the source folder on sys.path), hash-locked requirements, and the store's
+    current stable bundle as the shipped fallback model.
     """
     from retrain_job.publish import copy_stable  # noqa: PLC0415 - needs the job's environment
     from shared.settings import MODEL_NAME  # noqa: PLC0415
@@ -35,11 +35,13 @@ def build_source(store_uri: str, out: Path) -> Path:
 
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(REPO / "function", out, ignore=shutil.ignore_patterns("__pycache__", "shipped_model",
-                                                                          "requirements*.txt", "*.lock"))
-    shutil.copytree(REPO / "shared", out / "shared", ignore=shutil.ignore_patterns("__pycache__"))
+    code = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "function", out / "function", ignore=shutil.ignore_patterns(
+        "__pycache__", "*.pyc", "shipped_model", "main.py", "requirements*"))
+    shutil.copytree(REPO / "shared", out / "shared", ignore=code)
+    shutil.copy(REPO / "function" / "main.py", out / "main.py")
     shutil.copy(REPO / "function" / "requirements.lock", out / "requirements.txt")
-    copy_stable(open_store(store_uri), LocalStore(out / "shipped_model"), MODEL_NAME)
+    copy_stable(open_store(store_uri), LocalStore(out / "function" / "shipped_model"), MODEL_NAME)
     archive = shutil.make_archive(str(out), "zip", root_dir=out)
     return Path(archive)
 

@@ -1,6 +1,6 @@
 """Send synthetic prediction traffic drawn from the Palmer Penguins data, optionally shifted.
 
-Usage: python scripts/send_traffic.py --url http://127.0.0.1:8080 --rows 300 [--mass-factor 1.2] [--island Biscoe]
+Usage: python -m scripts.send_traffic --url http://127.0.0.1:8080 --rows 300 [--mass-factor 1.2] [--island Biscoe]
 Rows are sampled (seeded) from the real data; --mass-factor scales body mass, --island forces one island.
 Feeds the drift report when the function runs with LOG_TO_STORE=1 (as `make serve` does).
 """

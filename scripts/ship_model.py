@@ -1,18 +1,15 @@
 """Copy the store's stable bundle into function/shipped_model, the fallback deployed with the code.
 
-Usage: python scripts/ship_model.py [--store URI] [--target DIR]
+Usage: python -m scripts.ship_model [--store URI] [--target DIR]
 """
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from retrain_job.publish import copy_stable  # noqa: E402
-from shared.settings import REPO_ROOT, Settings  # noqa: E402
-from shared.store import LocalStore, open_store  # noqa: E402
+from retrain_job.publish import copy_stable
+from shared.settings import REPO_ROOT, Settings
+from shared.store import LocalStore, open_store
 
 
 def main() -> int:

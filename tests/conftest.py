@@ -8,15 +8,15 @@ from dataclasses import replace
 
 import functions_framework
 import pytest
-from serving import factory
 
+from function.serving import factory
 from retrain_job import train
 from retrain_job.data import load_base
 from shared.bundle import Bundle, make_bundle, write_bundle
 from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import Settings
 from shared.store import GcsStore, LocalStore
-from tests.servers import REPO, FunctionServer, GcsEmulator  # noqa: F401 - REPO is re-exported
+from testbed.servers import REPO, FunctionServer, GcsEmulator  # noqa: F401 - REPO is re-exported
 
 FAST_PARAMS = {"max_depth": 2, "eta": 0.3, "num_boost_round": 40}
 

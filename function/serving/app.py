@@ -13,9 +13,9 @@ import numpy as np
 import orjson
 from werkzeug.wrappers import Request, Response
 
-from serving.errors import ApiError, bad_request, field_violations
-from serving.loader import Choice, ModelLoader, NoModel
-from serving.logs import MAX_LOGGED_ROWS, RequestLog
+from function.serving.errors import ApiError, bad_request, field_violations
+from function.serving.loader import Choice, ModelLoader, NoModel
+from function.serving.logs import MAX_LOGGED_ROWS, RequestLog
 from shared.features import InvalidRows, build_batch
 from shared.settings import Settings
 
@@ -64,7 +64,7 @@ class ServingApp:
             manifest = {k: v for k, v in choice.model.manifest.items() if k not in HIDDEN_MANIFEST_SECTIONS}
             return 200, {"model_version": choice.model.version, "fallback": choice.fallback, "manifest": manifest}, {}
         if request.path == "/openapi.json":
-            from serving.openapi import openapi_document  # noqa: PLC0415 - Marshmallow stays out of cold starts
+            from function.serving.openapi import openapi_document  # noqa: PLC0415 - Marshmallow stays out of cold starts
 
             return 200, openapi_document(self._choose(0).model.contract, self.settings), {}
         return self._predict(request, log_fields)

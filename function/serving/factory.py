@@ -5,9 +5,9 @@ import gc
 import threading
 from pathlib import Path
 
-from serving.app import ServingApp
-from serving.loader import ModelLoader
-from serving.logs import LocalSink, RequestLog
+from function.serving.app import ServingApp
+from function.serving.loader import ModelLoader
+from function.serving.logs import LocalSink, RequestLog
 from shared.settings import Settings
 
 # A 10,000-row batch keeps ~50,000 dicts and lists alive until its response is written. At CPython's

@@ -6,16 +6,14 @@ import json
 import os
 import subprocess
 
-from serving import factory
-
-from tests.servers import FN_VENV_BIN, REPO
+from function.serving import factory
+from testbed.servers import FN_VENV_BIN
 
 FRESH_WORKER = """
 import json, sys
-sys.path[:0] = [sys.argv[1] + "/function", sys.argv[1]]
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
-from serving.factory import get_app
+from function.serving.factory import get_app
 from shared.examples import SEED_EXAMPLES
 
 def post(body):
@@ -33,7 +31,7 @@ print(json.dumps({"statuses": statuses, "valid_loaded": valid_loaded,
 
 def test_valid_requests_in_a_fresh_worker_import_no_heavy_library(published):
     env = {**os.environ, "MODEL_STORE": str(published.root)}
-    run = subprocess.run([str(FN_VENV_BIN / "python"), "-c", FRESH_WORKER, str(REPO)], env=env,
+    run = subprocess.run([str(FN_VENV_BIN / "python"), "-c", FRESH_WORKER], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60, check=True)
     result = json.loads(run.stderr.strip().splitlines()[-1])
     assert result["statuses"] == [200, 200, 400]

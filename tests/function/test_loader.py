@@ -7,8 +7,8 @@ import time
 from dataclasses import replace
 
 import pytest
-from serving.loader import ModelLoader, NoModel
 
+from function.serving.loader import ModelLoader, NoModel
 from shared.bundle import MANIFEST_FILE, MODEL_FILE, TREES_FILE
 from shared.pointer import read_pointer, write_pointer
 from shared.settings import Settings

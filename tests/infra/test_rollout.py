@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from scripts import rollout
+from testbed.monitoring import FakeMetricService
 from tests.conftest import REPO, publish
-from tests.monitoring_fake import FakeMetricService
 
-SCRIPT = [sys.executable, str(REPO / "scripts" / "rollout.py")]
+SCRIPT = [sys.executable, "-m", "scripts.rollout"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -45,9 +45,9 @@ def test_build_source_bundles_code_lock_and_current_stable_model(local_store, tr
     publish(local_store, trained_bundle, "20260101T000000Z-ship")
     archive = rollout.build_source(str(local_store.root), tmp_path / "function-source")
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {"main.py", "serving/app.py", "shared/features.py", "requirements.txt",
-            "shipped_model/models/penguins/serving.json",
-            "shipped_model/models/penguins/20260101T000000Z-ship/model.ubj"} <= names
+    assert {"main.py", "function/serving/app.py", "shared/features.py", "requirements.txt",
+            "function/shipped_model/models/penguins/serving.json",
+            "function/shipped_model/models/penguins/20260101T000000Z-ship/model.ubj"} <= names
     assert "--hash=sha256:" in (tmp_path / "function-source" / "requirements.txt").read_text()
     assert not any("pandas" in n or "__pycache__" in n for n in names)
 
@@ -91,10 +91,11 @@ def test_cloudbuild_steps_call_tested_scripts():
     for step in build["steps"]:
         joined = " ".join(step.get("args", []))
         for script in ("scripts/rollout.py", "scripts/ci_test.sh"):
-            if script in joined:
+            if script in joined or script.removesuffix(".py").replace("/", ".") in joined:
                 assert (REPO / script).exists()
-        if "rollout.py" in joined:
-            assert any(f"rollout.py {c}" in joined or f'"{c}"' in joined or f" {c} " in f" {joined} " for c in commands)
+        if "scripts.rollout" in joined:
+            assert any(f"scripts.rollout {c}" in joined or f'"{c}"' in joined or f" {c} " in f" {joined} "
+                       for c in commands)
     tested = (REPO / "tests" / "infra" / "test_rollout.py").read_text()
     for command in commands:
         assert command in tested

@@ -7,11 +7,14 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 import venv
 
 import pytest
 
+from scripts import rollout
 from shared.examples import SEED_EXAMPLES
+from testbed.servers import FunctionServer
 from tests.conftest import REPO, get, post, publish
 
 SECRET_PATTERNS = {
@@ -69,33 +72,57 @@ def test_responses_reveal_no_internals_and_logs_no_headers(serve, local_store, t
     assert held_logs == 2
 
 
-@pytest.mark.parametrize("lock", ["function/requirements.lock", "retrain_job/requirements.lock"])
-def test_locks_pin_every_requirement_with_hashes(lock):
+def _direct_requirements(extra: str) -> list[str]:
+    """The project's own dependencies plus one extra of pyproject.toml, self-references expanded."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements, pending = list(project["dependencies"]), [extra]
+    while pending:
+        for req in project["optional-dependencies"][pending.pop()]:
+            if req.startswith(project["name"] + "["):
+                pending.append(req[len(project["name"]) + 1:-1])
+            else:
+                requirements.append(req)
+    return requirements
+
+
+@pytest.mark.parametrize(("lock", "extra"), [("function/requirements.lock", "function"),
+                                             ("retrain_job/requirements.lock", "job")])
+def test_locks_pin_every_requirement_with_hashes(lock, extra):
     text = (REPO / lock).read_text()
     pins = re.findall(r"^([a-z0-9][a-z0-9._-]*)==\S+ \\$", text, flags=re.M | re.I)
     hashes = re.findall(r"--hash=sha256:[0-9a-f]{64}", text)
     assert pins and len(hashes) >= len(pins)
-    direct = (REPO / lock).with_name("requirements.txt").read_text()
-    for line in direct.splitlines():
-        name = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-        if name and not line.startswith("-r"):
-            assert name.group(1).lower().replace("_", "-") in {p.lower().replace("_", "-") for p in pins}, name
+    for requirement in _direct_requirements(extra):
+        name = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)", requirement).group(1)
+        assert name.lower().replace("_", "-") in {p.lower().replace("_", "-") for p in pins}, name
 
 
-def test_function_installs_from_its_lock(tmp_path, tally):
+def test_deployed_source_bundle_installs_from_its_lock_and_serves(local_store, trained_bundle, tmp_path, tally):
+    """The bundle Cloud Build uploads, installed the way Cloud Functions installs it, answers without the repo."""
+    publish(local_store, trained_bundle, "20260101T000000Z-deploy")
+    source = tmp_path / "source"
+    rollout.build_source(str(local_store.root), source)
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    env = {**os.environ, "PIP_CONSTRAINT": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {"PATH": os.environ["PATH"], "PIP_CONSTRAINT": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+           "HOME": str(tmp_path)}
     install = subprocess.run([str(python), "-m", "pip", "install", "-q", "--require-hashes", "--no-deps",
-                              "-r", str(REPO / "function" / "requirements.lock")],
+                              "-r", str(source / "requirements.txt")],
                              capture_output=True, text=True, env=env, check=False, timeout=600)
     assert install.returncode == 0, install.stderr[-2000:]
-    imports = subprocess.run([str(python), "-c", "import functions_framework, xgboost, marshmallow, apispec, orjson, "
-                              "numpy, google.cloud.storage; import importlib.util as u; "
-                              "print(all(u.find_spec(m) is None for m in ('pandas', 'sklearn')))"],
-                             capture_output=True, text=True, check=False)
+    lean = subprocess.run([str(python), "-c", "import importlib.util as u; "
+                           "print(all(u.find_spec(m) is None for m in ('pandas', 'sklearn', 'shared', 'function')))"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, check=False)
     # scipy stays: xgboost-cpu 3.x imports scipy.sparse at import time (only large batches import xgboost)
-    tally.add("security", "function installed from its hash lock (lean: no pandas/sklearn)", 1,
-              int(imports.stdout.strip() == "True"))
-    assert imports.stdout.strip() == "True", imports.stderr[-1000:]
+    server = FunctionServer({**env, "MODEL_STORE": str(tmp_path / "no-store-here")},
+                            bin_dir=env_dir / "bin", source=source / "main.py").start()
+    try:
+        status, body, _ = post(server.url + "/predict", SEED_EXAMPLES[0][0])
+    finally:
+        server.stop()
+    held = lean.stdout.strip() == "True" and status == 200 and body["model_version"] == "20260101T000000Z-deploy"
+    tally.add("security", "deployed source bundle installed from its hash lock serves (lean)", 1, int(held))
+    assert lean.stdout.strip() == "True", lean.stderr[-1000:]
+    assert status == 200 and body["species"] == SEED_EXAMPLES[0][1] and body["fallback"] is True
+    assert body["model_version"] == "20260101T000000Z-deploy"  # the shipped model inside the bundle

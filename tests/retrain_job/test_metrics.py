@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
-from tests.monitoring_fake import FakeMetricService
+from testbed.monitoring import FakeMetricService
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def test_serving_picks_up_a_retrained_model_without_restart(serving_store, job):
 
 def test_html_report_renders_in_headless_chromium(serving_store, job, tmp_path):
     chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is installed by `make test`"
+    assert chromium, "Debian's chromium is missing: run `make system-packages`"
     store, server = serving_store
     send(server.url, synthetic_rows(120, mass_factor=1.2))
     summary = job(str(store.root), "--dry-run")[1]

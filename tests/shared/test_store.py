@@ -7,7 +7,7 @@ import time
 import pytest
 
 from shared.store import GcsStore, NotFound, PreconditionFailed, StoreUnavailable, open_store
-from tests.servers import free_port
+from testbed.servers import free_port
 
 
 def test_roundtrip_and_generation(any_store):

@@ -76,12 +76,18 @@ class GcsEmulator:
 class FunctionServer:
     """The function served by Functions Framework's gunicorn, as in production."""
 
-    def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 8, lean: bool = True) -> None:
+    # GET / is a 405 answered before any model is touched: waiting for the port does not warm the model
+    PROBE_PATH = "/"
+
+    def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 8, lean: bool = True, *,
+                 bin_dir: Path | None = None, source: Path = REPO / "function" / "main.py") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        lean_available = (FN_VENV_BIN / "functions-framework").exists()
-        bin_dir = FN_VENV_BIN if lean and lean_available else Path(sys.executable).parent
-        self.cmd = [str(bin_dir / "functions-framework"), "--source", str(REPO / "function" / "main.py"),
+        if bin_dir is None:
+            lean_available = (FN_VENV_BIN / "functions-framework").exists()
+            bin_dir = FN_VENV_BIN if lean and lean_available else Path(sys.executable).parent
+        self.source = source
+        self.cmd = [str(bin_dir / "functions-framework"), "--source", str(source),
                     "--target", "predict", "--host", "127.0.0.1", "--port", str(self.port)]
         self.env = {**os.environ, "WORKERS": str(workers), "THREADS": str(threads), **env}
         self.log_path = Path(tempfile.mkstemp(prefix="function-", suffix=".log")[1])
@@ -90,9 +96,9 @@ class FunctionServer:
     def start(self, wait: bool = True) -> FunctionServer:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=REPO / "function")
+                                     cwd=self.source.parent)
         if wait:
-            wait_http(self.url + "/openapi-probe", proc=self.proc)
+            wait_http(self.url + self.PROBE_PATH, proc=self.proc)
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,1 @@
+"""The side-by-side benchmark against the peers, and the production-settings sweep."""

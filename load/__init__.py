@@ -1,0 +1,1 @@
+"""Locust load profiles and their headless runner."""
