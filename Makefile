@@ -50,7 +50,7 @@ serve: $(FN_VENV)/.installed model ## serve the function on PORT from the local 
 		POINTER_TTL_S=$${POINTER_TTL_S:-5} ../$(FN_VENV)/bin/functions-framework --source main.py --target predict \
 		--host $(BIND_HOST) --port $(PORT)
 
-test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed check-system-packages ## the whole suite: lint, unit, integration, reliability, infra
+test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed .venv-tf/.installed check-system-packages ## the whole suite: lint, unit, integration, reliability, infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
@@ -79,7 +79,15 @@ traffic: $(VENV)/.installed ## synthetic traffic to a running `make serve` (MASS
 lint: $(VENV)/.installed ## ruff over the whole tree
 	$(VENV)/bin/ruff check .
 
-infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed ## Terraform and Cloud Build checks
+# The offline stand-in for hashicorp/google (terraform/schema/provider.py) in its own virtualenv:
+# PyPI's tf needs protobuf<6, the suite's google-cloud libraries need protobuf>=6.33.
+.venv-tf/.installed:
+	test -x .venv-tf/bin/python || $(PYTHON) -m venv .venv-tf
+	.venv-tf/bin/pip install $(PIP_QUIET) "tf==1.2.0" $(QUIET_PIP_WARNINGS)
+	touch $@
+
+infra-check: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed .venv-tf/.installed ## Terraform (fmt, offline validate against the real provider schema, checkov) and Cloud Build checks
+	$(VENV)/bin/python terraform/schema/validate.py
 	$(VENV)/bin/python -m pytest tests/infra
 
 reliability: $(VENV)/.installed $(FN_VENV)/.installed ## hostile input, storage faults, hot swaps, security
@@ -106,6 +114,6 @@ load: $(VENV)/.installed $(FN_VENV)/.installed model ## Locust headless: PROFILE
 	PROFILE=$(PROFILE) HOST=$(HOST) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python -m load.run
 
 clean: ## remove everything the Makefile creates (virtualenvs, local bucket, outputs, caches)
-	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-peers .venv-mlserver local_bucket bench/out load/out \
+	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-peers .venv-mlserver local_bucket bench/out load/out \
 		.pytest_cache .ruff_cache .hypothesis .schemathesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -3,4 +3,4 @@
 set -euo pipefail
 apt-get update -qq
 apt-get install -y -qq make >/dev/null
-make test
+make system-packages test

@@ -8,8 +8,11 @@ or from an already unpacked package (the directory holding package.json and lib/
 
     python terraform/schema/extract.py --package /tmp/gpkg/package
 
+and `--check` compares instead of writing (exit 1 when the committed file is out of date).
+
 The schema is kept small: the provider block, plus only the resource and data source types that a .tf file under
-terraform/ uses (scanned recursively) and the DEFAULT_EXTRA ones (add more with --extra TYPE or --extra data.TYPE).
+terraform/ uses (scanned recursively) and the DEFAULT_EXTRA ones; --extra TYPE or --extra data.TYPE adds one for
+this run only (add it to DEFAULT_EXTRA to keep it).
 
 Where it comes from: `@cdktf/provider-google` is generated from `terraform providers schema -json` of the provider,
 and its compiled lib/<resource>/index.js keeps what `terraform validate` needs, per resource and per nested block:
@@ -20,7 +23,8 @@ list-versus-set nesting nor the Terraform names of computed-only attributes, so 
 
 Not recoverable from the bindings (so absent from the JSON): descriptions, sensitive, deprecation, schema versions,
 validation functions and conflicts_with/exactly_one_of, min_items above 1, and whether an optional argument is also
-computed ("optional+computed" is written as optional; only computed-only attributes carry "computed": true).
+computed ("optional+computed" is written as optional; only computed-only attributes carry "computed": true), and
+max_items of the provider block's own nested blocks (batching, external_credentials).
 """
 from __future__ import annotations
 
@@ -77,7 +81,6 @@ _HCL_ENTRY = re.compile(r"(\w+): \{\s*value: [^\n]*\n\s*isBlock: (true|false),\s
                         r"storageClassType: \"(\w+)\",\s*\}")
 _GETTER = re.compile(r"^    get (\w+)\(\) \{\n\s*return (.*?);\n    \}", re.M)
 _FIELD = re.compile(r"this\._(\w+) = new ([\w.]+)\(this, \"(\w+)\"(?:, (true|false))?\);")
-_SETTER = re.compile(r"^    set (\w+)\(value\)", re.M)
 _RESET = re.compile(r"^    reset(\w+)\(\)", re.M)
 _TF_TYPE = re.compile(r"^(\w+)\.tfResourceType = \"(\w+)\";", re.M)
 _DTS_PROP = re.compile(r"\{@link \S+#(\w+) [\w#]+\}\s*\*/\s*readonly (\w+)(\??):", re.S)
@@ -89,12 +92,20 @@ class _Class:
     name: str
     getters: dict[str, tuple[str, str | None]] = field(default_factory=dict)  # tf name -> (camel, body type / class)
     fields: dict[str, tuple[str, bool]] = field(default_factory=dict)  # tf name -> (constructed class, wraps set)
-    setters: set[str] = field(default_factory=set)
     resets: set[str] = field(default_factory=set)
 
 
 class Module:
     """One lib/<resource>/index.js (and its index.d.ts): classes and the ToHclTerraform attribute tables."""
+
+    @classmethod
+    def load(cls, directory: Path) -> Module:
+        """Read lib/<dir>/index.js, with the index-structs/*.js that the biggest resources split their structs into."""
+        def read(suffix: str) -> str:
+            files = [directory / f"index{suffix}", *sorted(directory.glob(f"index-structs/*{suffix}"))]
+            text = "\n".join(f.read_text() for f in files)
+            return re.sub(r"\b[a-z]\w*_\d+\.(?=[A-Z])", "", text)  # `index_structs_1.Foo` -> `Foo`
+        return cls(read(".js"), read(".d.ts"))
 
     def __init__(self, js: str, dts: str = "") -> None:
         self.classes: dict[str, _Class] = {}
@@ -123,7 +134,8 @@ class Module:
                 klass, wraps, tf = constructed[own.group(1)]
                 cls.getters[tf] = (camel, None)
                 cls.fields[tf] = (klass, wraps)
-        cls.setters = set(_SETTER.findall(body))
+            elif "Attribute(" in expr:  # a Terraform attribute this reader does not know: never drop it silently
+                raise ValueError(f"{name}.{camel}: unsupported getter `{expr}`")
         cls.resets = set(_RESET.findall(body))
         return cls
 
@@ -162,7 +174,7 @@ def _object_type(mod: Module, ref_class: str) -> Any:
 
 
 def _computed_type(mod: Module, cls: _Class, tf: str) -> Any:
-    camel, kind = cls.getters[tf]
+    kind = cls.getters[tf][1]
     if kind is not None:
         return json.loads(kind)
     klass, wraps = cls.fields[tf]
@@ -202,8 +214,8 @@ def _block(mod: Module, struct: str, class_name: str | None, skip: frozenset[str
                 nested["min_items"] = 1
             if single_ref:
                 nested["max_items"] = 1
-        child_class = child + "OutputReference" if cls is not None and child + "OutputReference" in mod.classes else None
-        nested["block"] = _block(mod, child, child_class)
+        reference = child + "OutputReference"
+        nested["block"] = _block(mod, child, reference if reference in mod.classes else None)
         block_types[tf] = nested
     if cls is not None:
         for tf in cls.getters:
@@ -217,12 +229,12 @@ def _block(mod: Module, struct: str, class_name: str | None, skip: frozenset[str
     return block
 
 
-def _module_for(lib: Path, kind: str, type_name: str, index: dict[tuple[str, str], Path]) -> tuple[Module, str]:
+def _module_for(kind: str, type_name: str, index: dict[tuple[str, str], Path]) -> tuple[Module, str]:
     """The module and top-level class defining a resource ("resource") or data source ("data") type."""
     path = index.get((kind, type_name))
     if path is None:
         raise SystemExit(f"{kind} type {type_name} is not in {PACKAGE}@{PACKAGE_VERSION}")
-    mod = Module(path.read_text(), path.with_name("index.d.ts").read_text())
+    mod = Module.load(path.parent)
     base = "cdktf.TerraformDataSource" if kind == "data" else "cdktf.TerraformResource"
     for class_name, tf_type in mod.tf_types.items():
         if tf_type == type_name and mod.bases.get(class_name) == base:
@@ -257,13 +269,15 @@ def extract(package_dir: Path, types: set[str]) -> dict:
     """The schema (in the shape of `terraform providers schema -json`) for the provider block and the given types."""
     lib = package_dir / "lib"
     meta = json.loads((package_dir / "package.json").read_text())
-    provider_js = (lib / "provider" / "index.js").read_text()
-    provider_mod = Module(provider_js, (lib / "provider" / "index.d.ts").read_text())
+    provider_mod = Module.load(lib / "provider")
+    pinned = re.search(r"providerVersion: '([\d.]+)'", (lib / "provider" / "index.js").read_text())
+    if not pinned or pinned.group(1) != PROVIDER_VERSION:
+        raise SystemExit(f"{package_dir} binds hashicorp/google {pinned and pinned.group(1)}, not {PROVIDER_VERSION}")
     index = _index(lib)
     resources, data_sources = {}, {}
     for item in sorted(types):
         kind, type_name = ("data", item[5:]) if item.startswith("data.") else ("resource", item)
-        mod, class_name = _module_for(lib, kind, type_name, index)
+        mod, class_name = _module_for(kind, type_name, index)
         schema = {"version": 0, "block": _block(mod, class_name, class_name)}
         (data_sources if kind == "data" else resources)[type_name] = schema
     return {
