@@ -1,14 +1,14 @@
 """`python -m retrain_job [run | promote-canary | rollback-canary | rollback]`: the Cloud Run Job's command.
 
 `run` (the default) trains, gates, publishes and reports; the last output line is a JSON summary.
-Exit 0 on success or when there is nothing to promote, 1 on failure.
+Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad flag or environment setting
+(shared/settings.py: one line per bad variable).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import os
 import sys
 import uuid
 
@@ -18,44 +18,48 @@ from retrain_job.job import JobOptions, run
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import PointerRace, resolve_canary, rollback
 from retrain_job.tasks import Task
-from shared.settings import Settings
+from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
 from shared.store import open_store
 
+PROG = "python -m retrain_job"
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    settings = Settings.from_env()
-    env = os.environ
-    p = argparse.ArgumentParser(prog="python -m retrain_job", description=__doc__,
+
+def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Namespace:
+    """The command and its flags; each flag's default is its environment setting (see shared/settings.py)."""
+    s = settings if settings is not None else Settings.from_env(reader=JOB)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run",
                    choices=["run", "promote-canary", "rollback-canary", "rollback"])
-    p.add_argument("--store", default=settings.model_store,
+    p.add_argument("--store", default=s.model_store,
                    help="gs://bucket/prefix or a local directory (MODEL_STORE)")
-    p.add_argument("--model-name", default=settings.model_name)
-    p.add_argument("--data-prefix", default=env.get("DATA_PREFIX", "data/labelled/"),
+    p.add_argument("--model-name", default=s.model_name)
+    p.add_argument("--data-prefix", default=s.data_prefix,
                    help="where new labelled CSV files are read from (DATA_PREFIX)")
-    p.add_argument("--log-prefix", default=settings.log_prefix,
+    p.add_argument("--log-prefix", default=s.log_prefix,
                    help="where the prediction log sink writes (LOG_PREFIX; empty for a sink at the bucket root)")
-    p.add_argument("--log-days", type=int, default=int(env.get("LOG_DAYS", 7)))
-    p.add_argument("--canary-percent", type=float, default=float(env.get("CANARY_PERCENT", 0)),
+    p.add_argument("--log-days", type=int, default=s.log_days)
+    p.add_argument("--canary-percent", type=float, default=s.canary_percent,
                    help="publish as a canary taking this share of traffic (0: straight to stable)")
-    p.add_argument("--dry-run", action="store_true", default=env.get("DRY_RUN") == "1",
+    p.add_argument("--dry-run", action="store_true", default=s.dry_run,
                    help="train, gate and report; publish nothing")
     p.add_argument("--if-no-model", action="store_true", help="do nothing if a model is already published")
-    p.add_argument("--tol-accuracy", type=float, default=float(env.get("TOL_ACCURACY", Tolerances.accuracy)))
-    p.add_argument("--tol-macro-f1", type=float, default=float(env.get("TOL_MACRO_F1", Tolerances.macro_f1)))
-    p.add_argument("--tol-log-loss", type=float, default=float(env.get("TOL_LOG_LOSS", Tolerances.log_loss)))
-    p.add_argument("--drift-share", type=float, default=float(env.get("DRIFT_SHARE", DriftThresholds.share)))
-    p.add_argument("--drift-min-rows", type=int, default=int(env.get("DRIFT_MIN_ROWS", DriftThresholds.min_rows)))
-    p.add_argument("--min-labelled-for-review", type=int, default=int(env.get("MIN_LABELLED_FOR_REVIEW", 30)))
+    p.add_argument("--tol-accuracy", type=float, default=s.tol_accuracy)
+    p.add_argument("--tol-macro-f1", type=float, default=s.tol_macro_f1)
+    p.add_argument("--tol-log-loss", type=float, default=s.tol_log_loss)
+    p.add_argument("--drift-share", type=float, default=s.drift_share)
+    p.add_argument("--drift-min-rows", type=int, default=s.drift_min_rows)
+    p.add_argument("--min-labelled-for-review", type=int, default=s.min_labelled_for_review)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    """Run one command; a bad environment setting ends it at once (one line per variable, exit 2)."""
+    settings = exit_on_bad_settings(PROG, JOB)
+    args = parse_args(sys.argv[1:] if argv is None else argv, settings)
+    configure_logging(settings.log_level)
     store = open_store(args.store)
-    target = MetricsTarget.from_env()
+    target = MetricsTarget.from_env(settings)
     try:
         if args.command == "run":
             opts = JobOptions(
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 if_no_model=args.if_no_model, min_labelled_for_review=args.min_labelled_for_review,
                 tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss),
                 thresholds=DriftThresholds(share=args.drift_share, min_rows=args.drift_min_rows),
-                task=Task.from_env(default_run_id=uuid.uuid4().hex[:12]), metrics=target)
+                task=Task.from_env(uuid.uuid4().hex[:12], settings), metrics=target)
             summary = run(store, opts)
         else:
             if args.command == "rollback":

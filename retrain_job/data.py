@@ -53,9 +53,19 @@ class LabelledData:
     files: list[dict] = field(default_factory=list)
     rejected: list[dict] = field(default_factory=list)  # {"file", "line", "reason"}, capped in reports
 
+    @classmethod
+    def none(cls) -> LabelledData:
+        """No labelled rows at all."""
+        return cls(_no_rows())
+
     @property
     def rejected_count(self) -> int:
+        """How many rows were skipped."""
         return len(self.rejected)
+
+
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*COLUMNS, "source"])
 
 
 def load_labelled(store: Store, prefix: str = LABELLED_PREFIX, islands: tuple[str, ...] = ()) -> LabelledData:
@@ -74,7 +84,7 @@ def load_labelled(store: Store, prefix: str = LABELLED_PREFIX, islands: tuple[st
         files.append({"key": key, "sha256": digest, "rows": int(len(good)), "rejected": len(bad)})
         frames.append(good)
         rejected.extend(bad)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "source"])
+    rows = pd.concat(frames, ignore_index=True) if frames else _no_rows()
     return LabelledData(rows, files, rejected)
 
 
@@ -83,12 +93,10 @@ def parse_labelled_csv(raw: bytes, key: str, islands: tuple[str, ...]) -> tuple[
     try:
         df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        return pd.DataFrame(columns=[*COLUMNS, "source"]), [{"file": key, "line": None,
-                                                              "reason": f"unreadable CSV: {type(exc).__name__}"}]
+        return _no_rows(), [{"file": key, "line": None, "reason": f"unreadable CSV: {type(exc).__name__}"}]
     missing = [c for c in (*NUMERIC, "island", LABEL) if c not in df.columns]
     if missing:
-        return pd.DataFrame(columns=[*COLUMNS, "source"]), [{"file": key, "line": None,
-                                                              "reason": f"missing columns {missing}"}]
+        return _no_rows(), [{"file": key, "line": None, "reason": f"missing columns {missing}"}]
     island_case = {name.lower(): name for name in islands}
     good, bad = [], []
     for line, record in enumerate(df.to_dict("records"), start=2):  # line 1 is the header

@@ -47,6 +47,7 @@ class FeatureDrift:
     histogram: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The feature's entry in the report."""
         return asdict(self)
 
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from retrain_job.data import LABEL, to_records
-from retrain_job.train import metrics
+from retrain_job.train import encode, metrics
 from shared.bundle import MODEL_FILE, Bundle
 from shared.examples import SEED_EXAMPLES
 from shared.features import build_batch
@@ -24,9 +23,9 @@ class Tolerances:
     min_accuracy: float = 0.9
 
 
-@dataclass
-class GateResult:
-    """The verdict, with every reason for a rejection."""
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer, with every reason for a rejection and the holdout metrics behind it."""
 
     passed: bool
     reasons: list[str] = field(default_factory=list)
@@ -36,11 +35,9 @@ class GateResult:
 
 def score(bundle: Bundle, holdout: pd.DataFrame) -> tuple[dict, np.ndarray]:
     """Holdout metrics of a bundle (through XGBoost itself) and its predicted class per row."""
-    labels = tuple(bundle.manifest["labels"])
-    x = build_batch(bundle.contract, to_records(holdout)).matrix
-    y = holdout[LABEL].map({label: i for i, label in enumerate(labels)}).to_numpy()
+    x, y = encode(holdout, bundle.contract, tuple(bundle.manifest["labels"]))
     proba = BoosterPredictor(bundle.files[MODEL_FILE]).predict_proba(x)
-    return metrics(proba, y, len(labels)), proba.argmax(axis=1)
+    return metrics(proba, y), proba.argmax(axis=1)
 
 
 def seed_examples_right(bundle: Bundle) -> list[str]:
@@ -52,7 +49,7 @@ def seed_examples_right(bundle: Bundle) -> list[str]:
             for (_, expected), p in zip(SEED_EXAMPLES, predicted) if labels[p] != expected]
 
 
-def judge(candidate: Bundle, stable: Bundle | None, holdout: pd.DataFrame, tol: Tolerances) -> GateResult:
+def judge(candidate: Bundle, stable: Bundle | None, holdout: pd.DataFrame, tol: Tolerances) -> Verdict:
     """Promote only a sane candidate that is not worse than stable beyond the tolerances."""
     cand, predicted = score(candidate, holdout)
     reasons = seed_examples_right(candidate)
@@ -70,4 +67,4 @@ def judge(candidate: Bundle, stable: Bundle | None, holdout: pd.DataFrame, tol: 
             reasons.append(f"macro F1 {cand['macro_f1']:.4f} vs stable {stable_metrics['macro_f1']:.4f}")
         if cand["log_loss"] > stable_metrics["log_loss"] + tol.log_loss:
             reasons.append(f"log loss {cand['log_loss']:.4f} vs stable {stable_metrics['log_loss']:.4f}")
-    return GateResult(not reasons, reasons, cand, stable_metrics)
+    return Verdict(not reasons, reasons, cand, stable_metrics)

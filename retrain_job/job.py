@@ -1,28 +1,36 @@
-"""One retraining run: data, search share, candidate, gate, publish, drift report, metrics, summary."""
+"""One retraining run as named steps: gather data, search, train, gate, drift report, publish, summary."""
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
 
 import pandas as pd
 
 from retrain_job import train
 from retrain_job.data import LABELLED_PREFIX, load_base, load_labelled, load_serving_inputs
 from retrain_job.drift import DriftThresholds
-from retrain_job.gate import Tolerances, judge
+from retrain_job.gate import Tolerances, Verdict, judge
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import KEEP_FALLBACKS, PointerRace, apply_retention, promote, stage
 from retrain_job.report import build_report, render_html
 from retrain_job.tasks import Task, report_scores, share
-from shared.bundle import CorruptBundle, read_bundle
-from shared.pointer import read_pointer
+from retrain_job.train import TrainingData
+from shared.bundle import Bundle, CorruptBundle, read_bundle
+from shared.pointer import ServingPointer, read_pointer
 from shared.store import NotFound, Store
 
 log = logging.getLogger(__name__)
 REPORTS_PREFIX = "reports/drift/"
+REVIEW_CANARY_PERCENT = 10.0  # drift with enough new labels: a small canary, promoted after review
+REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -48,97 +56,241 @@ class JobOptions:
             raise ValueError("canary percent must be at least 0 and below 100")
 
 
-class _Clock:
+class Clock:
+    """How long each named part of a run took, and the run so far."""
+
     def __init__(self) -> None:
+        self.started = time.perf_counter()
         self.durations: dict[str, float] = {}
 
-    def __call__(self, name: str, fn, *args, **kwargs):
+    def __call__(self, name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call `fn`, recording its duration under `name` even when it raises."""
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
             self.durations[name] = round(time.perf_counter() - t0, 3)
 
+    def total(self) -> float:
+        """Seconds since the run started."""
+        return round(time.perf_counter() - self.started, 3)
+
+
+# ---- step results ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SearchResult:
+    """This task's share of the CV grid; everyone's scores and the chosen parameters if this task merges."""
+
+    scored: int
+    merged: list[dict] | None = None
+    params: dict | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The trained bundle and the parameters the search chose for it."""
+
+    bundle: Bundle
+    params: dict
+
+    @property
+    def version(self) -> str:
+        """The bundle's version id."""
+        return self.bundle.version
+
+
+@dataclass(frozen=True)
+class DriftOutcome:
+    """The drift report as written, where it was written, and whether drift sends the candidate to review."""
+
+    report: dict
+    location: str
+    review: bool
+
+    @property
+    def policy(self) -> str:
+        """What the job does about the report's verdict, in words."""
+        if self.report["status"] != "drift":
+            return "none"
+        if self.review:
+            return "review: drift with enough new labels; the candidate goes out as a canary for promotion review"
+        return "alert: drift without enough new labels; reported and alerted, serving inputs are never trained on"
+
+    def to_dict(self) -> dict:
+        """The summary's drift section."""
+        return {"status": self.report["status"], "share_drifted": self.report["share_drifted"],
+                "drifted_features": self.report["drifted_features"], "report": self.location,
+                "policy": self.policy}
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What publishing did: rejected, dry-run, lost-race, or promoted/canary with the pointer it wrote."""
+
+    decision: str
+    reason: str | None = None
+    pointer: ServingPointer | None = None
+    retention_deleted: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The summary's decision and what goes with it."""
+        out: dict = {"decision": self.decision}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.pointer is not None:
+            p = self.pointer
+            out["pointer"] = {"stable": p.stable, "previous": list(p.previous), "canary": p.canary,
+                              "canary_percent": p.canary_percent}
+            out["retention_deleted"] = self.retention_deleted
+        return out
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Everything a run reports; `to_dict` is the job's last output line."""
+
+    store: str
+    model: str
+    task: Task
+    before: ServingPointer | None
+    kept: bool = False
+    durations: dict[str, float] = field(default_factory=dict)
+    data: TrainingData | None = None
+    search: SearchResult | None = None
+    candidate: Candidate | None = None
+    verdict: Verdict | None = None
+    drift: DriftOutcome | None = None
+    published: PublishOutcome | None = None
+    metrics_sink: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON summary: identity and durations, then what each step that ran found, then the decision."""
+        out: dict = {"store": self.store, "model": self.model, "task": asdict(self.task),
+                     "durations_s": self.durations}
+        if self.kept:
+            return {**out, "decision": "kept", "reason": "a model is already published", "stable": self.before.stable}
+        out["data"] = _describe(self.data)
+        if self.candidate is None:
+            out.update(decision="search-share-done", scored=self.search.scored)
+        else:
+            out.update(candidate=self.candidate.version, stable_before=self.before.stable if self.before else None,
+                       params=self.candidate.params,
+                       metrics={"candidate": self.verdict.candidate, "stable": self.verdict.stable},
+                       gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons},
+                       drift=self.drift.to_dict(), **self.published.to_dict())
+        out["metrics_sink"] = self.metrics_sink
+        return out
+
+    def metric_points(self) -> list[MetricPoint]:
+        """The run's monitoring points (none when this task only scored its share of the search)."""
+        if self.candidate is None:
+            return []
+        report, verdict = self.drift.report, self.verdict
+        points = [
+            MetricPoint("drift_share", report["share_drifted"]),
+            MetricPoint("candidate_accuracy", verdict.candidate["accuracy"]),
+            MetricPoint("candidate_log_loss", verdict.candidate["log_loss"]),
+            MetricPoint("promoted", 1.0 if self.published.decision in ("promoted", "canary") else 0.0),
+            MetricPoint("training_rows", len(self.data.split.train)),
+            MetricPoint("labelled_rows_rejected", self.data.labelled.rejected_count),
+        ]
+        if verdict.stable:
+            points.append(MetricPoint("stable_accuracy", verdict.stable["accuracy"]))
+        points += [MetricPoint("feature_drift_score", f["statistic"], {"feature": f["feature"]})
+                   for f in report["features"]]
+        if report.get("prediction_drift"):
+            points.append(MetricPoint("prediction_drift_score", report["prediction_drift"]["statistic"]))
+        return points
+
+
+# ---- the run --------------------------------------------------------------------------------------------
 
 def run(store: Store, opts: JobOptions) -> dict:
     """Train, gate, publish and report; the returned summary is the job's last output line."""
-    started = time.perf_counter()
-    timed = _Clock()
-    summary: dict = {"store": store.uri, "model": opts.model_name, "task": vars(opts.task),
-                     "durations_s": timed.durations}
-    pointer, _ = read_pointer(store, opts.model_name)
-    if opts.if_no_model and pointer is not None:
-        return {**summary, "decision": "kept", "reason": "a model is already published", "stable": pointer.stable}
+    clock = Clock()
+    before, _ = read_pointer(store, opts.model_name)
+    summary = RunSummary(store.uri, opts.model_name, opts.task, before, durations=clock.durations)
+    if opts.if_no_model and before is not None:
+        return replace(summary, kept=True).to_dict()
+    data = gather_data(store, opts, clock=clock)
+    found = search(store, data, opts, clock=clock)
+    if found.params is None:
+        return _finish(replace(summary, data=data, search=found), clock, opts)
+    candidate = train_candidate(data, found, clock=clock)
+    verdict = gate_candidate(store, opts, before, candidate, data, clock=clock)
+    drift = check_drift(store, opts, data, clock=clock)
+    published = publish_candidate(store, opts, candidate, verdict, drift, clock=clock)
+    return _finish(replace(summary, data=data, search=found, candidate=candidate, verdict=verdict, drift=drift,
+                           published=published), clock, opts)
 
-    base = timed("data", load_base)
+
+def gather_data(store: Store, opts: JobOptions, *, clock: Clock) -> TrainingData:
+    """The base set and the new labelled rows, split with the frozen holdout and encoded once."""
+    base = clock("data", load_base)
     islands = tuple(sorted(base["island"].unique()))
-    labelled = timed("labelled", load_labelled, store, opts.data_prefix, islands)
-    data = base if labelled.rows.empty else pd.concat([base, labelled.rows], ignore_index=True)
-    split = train.split_with_frozen_holdout(base, labelled.rows)
-    labels = tuple(sorted(data["species"].unique()))
-    contract = train.build_contract(split.train, labels)
-    x, y = train.encode(split.train, contract, labels)
+    labelled = clock("labelled", load_labelled, store, opts.data_prefix, islands)
+    return train.prepare(base, labelled)
+
+
+def search(store: Store, data: TrainingData, opts: JobOptions, *, clock: Clock) -> SearchResult:
+    """Score this task's share of the grid; the task that finishes last merges everyone's and picks parameters."""
     mine = share(train.grid(), opts.task)
-    scores = timed("search", lambda: [train.cv_score(x, y, p, len(labels)) for p in mine])
-    summary["data"] = {"base_rows": int(len(base)), "labelled_rows": int(len(labelled.rows)),
-                       "labelled_files": labelled.files, "rejected_rows": labelled.rejected_count,
-                       "rejected_sample": labelled.rejected[:20], "train_rows": int(len(split.train)),
-                       "holdout_rows": int(len(split.holdout))}
+    n_classes = len(data.labels)
+    scores = clock("search", lambda: [train.cv_score(data.x, data.y, p, n_classes) for p in mine])
     merged = report_scores(store, opts.task, scores)
-    if merged is None:
-        summary.update(decision="search-share-done", scored=len(scores))
-        return _finish(summary, started, opts, [])
+    return SearchResult(len(scores), merged, None if merged is None else train.best_params(merged))
 
-    params = train.best_params(merged)
-    sources = [{"name": "palmerpenguins", "rows": int(len(base))},
-               *[{"name": f["key"], "sha256": f["sha256"], "rows": f["rows"]} for f in labelled.files if f["rows"]]]
-    candidate = timed("train", train.build_candidate, data, split, params, merged, sources)
-    stable = None
-    if pointer is not None:
-        try:
-            stable = read_bundle(store, opts.model_name, pointer.stable)
-        except (NotFound, CorruptBundle) as exc:
-            log.warning("stable version unreadable, gating on sanity only: %s", exc)
-    verdict = timed("gate", judge, candidate, stable, split.holdout, opts.tolerances)
-    summary.update(candidate=candidate.version, stable_before=pointer.stable if pointer else None, params=params,
-                   metrics={"candidate": verdict.candidate, "stable": verdict.stable},
-                   gate={"passed": verdict.passed, "reasons": verdict.reasons})
 
-    report = timed("drift", _drift_report, store, opts, split.train, labelled.rows)
-    review = report["status"] == "drift" and len(labelled.rows) >= opts.min_labelled_for_review
-    summary["drift"] = {"status": report["status"], "share_drifted": report["share_drifted"],
-                        "drifted_features": report["drifted_features"], "report": report["location"],
-                        "policy": _policy(report["status"], len(labelled.rows), opts)}
-    canary_percent = opts.canary_percent or (10.0 if review else 0.0)
+def train_candidate(data: TrainingData, found: SearchResult, *, clock: Clock) -> Candidate:
+    """Fit the chosen parameters on the training rows and assemble a verified bundle."""
+    bundle = clock("train", train.build_candidate, data, found.params, found.merged)
+    return Candidate(bundle, found.params)
 
+
+def gate_candidate(store: Store, opts: JobOptions, before: ServingPointer | None, candidate: Candidate,
+                   data: TrainingData, *, clock: Clock) -> Verdict:
+    """Judge the candidate against the published stable on the frozen holdout (sanity checks only if none)."""
+    stable = _stable_bundle(store, opts.model_name, before)
+    return clock("gate", judge, candidate.bundle, stable, data.split.holdout, opts.tolerances)
+
+
+def check_drift(store: Store, opts: JobOptions, data: TrainingData, *, clock: Clock) -> DriftOutcome:
+    """Write the drift report (training rows against recent serving inputs and new labels) and apply the policy."""
+    report, location = clock("drift", _write_drift_report, store, opts, data.split.train, data.labelled.rows)
+    review = report["status"] == "drift" and len(data.labelled.rows) >= opts.min_labelled_for_review
+    return DriftOutcome(report, location, review)
+
+
+def publish_candidate(store: Store, opts: JobOptions, candidate: Candidate, verdict: Verdict,
+                      drift: DriftOutcome, *, clock: Clock) -> PublishOutcome:
+    """Stage and promote a candidate that passed (as a canary when asked or under review), then apply retention."""
     if not verdict.passed:
-        summary["decision"] = "rejected"
-    elif opts.dry_run:
-        summary["decision"] = "dry-run"
-    else:
-        try:
-            timed("stage", stage, store, opts.model_name, candidate)
-            published = promote(store, opts.model_name, candidate.version, canary_percent, opts.keep)
-        except PointerRace as exc:
-            summary.update(decision="lost-race", reason=str(exc))
-        else:
-            after = published.after
-            summary["decision"] = "canary" if after.canary == candidate.version else "promoted"
-            summary["pointer"] = {"stable": after.stable, "previous": list(after.previous), "canary": after.canary,
-                                  "canary_percent": after.canary_percent}
-            summary["retention_deleted"] = apply_retention(store, opts.model_name)
-    return _finish(summary, started, opts, _points(summary, report, verdict, len(split.train), labelled))
+        return PublishOutcome("rejected")
+    if opts.dry_run:
+        return PublishOutcome("dry-run")
+    canary_percent = opts.canary_percent or (REVIEW_CANARY_PERCENT if drift.review else 0.0)
+    try:
+        clock("stage", stage, store, opts.model_name, candidate.bundle)
+        after = promote(store, opts.model_name, candidate.version, canary_percent, opts.keep).after
+    except PointerRace as exc:
+        return PublishOutcome("lost-race", reason=str(exc))
+    decision = "canary" if after.canary == candidate.version else "promoted"
+    return PublishOutcome(decision, pointer=after, retention_deleted=apply_retention(store, opts.model_name))
 
 
-def _policy(status: str, labelled_rows: int, opts: JobOptions) -> str:
-    if status != "drift":
-        return "none"
-    if labelled_rows >= opts.min_labelled_for_review:
-        return "review: drift with enough new labels; the candidate goes out as a canary for promotion review"
-    return "alert: drift without enough new labels; reported and alerted, serving inputs are never trained on"
+def _stable_bundle(store: Store, name: str, before: ServingPointer | None) -> Bundle | None:
+    if before is None:
+        return None
+    try:
+        return read_bundle(store, name, before.stable)
+    except (NotFound, CorruptBundle) as exc:
+        log.warning("stable version unreadable, gating on sanity only: %s", exc)
+        return None
 
 
-def _drift_report(store: Store, opts: JobOptions, reference: pd.DataFrame, labelled: pd.DataFrame) -> dict:
+def _write_drift_report(store: Store, opts: JobOptions, reference: pd.DataFrame,
+                        labelled: pd.DataFrame) -> tuple[dict, str]:
     serving, window = load_serving_inputs(store, opts.log_prefix, opts.log_days)
     report = build_report(reference, serving, labelled, opts.thresholds, window)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -147,31 +299,19 @@ def _drift_report(store: Store, opts: JobOptions, reference: pd.DataFrame, label
     for folder in (f"{REPORTS_PREFIX}{stamp}/", f"{REPORTS_PREFIX}latest/"):
         store.write(folder + "report.json", body_json)
         store.write(folder + "report.html", body_html)
-    report["location"] = f"{REPORTS_PREFIX}{stamp}/"
-    return report
+    return report, f"{REPORTS_PREFIX}{stamp}/"
 
 
-def _points(summary: dict, report: dict, verdict, train_rows: int, labelled) -> list[MetricPoint]:
-    points = [
-        MetricPoint("drift_share", report["share_drifted"]),
-        MetricPoint("candidate_accuracy", verdict.candidate["accuracy"]),
-        MetricPoint("candidate_log_loss", verdict.candidate["log_loss"]),
-        MetricPoint("promoted", 1.0 if summary.get("decision") in ("promoted", "canary") else 0.0),
-        MetricPoint("training_rows", train_rows),
-        MetricPoint("labelled_rows_rejected", labelled.rejected_count),
-    ]
-    if verdict.stable:
-        points.append(MetricPoint("stable_accuracy", verdict.stable["accuracy"]))
-    points += [MetricPoint("feature_drift_score", f["statistic"], {"feature": f["feature"]})
-               for f in report["features"]]
-    if report.get("prediction_drift"):
-        points.append(MetricPoint("prediction_drift_score", report["prediction_drift"]["statistic"]))
-    return points
+def _describe(data: TrainingData) -> dict:
+    labelled = data.labelled
+    return {"base_rows": int(len(data.base)), "labelled_rows": int(len(labelled.rows)),
+            "labelled_files": labelled.files, "rejected_rows": labelled.rejected_count,
+            "rejected_sample": labelled.rejected[:REJECTED_SAMPLE], "train_rows": int(len(data.split.train)),
+            "holdout_rows": int(len(data.split.holdout))}
 
 
-def _finish(summary: dict, started: float, opts: JobOptions, points: list[MetricPoint]) -> dict:
-    total = round(time.perf_counter() - started, 3)
-    summary["durations_s"]["total"] = total
-    points = [*points, MetricPoint("job_duration_s", total), MetricPoint("job_success", 1.0)]
-    summary["metrics_sink"] = write_metrics(points, opts.metrics)
-    return summary
+def _finish(summary: RunSummary, clock: Clock, opts: JobOptions) -> dict:
+    total = clock.total()
+    points = [*summary.metric_points(), MetricPoint("job_duration_s", total), MetricPoint("job_success", 1.0)]
+    sink = write_metrics(points, opts.metrics)
+    return replace(summary, durations={**clock.durations, "total": total}, metrics_sink=sink).to_dict()

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
+
+from shared.settings import JOB, Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,11 @@ class MetricsTarget:
     task: str = "0"
 
     @classmethod
-    def from_env(cls) -> MetricsTarget:
-        env = os.environ
-        return cls(project=env.get("METRICS_PROJECT") or env.get("GOOGLE_CLOUD_PROJECT") or None,
-                   endpoint=env.get("METRICS_ENDPOINT") or None,
-                   location=env.get("CLOUD_RUN_REGION", env.get("REGION", "global")),
-                   job=env.get("CLOUD_RUN_JOB", "local"), task=env.get("CLOUD_RUN_TASK_INDEX", "0"))
+    def from_env(cls, settings: Settings | None = None) -> MetricsTarget:
+        """The project, endpoint, location, job and task of this execution, from the job's settings."""
+        s = settings if settings is not None else Settings.from_env(reader=JOB)
+        return cls(project=s.metrics_project or s.google_cloud_project, endpoint=s.metrics_endpoint,
+                   location=s.location, job=s.job_name, task=str(s.task_index))
 
 
 def build_time_series(points: list[MetricPoint], target: MetricsTarget, now: float | None = None) -> list:

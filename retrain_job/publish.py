@@ -41,8 +41,7 @@ def promote(store: Store, name: str, version: str, canary_percent: float = 0.0,
     elif canary_percent > 0:
         after = before.touched(canary=version, canary_percent=float(canary_percent))
     else:
-        fallbacks = tuple(v for v in before.chain() if v != version)[:keep]
-        after = before.touched(stable=version, previous=fallbacks, canary=None, canary_percent=0.0)
+        after = _made_stable(before, version, keep)
     return _swap(store, name, before, after, generation)
 
 
@@ -52,8 +51,7 @@ def resolve_canary(store: Store, name: str, accept: bool, keep: int = KEEP_FALLB
     if before is None or before.canary is None:
         raise ValueError("there is no canary to resolve")
     if accept:
-        fallbacks = tuple(v for v in before.chain() if v != before.canary)[:keep]
-        after = before.touched(stable=before.canary, previous=fallbacks, canary=None, canary_percent=0.0)
+        after = _made_stable(before, before.canary, keep)
     else:
         after = before.touched(canary=None, canary_percent=0.0)
     return _swap(store, name, before, after, generation)
@@ -67,6 +65,12 @@ def rollback(store: Store, name: str) -> Published:
     after = before.touched(stable=before.previous[0], previous=before.previous[1:], canary=None,
                            canary_percent=0.0)
     return _swap(store, name, before, after, generation)
+
+
+def _made_stable(before: ServingPointer, version: str, keep: int) -> ServingPointer:
+    """`version` as stable, the rest of the chain as its newest `keep` fallbacks, and no canary."""
+    fallbacks = tuple(v for v in before.chain() if v != version)[:keep]
+    return before.touched(stable=version, previous=fallbacks, canary=None, canary_percent=0.0)
 
 
 def _swap(store: Store, name: str, before: ServingPointer | None, after: ServingPointer,
@@ -86,8 +90,7 @@ def copy_stable(source: Store, target: Store, name: str) -> str:
     bundle = read_bundle(source, name, pointer.stable)
     for key in target.list(models_prefix(name)):
         target.delete(key)
-    write_bundle(target, name, bundle)
-    read_bundle(target, name, bundle.version)
+    stage(target, name, bundle)
     write_pointer(target, name, ServingPointer(stable=bundle.version).touched(), 0)
     return bundle.version
 

@@ -1,7 +1,8 @@
 """The drift report: a JSON document of thresholds, statistics and verdicts, and an HTML page of it.
 
 Reference is the training data; current is recent serving inputs (from the prediction log lines) plus
-newly labelled rows. Only histograms go into the report, never raw rows, so it stays a few kilobytes.
+newly labelled rows. Only histograms go into the report, never raw rows, so its size does not grow with
+the traffic and no request's values are copied into it.
 """
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ finishing together produce one candidate. One task alone (N = 1) is the same pat
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 
+from shared.settings import JOB, Settings
 from shared.store import PreconditionFailed, Store
 
 
@@ -24,10 +24,10 @@ class Task:
     run_id: str = "local"
 
     @classmethod
-    def from_env(cls, default_run_id: str) -> Task:
-        env = os.environ
-        return cls(int(env.get("CLOUD_RUN_TASK_INDEX", 0)), int(env.get("CLOUD_RUN_TASK_COUNT", 1)),
-                   env.get("CLOUD_RUN_EXECUTION", default_run_id))
+    def from_env(cls, default_run_id: str, settings: Settings | None = None) -> Task:
+        """Cloud Run Jobs' task index, task count and execution (the run id), from the job's settings."""
+        s = settings if settings is not None else Settings.from_env(reader=JOB)
+        return cls(s.task_index, s.task_count, s.execution or default_run_id)
 
 
 def share(items: list, task: Task) -> list:

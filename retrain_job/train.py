@@ -16,7 +16,7 @@ import xgboost as xgb
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from retrain_job.data import LABEL, NUMERIC, fingerprint, to_records
+from retrain_job.data import LABEL, NUMERIC, LabelledData, fingerprint, to_records
 from shared.bundle import MODEL_FILE, TREES_FILE, Bundle, make_bundle, new_version
 from shared.contract import PHYSICAL_LIMITS, CategoricalFeature, FeatureContract, NumericFeature
 from shared.examples import SEED_EXAMPLES
@@ -44,6 +44,14 @@ def split(df: pd.DataFrame, seed: int = SEED) -> Split:
     return Split(train.reset_index(drop=True), holdout.reset_index(drop=True))
 
 
+def split_with_frozen_holdout(base: pd.DataFrame, labelled: pd.DataFrame, seed: int = SEED) -> Split:
+    """The base data's seeded holdout stays frozen across runs; new labelled rows all go to training."""
+    fixed = split(base, seed)
+    if labelled.empty:
+        return fixed
+    return Split(pd.concat([fixed.train, labelled], ignore_index=True), fixed.holdout)
+
+
 def build_contract(train: pd.DataFrame, labels: tuple[str, ...]) -> FeatureContract:
     """Numeric ranges and category levels as seen in the training rows."""
     numeric = tuple(
@@ -63,6 +71,37 @@ def encode(df: pd.DataFrame, contract: FeatureContract, labels: tuple[str, ...])
     return x, y
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a run trains and gates on: the rows, their split, and the training rows encoded once."""
+
+    base: pd.DataFrame
+    labelled: LabelledData
+    rows: pd.DataFrame  # base and labelled together: what the fingerprint covers
+    split: Split
+    contract: FeatureContract
+    labels: tuple[str, ...]
+    x: np.ndarray
+    y: np.ndarray
+
+    def sources(self) -> list[dict]:
+        """Where the rows came from, for the manifest: the base set and each labelled file that added rows."""
+        return [{"name": "palmerpenguins", "rows": int(len(self.base))},
+                *[{"name": f["key"], "sha256": f["sha256"], "rows": f["rows"]}
+                  for f in self.labelled.files if f["rows"]]]
+
+
+def prepare(base: pd.DataFrame, labelled: LabelledData | None = None) -> TrainingData:
+    """Combine base and labelled rows, split with the frozen holdout, build the contract and encode, once."""
+    labelled = labelled if labelled is not None else LabelledData.none()
+    rows = base if labelled.rows.empty else pd.concat([base, labelled.rows], ignore_index=True)
+    split_ = split_with_frozen_holdout(base, labelled.rows)
+    labels = tuple(sorted(rows[LABEL].unique()))
+    contract = build_contract(split_.train, labels)
+    x, y = encode(split_.train, contract, labels)
+    return TrainingData(base, labelled, rows, split_, contract, labels, x, y)
+
+
 def fit(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: int = SEED) -> xgb.Booster:
     """One seeded, single-threaded XGBoost fit (deterministic)."""
     booster_params = {"objective": "multi:softprob", "num_class": n_classes, "seed": seed, "nthread": 1,
@@ -70,7 +109,7 @@ def fit(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: int = 
     return xgb.train(booster_params, xgb.DMatrix(x, label=y), num_boost_round=params["num_boost_round"])
 
 
-def metrics(proba: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
+def metrics(proba: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy, macro F1 and log loss of predicted probabilities."""
     predicted = proba.argmax(axis=1)
     return {
@@ -92,7 +131,7 @@ def cv_score(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: i
     losses, accs = [], []
     for train_idx, test_idx in StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(x, y):
         booster = fit(x[train_idx], y[train_idx], params, n_classes, seed)
-        m = metrics(booster.inplace_predict(x[test_idx]), y[test_idx], n_classes)
+        m = metrics(booster.inplace_predict(x[test_idx]), y[test_idx])
         losses.append(m["log_loss"])
         accs.append(m["accuracy"])
     return {"params": params, "cv_log_loss": round(float(np.mean(losses)), 6),
@@ -114,36 +153,32 @@ def best_params(scores: list[dict]) -> dict:
     return min(eligible, key=lambda s: (model_cost(s["params"]), s["cv_log_loss"]))["params"]
 
 
-def verification_rows(contract: FeatureContract, train: pd.DataFrame) -> list[dict]:
+def verification_rows(train: pd.DataFrame) -> list[dict]:
     """Rows whose probabilities ship in the manifest so the function can verify its fast predictor."""
     return to_records(train.sample(n=min(20, len(train)), random_state=SEED)) + [dict(r) for r, _ in SEED_EXAMPLES]
 
 
-def build_candidate(data: pd.DataFrame, split_: Split, params: dict, search: list[dict],
-                    data_sources: list[dict]) -> Bundle:
-    """Fit on the training rows, compile and verify the fast predictor, and assemble the bundle."""
-    labels = tuple(sorted(data[LABEL].unique()))
-    contract = build_contract(split_.train, labels)
-    x, y = encode(split_.train, contract, labels)
+def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bundle:
+    """Fit on the encoded training rows, compile and verify the fast predictor, and assemble the bundle."""
+    contract, labels, x, y, split_ = data.contract, data.labels, data.x, data.y, data.split
     booster = fit(x, y, params, len(labels))
     trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
-    check_rows = verification_rows(contract, split_.train)
+    check_rows = verification_rows(split_.train)
     check_x = build_batch(contract, check_rows).matrix
     expected = booster.inplace_predict(check_x)
     assert_same_predictions(trees, booster, x, check_x, _stress_matrix(x))
     hx, hy = encode(split_.holdout, contract, labels)
-    fp = fingerprint(data)
+    fp = fingerprint(data.rows)
     return make_bundle(
         new_version(fp),
         {MODEL_FILE: bytes(booster.save_raw("ubj")), TREES_FILE: trees.to_bytes()},
         contract=contract.to_dict(),
         labels=list(labels),
-        metrics={"holdout": metrics(booster.inplace_predict(hx), hy, len(labels)),
-                 "train": metrics(booster.inplace_predict(x), y, len(labels))},
+        metrics={"holdout": metrics(booster.inplace_predict(hx), hy), "train": metrics(booster.inplace_predict(x), y)},
         params=params,
         search=search,
         training_data={"fingerprint": fp, "rows": int(len(split_.train)), "holdout_rows": int(len(split_.holdout)),
-                       "sources": data_sources},
+                       "sources": data.sources()},
         verification={"rows": check_rows, "probabilities": np.round(expected, 7).tolist(),
                       "tolerance": VERIFY_TOLERANCE},
         libraries={"python": platform.python_version(), "xgboost": xgb.__version__,
@@ -167,11 +202,3 @@ def _stress_matrix(x: np.ndarray, rows: int = 2000) -> np.ndarray:
     stress = rng.uniform(low - span / 2, high + span / 2, size=(rows, x.shape[1])).astype(np.float32)
     stress[rng.random(stress.shape) < 0.2] = np.nan
     return stress
-
-
-def split_with_frozen_holdout(base: pd.DataFrame, labelled: pd.DataFrame, seed: int = SEED) -> Split:
-    """The base data's seeded holdout stays frozen across runs; new labelled rows all go to training."""
-    fixed = split(base, seed)
-    if labelled.empty:
-        return fixed
-    return Split(pd.concat([fixed.train, labelled], ignore_index=True), fixed.holdout)

@@ -8,12 +8,13 @@ import argparse
 import sys
 
 from retrain_job.publish import copy_stable
-from shared.settings import REPO_ROOT, Settings
+from shared.settings import JOB, REPO_ROOT, exit_on_bad_settings
 from shared.store import LocalStore, open_store
 
 
 def main() -> int:
-    settings = Settings.from_env()
+    """Copy the stable bundle; MODEL_STORE and MODEL_NAME are read, with the job's other settings, at start."""
+    settings = exit_on_bad_settings("python -m scripts.ship_model", JOB)
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--store", default=settings.model_store)
     p.add_argument("--target", default=str(REPO_ROOT / "function" / "shipped_model"))

@@ -1,9 +1,9 @@
 """Tree-ensemble predictors: evaluators compiled from the bundle's trees, and XGBoost itself.
 
-XGBoost's `inplace_predict` costs ~260 us of fixed overhead per call, most of a small request's budget.
-One row goes through a Python function generated from the trees (~3 us); a few dozen rows through a
-NumPy walk of every tree at once, one level per step. Both are verified against XGBoost when a bundle
-is published and again when the function loads it.
+XGBoost's `inplace_predict` has a fixed cost per call that dwarfs the work of a small request, so small
+batches go through evaluators compiled from the trees instead (`RoutedPredictor.predict` says which one
+answers when). Both are verified against XGBoost when a bundle is published and again when the function
+loads it.
 """
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import math
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-ARRAY_NAMES = ("feature", "threshold", "children", "default_left", "leaf_value", "roots", "tree_class",
-               "base_margin")
+if TYPE_CHECKING:
+    from shared.features import FeatureBatch
 
 
 def _softmax(margin: np.ndarray) -> np.ndarray:
@@ -136,9 +138,10 @@ MAX_COMPILED_DEPTH = 32  # deeper trees would nest expressions beyond what CPyth
 def _compile_single_row(trees: TreeEnsemble) -> Callable[[list[float]], list[float]]:
     """The ensemble as one generated Python function of a row: nested conditional expressions per tree.
 
-    Like treelite, but to Python: ~3 us per row against ~18 us for a loop walking node lists. The source
-    is built only from the arrays' ints and float reprs, so no text from a bundle reaches `exec`. NaN
-    fails every comparison, so the condition is written to send it the split's default way.
+    Like treelite, but to Python: the interpreter runs straight-line comparisons instead of a loop that
+    indexes node lists at every step. The source is built only from the arrays' ints and float reprs, so
+    no text from a bundle reaches `exec`. NaN fails every comparison, so the condition is written to send
+    it the split's default way.
     """
     if trees.depth > MAX_COMPILED_DEPTH:
         raise ValueError(f"trees of depth {trees.depth} are deeper than {MAX_COMPILED_DEPTH}")
@@ -187,7 +190,11 @@ def _tree_depth(left: list[int], right: list[int]) -> int:
 
 
 class BoosterPredictor:
-    """XGBoost's own predictor, imported and loaded on first use (it costs ~0.4 s and ~60 MB)."""
+    """XGBoost's own predictor, imported and loaded on first use.
+
+    Importing XGBoost and loading the booster costs start-up time and memory that a process answering
+    only small requests never needs, so neither happens until a batch is too large for the compiled trees.
+    """
 
     def __init__(self, model_bytes: bytes) -> None:
         self._model_bytes = model_bytes
@@ -211,7 +218,7 @@ class BoosterPredictor:
 
 
 class RoutedPredictor:
-    """Small requests go to the NumPy evaluator, large ones to XGBoost (multithreaded C++ wins there)."""
+    """Sends each batch to the cheapest verified evaluator; `predict` says which one answers when."""
 
     def __init__(self, fast: TreeEnsemble | None, booster: BoosterPredictor, fast_max_rows: int) -> None:
         self.fast = fast
@@ -219,13 +226,51 @@ class RoutedPredictor:
         self.fast_max_rows = fast_max_rows
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Route by batch size; without a verified fast evaluator everything goes to XGBoost."""
+        """A float32 matrix's probabilities, from the NumPy walk or XGBoost as `predict` describes."""
         if self.fast is not None and x.shape[0] <= self.fast_max_rows:
             return self.fast.predict_proba(x)
         return self.booster.predict_proba(x)
 
-    def predict(self, batch) -> list[list[float]] | np.ndarray:
-        """Probabilities of a validated FeatureBatch: Python lists for a few rows, an array otherwise."""
-        if self.fast is not None and batch.rows is not None and len(batch.rows) <= self.fast_max_rows:
-            return [self.fast.predict_one(row) for row in batch.rows]
-        return self.predict_proba(batch.matrix)
+    def predict(self, batch: FeatureBatch) -> Probabilities:
+        """Class probabilities of a validated batch, from one of three evaluators chosen by its size.
+
+        - Rows that `build_batch` kept as Python lists (batches of up to `shared.features.SMALL_BATCH`
+          rows), when there are no more than `fast_max_rows` of them: one by one through the Python
+          function generated from the trees, with no NumPy call at all, since NumPy's fixed cost per
+          call would outweigh the work of so few rows. The single-row request, the common one, takes
+          this path.
+        - Up to `fast_max_rows` rows (the `fast_predictor_max_rows` setting): the NumPy walk of every
+          tree at once, one level per step, whose per-call cost is shared by the whole batch.
+        - More rows, or any batch when the compiled evaluators are missing or failed verification:
+          XGBoost, whose larger fixed cost per call its multithreaded C++ repays on large batches.
+
+        Whatever the evaluator, the answer is a `Probabilities`: Python lists from the first, an array
+        from the others, each kept in the form its evaluator made.
+        """
+        rows = batch.rows
+        if self.fast is not None and rows is not None and len(rows) <= self.fast_max_rows:
+            predict_one = self.fast.predict_one
+            return Probabilities([predict_one(row) for row in rows])
+        return Probabilities(array=self.predict_proba(batch.matrix))
+
+
+@dataclass(slots=True)
+class Probabilities:
+    """Class probabilities of a batch: one row per input row, one column per class, in label order.
+
+    Exactly one of `rows` (Python lists, from rows predicted one by one) and `array` (float64, from the
+    batched evaluators) is set, in the form its evaluator produced. An answer needs each row's top class
+    and rounded values, which plain Python computes faster for a few rows and NumPy for many, so a
+    conversion either way would only add cost. Not to be modified once made.
+    """
+
+    rows: list[list[float]] | None = None
+    array: np.ndarray | None = None
+
+    def labels_and_rows(self, labels: tuple[str, ...], digits: int) -> tuple[list[str], list[list[float]]]:
+        """Each row's most probable label (the first one on a tie), and its probabilities rounded to `digits`."""
+        rows = self.rows
+        if rows is not None:
+            return [labels[p.index(max(p))] for p in rows], [[round(v, digits) for v in p] for p in rows]
+        return (np.asarray(labels, dtype=object)[self.array.argmax(axis=1)].tolist(),
+                np.round(self.array, digits).tolist())

@@ -29,8 +29,7 @@ def base_data():
 @pytest.fixture(scope="session")
 def trained_bundle(base_data) -> Bundle:
     """One real trained bundle for the session (training once keeps the suite fast)."""
-    split = train.split(base_data)
-    return train.build_candidate(base_data, split, FAST_PARAMS, [], [{"name": "palmerpenguins"}])
+    return train.build_candidate(train.prepare(base_data), FAST_PARAMS, [])
 
 
 def as_version(bundle: Bundle, version: str) -> Bundle:

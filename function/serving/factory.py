@@ -1,4 +1,4 @@
-"""The process-wide serving app, built once from the environment on first use (nothing heavy at import)."""
+"""The process-wide serving app, built once on first use from the validated settings (nothing heavy at import)."""
 from __future__ import annotations
 
 import gc
@@ -8,12 +8,11 @@ from pathlib import Path
 from function.serving.app import ServingApp
 from function.serving.loader import ModelLoader
 from function.serving.logs import LocalSink, RequestLog
-from shared.settings import Settings
+from shared.settings import FUNCTION, Settings
 
-# A 10,000-row batch keeps ~50,000 dicts and lists alive until its response is written. At CPython's
-# default first-generation threshold (700) the cyclic collector walks them, and in its full collections
-# every imported module, dozens of times per request: 35-49 ms per 10,000 rows in process, 30 ms with
-# these thresholds. Requests make no reference cycles worth collecting sooner.
+# Large batches keep tens of thousands of dicts and lists alive until their response is written. At CPython's
+# default first-generation threshold the cyclic collector walks them (and, in its full collections, every
+# imported module) dozens of times per request; requests make no reference cycles worth collecting sooner.
 GC_THRESHOLDS = (50_000, 20, 20)
 
 _app: ServingApp | None = None
@@ -33,12 +32,16 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def get_app() -> ServingApp:
-    """The app of this process (one per gunicorn worker, shared by its threads)."""
+def get_app(settings: Settings | None = None) -> ServingApp:
+    """The app of this process (one per gunicorn worker, shared by its threads), built on the first call.
+
+    It is built from `settings` (function/main.py passes those it validated at import), else from the
+    environment; later calls return the same app whatever they pass.
+    """
     global _app
     if _app is None:
         with _lock:
             if _app is None:
-                _app = build_app(Settings.from_env())
+                _app = build_app(settings if settings is not None else Settings.from_env(reader=FUNCTION))
                 tune_gc()
     return _app

@@ -4,6 +4,10 @@ The first request loads the bundle the pointer names (concurrent first requests 
 Afterwards the pointer is re-read at most every `pointer_ttl_s`; one thread refreshes while the others
 keep answering from the model in hand, so a promotion never fails a request. The fallback chain is the
 pointer's stable version, then its previous versions newest first, then the model shipped in the code.
+
+Request threads read the serving state without a lock, so it is never changed in place: a refresh builds
+a new immutable `_State` and publishes it with one reference assignment. A request sees the state from
+before a swap or the one after it, never a mixture.
 """
 from __future__ import annotations
 
@@ -11,8 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,11 +47,6 @@ class ServingModel:
     predictor: RoutedPredictor
     source: str  # "store" or "shipped"
 
-    @cached_property
-    def label_array(self) -> np.ndarray:
-        """Labels as an object array, to turn argmax indices into names in one step."""
-        return np.asarray(self.labels, dtype=object)
-
 
 @dataclass(frozen=True)
 class Choice:
@@ -60,8 +58,10 @@ class Choice:
     cold: bool = False  # this request waited for a model load (first request, or a newly promoted model)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _State:
+    """What requests are served from; published whole, never modified (derive a new one with `replace`)."""
+
     stable: ServingModel
     stable_role: str
     canary: ServingModel | None
@@ -71,7 +71,10 @@ class _State:
     checked_at: float
     storage_error: str | None = None
     failures: int = 0
-    cache: dict[str, ServingModel] = field(default_factory=dict)
+
+    def store_models(self) -> dict[str, ServingModel]:
+        """A new dict of the loaded store versions in hand, so a refresh need not load them again."""
+        return {m.version: m for m in (self.stable, self.canary) if m is not None and m.source == "store"}
 
 
 def load_model(bundle: Bundle, source: str, fast_max_rows: int) -> ServingModel:
@@ -182,9 +185,8 @@ class ModelLoader:
             return self._storage_failed(state, f"{type(exc).__name__}", now)
         ttl = self.settings.pointer_ttl_s
         if state is not None and state.generation == generation and state.storage_error is None:
-            state.next_check, state.checked_at = now + ttl, now
-            return state
-        cache = state.cache if state else {}
+            return replace(state, next_check=now + ttl, checked_at=now)
+        cache = state.store_models() if state else {}  # private to this refresh: no published state holds it
         if pointer is None:
             return self._shipped_state(now, now + ttl, None, generation) or state
         stable, role = self._first_loadable(pointer, cache)
@@ -192,9 +194,7 @@ class ModelLoader:
             log.error("no version in the pointer's chain could be loaded; serving the shipped model")
             return self._shipped_state(now, now + ttl, None, generation) or state
         canary = self._load_cached(pointer.canary, cache) if pointer.canary else None
-        keep = {stable.version} | ({canary.version} if canary else set())
-        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation,
-                      now + ttl, now, cache={v: m for v, m in cache.items() if v in keep})
+        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now)
 
     def _first_loadable(self, pointer: ServingPointer, cache: dict) -> tuple[ServingModel | None, str]:
         for i, version in enumerate(pointer.chain()):
@@ -223,9 +223,8 @@ class ModelLoader:
             state = self._shipped_state(now, retry_at, error, None)
             if state is None:
                 return None
-        # keep answering with the model in hand; only the next check moves
-        state.storage_error, state.failures, state.next_check = error, failures, retry_at
-        return state
+        # keep answering with the model in hand; only the error and the next check change
+        return replace(state, storage_error=error, failures=failures, next_check=retry_at)
 
     def _shipped_state(self, now: float, next_check: float, error: str | None,
                        generation: int | None) -> _State | None:

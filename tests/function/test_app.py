@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from function.serving.app import format_predictions
 from shared.examples import SEED_EXAMPLES
+from shared.predictor import Probabilities
 from tests.function.conftest import STABLE
 
 SEED = SEED_EXAMPLES[0][0]
@@ -43,6 +46,33 @@ def test_large_batch_goes_through_xgboost_and_agrees(client):
     resp = client.post("/predict", json={"instances": rows[:10_000]})
     assert resp.status_code == 200
     assert [p["species"] for p in resp.get_json()["predictions"][:3]] == [s for _, s in SEED_EXAMPLES]
+
+
+@pytest.mark.parametrize("size", [1, 16, 64, 1000])  # generated Python, Python, the NumPy walk, XGBoost
+def test_every_batch_size_answers_alike(client, size):
+    rows = [r for r, _ in SEED_EXAMPLES] * (size // 3 + 1)
+    body = client.post("/predict", json={"instances": rows[:size]}).get_json()
+    single = [client.post("/predict", json=r).get_json() for r, _ in SEED_EXAMPLES]
+    for i, answer in enumerate(body["predictions"]):
+        alone = single[i % 3]
+        assert answer["species"] == alone["species"] and answer.keys() == alone.keys()
+        assert answer["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
+        assert all(round(v, 6) == v for v in answer["probabilities"].values())
+
+
+@pytest.mark.parametrize("labels", [("no", "yes"), ("a", "b", "c", "d", "e"), ("only",)])
+def test_answers_for_any_number_of_labels(labels):
+    rng = np.random.default_rng(len(labels))
+    proba = rng.random((20, len(labels)))
+    proba /= proba.sum(axis=1, keepdims=True)
+    warnings = [()] * 19 + [["a warning"]]
+    for result in (Probabilities(proba.tolist()), Probabilities(array=proba)):
+        answers = format_predictions(labels, result, warnings, "v1", True)
+        assert [a["species"] for a in answers] == [labels[i] for i in proba.argmax(axis=1)]
+        assert [list(a["probabilities"]) for a in answers] == [list(labels)] * 20
+        np.testing.assert_allclose([list(a["probabilities"].values()) for a in answers], proba, atol=1e-6)
+        assert answers[-1]["warnings"] == ["a warning"] and answers[0]["model_version"] == "v1"
+        assert all(a["fallback"] is True for a in answers)
 
 
 def test_out_of_training_range_predicts_with_warning(client):

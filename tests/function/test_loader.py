@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
 
 from function.serving.loader import ModelLoader, NoModel
 from shared.bundle import MANIFEST_FILE, MODEL_FILE, TREES_FILE
-from shared.pointer import read_pointer, write_pointer
+from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import Settings
-from shared.store import GcsStore, LocalStore
+from shared.store import GcsStore, LocalStore, StoreUnavailable
 from tests.conftest import publish
 
 V1, V2, V3 = "20261101T000000Z-v1", "20261102T000000Z-v2", "20261103T000000Z-v3"
@@ -163,3 +164,96 @@ def test_only_the_loading_request_is_cold(chain):
     write_pointer(chain, "penguins", replace(pointer, stable=V2, previous=(V3,)), gen)
     time.sleep(0.06)
     assert loader.choose().cold is True
+
+
+class FlakyStore(LocalStore):
+    """A real local store that can be switched off, and counts the model files it reads."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.down = False
+        self.model_reads = 0
+
+    def read(self, key):
+        if self.down:
+            raise StoreUnavailable(key)
+        self.model_reads += key.endswith(MODEL_FILE)
+        return super().read(key)
+
+
+def _fields(state) -> tuple:
+    return tuple(getattr(state, f.name) for f in fields(state))
+
+
+def test_refresh_publishes_a_new_state_and_never_changes_a_published_one(chain):
+    store, now = FlakyStore(chain.root), [0.0]
+    loader = ModelLoader(replace(Settings(), model_store=str(chain.root), pointer_ttl_s=10), lambda: store,
+                         clock=lambda: now[0])
+    loader.choose()
+    published = [loader._state]
+    with pytest.raises(FrozenInstanceError):
+        published[0].next_check = 0.0
+    snapshots = [_fields(published[0])]
+
+    def refresh_after(seconds: float) -> None:
+        now[0] += seconds
+        loader.choose()
+        assert loader._state is not published[-1]
+        published.append(loader._state)
+        snapshots.append(_fields(loader._state))
+
+    refresh_after(11)  # pointer unchanged: only the check times move
+    assert published[1].checked_at == 11 and published[1].stable is published[0].stable
+    store.down = True
+    refresh_after(11)  # storage fault: same model, the error recorded, a retry scheduled
+    assert published[2].storage_error and published[2].failures == 1 and published[2].stable is published[0].stable
+    assert loader.status()["storage_error"] == published[2].storage_error
+    store.down = False
+    refresh_after(11)  # recovered: the model in hand is reused, not loaded again
+    assert published[3].storage_error is None and published[3].failures == 0
+    assert published[3].stable is published[0].stable and store.model_reads == 1
+    assert [_fields(state) for state in published] == snapshots  # no published state ever changed
+
+
+def test_readers_never_see_half_a_swap(local_store, trained_bundle):
+    """Threads choose() without pause while the pointer flips between two states every few milliseconds."""
+    publish(local_store, trained_bundle, V3)
+    publish(local_store, trained_bundle, V1, canary=V2, percent=50)
+    with_canary = ServingPointer(stable=V1, canary=V2, canary_percent=50)
+    missing_stable = ServingPointer(stable="20261104T000000Z-never-published", previous=(V3,))
+    # what a request may see under either pointer, by canary key; and /health's view of each state
+    allowed = {True: {(V2, "canary", False), (V3, "fallback", True)},  # key < 5000
+               False: {(V1, "stable", False), (V3, "fallback", True)}}
+    statuses = {(V1, "stable", False, V2), (V3, "fallback", True, None)}
+    loader = ModelLoader(replace(Settings(), model_store=str(local_store.root), pointer_ttl_s=0.0))
+    loader.choose()
+    stop, seen, wrong = threading.Event(), set(), []
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        while not stop.is_set():
+            key = rng.randrange(10_000)
+            choice = loader.choose(key)
+            got = (choice.model.version, choice.role, choice.fallback)
+            status = loader.status()
+            view = (status["model_version"], status["serving"], status["fallback"],
+                    status["canary"] and status["canary"]["version"])
+            if got not in allowed[key < 5000] or view not in statuses:
+                wrong.append((key, got, view))
+            seen.add(got)
+            time.sleep(0)  # let the flipping and refreshing threads in too
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for flip in range(20):
+            _, generation = read_pointer(local_store, "penguins")
+            write_pointer(local_store, "penguins", missing_stable if flip % 2 else with_canary, generation)
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not wrong, wrong[:5]
+    assert seen == allowed[True] | allowed[False]  # both pointers were served, canary included

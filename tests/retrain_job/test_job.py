@@ -7,10 +7,12 @@ import threading
 
 import pytest
 
+from retrain_job.gate import Verdict
+from retrain_job.job import Candidate, Clock, DriftOutcome, JobOptions, publish_candidate
 from retrain_job.publish import PointerRace, promote
 from shared.bundle import list_versions, read_bundle
 from shared.pointer import read_pointer
-from shared.store import LocalStore
+from shared.store import LocalStore, PreconditionFailed
 from tests.conftest import publish
 
 V0 = "20250101T000000Z-oldstable"
@@ -134,6 +136,28 @@ def test_two_jobs_racing_on_the_pointer_one_loses_cleanly(local_store, trained_b
     winner = next(v for v in outcomes.values() if v != "lost")
     pointer = read_pointer(local_store, "penguins")[0]
     assert pointer.stable == winner and V0 in pointer.previous
+
+
+class PointerAlwaysMovedStore(LocalStore):
+    """A real local store in which every compare-and-swap of the pointer finds it moved."""
+
+    def write(self, key, data, if_generation_match=None):
+        if key.endswith("serving.json"):
+            raise PreconditionFailed(key)
+        return super().write(key, data, if_generation_match)
+
+
+def test_publish_step_outcomes_without_and_with_a_lost_race(local_store, trained_bundle):
+    publish(local_store, trained_bundle, V0)
+    store = PointerAlwaysMovedStore(local_store.root)
+    candidate, drift = Candidate(trained_bundle, {}), DriftOutcome({"status": "no_drift"}, "reports/x/", review=False)
+    clock = Clock()
+    rejected = publish_candidate(store, JobOptions(), candidate, Verdict(False, ["worse"]), drift, clock=clock)
+    dry = publish_candidate(store, JobOptions(dry_run=True), candidate, Verdict(True), drift, clock=clock)
+    assert (rejected.to_dict(), dry.to_dict()) == ({"decision": "rejected"}, {"decision": "dry-run"})
+    lost = publish_candidate(store, JobOptions(), candidate, Verdict(True), drift, clock=clock).to_dict()
+    assert lost["decision"] == "lost-race" and "pointer" not in lost and list(clock.durations) == ["stage"]
+    assert read_pointer(local_store, "penguins")[0].stable == V0
 
 
 def test_two_job_processes_at_once_leave_a_valid_pointer(job, gcs_store, gcs_emulator, trained_bundle):

@@ -16,24 +16,21 @@ def test_holdout_accuracy_at_least_097(trained_bundle):
 
 
 def test_same_data_same_metrics(base_data, trained_bundle):
-    split = train.split(base_data)
-    again = train.build_candidate(base_data, split, FAST_PARAMS, [], [])
+    again = train.build_candidate(train.prepare(base_data), FAST_PARAMS, [])
     assert again.manifest["metrics"] == trained_bundle.manifest["metrics"]
     assert again.files[MODEL_FILE] == trained_bundle.files[MODEL_FILE]
     assert fingerprint(base_data) == trained_bundle.manifest["training_data"]["fingerprint"]
 
 
 def test_cv_search_is_deterministic(base_data):
-    split = train.split(base_data)
-    labels = ("Adelie", "Chinstrap", "Gentoo")
-    contract = train.build_contract(split.train, labels)
-    x, y = train.encode(split.train, contract, labels)
-    a = train.cv_score(x, y, FAST_PARAMS, 3)
-    assert a == train.cv_score(x, y, FAST_PARAMS, 3)
+    data = train.prepare(base_data)
+    assert data.labels == ("Adelie", "Chinstrap", "Gentoo")
+    a = train.cv_score(data.x, data.y, FAST_PARAMS, 3)
+    assert a == train.cv_score(data.x, data.y, FAST_PARAMS, 3)
     assert a["cv_accuracy"] > 0.95
 
 
-def test_contract_reflects_training_data(base_data, trained_bundle):
+def test_contract_reflects_training_data(trained_bundle):
     contract = trained_bundle.contract
     assert [c.name for c in contract.categorical] == ["island", "sex"]
     assert contract.categorical[0].levels == ("Biscoe", "Dream", "Torgersen")

@@ -8,7 +8,9 @@ import pytest
 import xgboost as xgb
 
 from shared.bundle import MODEL_FILE, TREES_FILE
-from shared.predictor import MAX_COMPILED_DEPTH, BoosterPredictor, RoutedPredictor, TreeEnsemble
+from shared.examples import SEED_EXAMPLES
+from shared.features import SMALL_BATCH, FeatureBatch, build_batch
+from shared.predictor import MAX_COMPILED_DEPTH, BoosterPredictor, Probabilities, RoutedPredictor, TreeEnsemble
 
 
 def _random_model(depth: int, seed: int = 0) -> tuple[xgb.Booster, np.ndarray]:
@@ -58,15 +60,46 @@ def test_single_row_python_path_matches_xgboost():
         assert np.abs(one_by_one - booster.inplace_predict(test[:500])).max() < 1e-5
 
 
+def _routed(bundle) -> RoutedPredictor:
+    trees = TreeEnsemble.from_bytes(bundle.files[TREES_FILE])
+    return RoutedPredictor(trees, BoosterPredictor(bundle.files[MODEL_FILE]), fast_max_rows=64)
+
+
+def _seed_batch(contract, n: int) -> FeatureBatch:
+    return build_batch(contract, [SEED_EXAMPLES[i % len(SEED_EXAMPLES)][0] for i in range(n)])
+
+
 def test_routed_predict_keeps_small_batches_in_python(trained_bundle):
-    from shared.examples import SEED_EXAMPLES
-    from shared.features import build_batch
-    trees = TreeEnsemble.from_bytes(trained_bundle.files[TREES_FILE])
-    routed = RoutedPredictor(trees, BoosterPredictor(trained_bundle.files[MODEL_FILE]), fast_max_rows=64)
-    batch = build_batch(trained_bundle.contract, [row for row, _ in SEED_EXAMPLES])
+    routed = _routed(trained_bundle)
+    batch = _seed_batch(trained_bundle.contract, len(SEED_EXAMPLES))
     small = routed.predict(batch)
-    assert isinstance(small, list) and routed.booster._booster is None
-    np.testing.assert_allclose(np.array(small), routed.booster.predict_proba(batch.matrix), atol=1e-5)
+    assert small.rows is not None and small.array is None and routed.booster._booster is None
+    np.testing.assert_allclose(np.array(small.rows), routed.booster.predict_proba(batch.matrix), atol=1e-5)
+
+
+def test_predict_returns_one_type_in_every_regime(trained_bundle):
+    """1 and 16 rows: generated Python; 64: the NumPy walk; 1000: XGBoost. One result type, one meaning."""
+    routed, reference = _routed(trained_bundle), BoosterPredictor(trained_bundle.files[MODEL_FILE])
+    labels = trained_bundle.contract.labels
+    expected = [species for _, species in SEED_EXAMPLES]
+    for n, in_python, xgboost_loaded in ((1, True, False), (SMALL_BATCH, True, False), (64, False, False),
+                                         (1000, False, True)):
+        batch = _seed_batch(trained_bundle.contract, n)
+        proba = routed.predict(batch)
+        assert type(proba) is Probabilities
+        assert (proba.rows is not None) == in_python and (routed.booster._booster is not None) == xgboost_loaded
+        species, rounded = proba.labels_and_rows(labels, 6)
+        assert species == [expected[i % len(expected)] for i in range(n)]
+        assert len(rounded) == n and all(type(p) is list and len(p) == len(labels) for p in rounded)
+        assert all(type(v) is float and round(v, 6) == v for v in rounded[0])
+        np.testing.assert_allclose(np.array(rounded), reference.predict_proba(batch.matrix), atol=1e-5)
+
+
+def test_probabilities_answer_alike_from_lists_and_arrays():
+    rows = [[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1234567891, 0.1234567891, 0.7530864218]]
+    from_lists = Probabilities(rows).labels_and_rows(("a", "b", "c"), 4)
+    from_array = Probabilities(array=np.array(rows)).labels_and_rows(("a", "b", "c"), 4)
+    assert from_lists == from_array == (["b", "a", "c"], [[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1235, 0.1235, 0.7531]])
 
 
 def _chain_tree(depth: int) -> dict[str, np.ndarray]:
