@@ -3,19 +3,53 @@
 On Cloud Run a log sink routes these lines into the bucket; on the embedded default (`LOG_TO_STORE`)
 the function appends the same LogEntry lines to the local store itself, in the sink's file layout,
 so local traffic feeds the retraining job's drift report exactly as production traffic would.
+
+Nothing is written on the request path: `RequestLog.emit` serialises the payload once and appends it to
+in-memory buffers under a short lock. One daemon thread per process (`_Flusher`) writes the buffers out
+in batches, every `FLUSH_INTERVAL_S` or as soon as a buffer holds `FLUSH_BYTES`: stdout as whole lines,
+the sink into its hour file, whose handle stays open until the hour changes. At exit the last lines are
+written and the files closed (`atexit`): gunicorn's worker answers SIGTERM by finishing its requests and
+leaving through `sys.exit`, after its request threads are joined, so every answered request is logged.
+A worker killed outright (SIGKILL) loses at most the lines of the last flush interval.
 """
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import select
+import stat
+import sys
 import threading
-import uuid
+import time
+import weakref
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
+from shared.settings import read_setting
+
 LOG_ID = "run.googleapis.com/stdout"
 MAX_LOGGED_ROWS = 100  # a LogEntry is capped at 256 KB; larger batches log a sample of their rows
+# How long a line may wait in memory (what a SIGKILL can lose), and how full a buffer may get before
+# the flusher is woken at once (declared, with their defaults, in shared/settings.py).
+FLUSH_INTERVAL_S: float = read_setting("LOG_FLUSH_INTERVAL_S")
+FLUSH_BYTES: int = read_setting("LOG_FLUSH_BYTES")
+
+_LOG_NAME = "projects/local/logs/" + LOG_ID.replace("/", "%2F")
+_RESOURCE = {"type": "cloud_run_revision", "labels": {"service_name": "function-local"}}
+# A LogEntry spliced around the payload's own JSON: the same bytes as orjson.dumps of the entry dict
+# {insertId, jsonPayload, logName, receiveTimestamp, resource, severity, timestamp}, in that order.
+_ENTRY_HEAD = b'{"insertId":"'
+_ENTRY_PAYLOAD = b'","jsonPayload":'
+_ENTRY_RECEIVED = b',"logName":' + orjson.dumps(_LOG_NAME) + b',"receiveTimestamp":"'
+_ENTRY_SEVERITY = b'","resource":' + orjson.dumps(_RESOURCE) + b',"severity":'
+_ENTRY_TIME = b',"timestamp":"'
+_ENTRY_TAIL = b'"}\n'
+
+log = logging.getLogger(__name__)
 
 
 def sink_path(root: Path, when: datetime) -> Path:
@@ -23,47 +57,252 @@ def sink_path(root: Path, when: datetime) -> Path:
     return root / LOG_ID / f"{when:%Y/%m/%d}" / f"{when:%H}:00:00_{when:%H}:59:59_S0.json"
 
 
-class LocalSink:
-    """Appends LogEntry lines under a local directory, one file per hour, safe across threads."""
+class _Buffer:
+    """Items waiting for the flusher; `add` is one append and one addition under an uncontended lock."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    __slots__ = ("_items", "_lock", "_size")
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._items: list = []
+        self._size = 0
+
+    def add(self, item: object, size: int) -> bool:
+        """Queue one item; True when the buffer has reached FLUSH_BYTES."""
+        with self._lock:
+            self._items.append(item)
+            self._size += size
+            return self._size >= FLUSH_BYTES
+
+    def take(self) -> list:
+        """Everything queued so far, in order; the buffer starts empty again."""
+        with self._lock:
+            items, self._items, self._size = self._items, [], 0
+        return items
+
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock, and the parent's lines left to the parent."""
+        self._lock = threading.Lock()
+        self._items, self._size = [], 0
+
+
+class LocalSink:
+    """Appends LogEntry lines under a local directory, one file per hour, written by the background flusher."""
+
+    def __init__(self, root: Path, clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self.clock = clock
+        self._buffer = _Buffer()
+        self._fds: dict[int, int] = {}  # UTC hour since the epoch -> open file descriptor
+        weakref.finalize(self, _close_fds, self._fds)
+        _flusher.register(self)
 
     def append(self, payload: dict, severity: str, when: datetime) -> None:
-        entry = {
-            "insertId": uuid.uuid4().hex[:16],
-            "jsonPayload": payload,
-            "logName": "projects/local/logs/" + LOG_ID.replace("/", "%2F"),
-            "receiveTimestamp": when.isoformat(),
-            "resource": {"type": "cloud_run_revision", "labels": {"service_name": "penguins-local"}},
-            "severity": severity,
-            "timestamp": when.isoformat(),
-        }
-        path = sink_path(self.root, when)
-        with self._lock:
+        """Queue one LogEntry for `payload` at `when` (a timezone-aware time)."""
+        if self.add(orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE), severity, when.timestamp()):
+            _flusher.wake()
+
+    def add(self, payload_line: bytes, severity: str, when: float) -> bool:
+        """Queue one LogEntry around a payload's JSON line (newline included); True when the flusher should run."""
+        return self._buffer.add((payload_line, severity, when), len(payload_line) + 300)
+
+    def write_pending(self) -> None:
+        """Write the queued entries to their hour files (flusher only, under its lock)."""
+        items = self._buffer.take()
+        if not items:
+            return
+        ids = os.urandom(8 * len(items)).hex().encode()
+        severities: dict[str, bytes] = {}
+        by_hour: dict[int, list[bytes]] = {}
+        second, second_iso = -1, b""
+        for i, (payload_line, severity, when) in enumerate(items):
+            # datetime.fromtimestamp(when, UTC).isoformat(), its date and time formatted once per second
+            whole = int(when)
+            micros = round((when - whole) * 1e6)
+            if micros == 1_000_000:
+                whole, micros = whole + 1, 0
+            if whole != second:
+                second, second_iso = whole, datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()
+            stamp = second_iso + (b".%06d+00:00" % micros if micros else b"+00:00")
+            severity_json = severities.get(severity) or severities.setdefault(severity, orjson.dumps(severity))
+            payload_json = memoryview(payload_line)[:-1]
+            by_hour.setdefault(whole // 3600, []).append(b"".join((
+                _ENTRY_HEAD, ids[16 * i:16 * i + 16], _ENTRY_PAYLOAD, payload_json, _ENTRY_RECEIVED, stamp,
+                _ENTRY_SEVERITY, severity_json, _ENTRY_TIME, stamp, _ENTRY_TAIL)))
+        for hour, lines in by_hour.items():
+            _write_all(self._fd(hour), b"".join(lines))
+        newest = max(self._fds)
+        for hour in [h for h in self._fds if h != newest]:  # the hour has turned: keep one handle open
+            os.close(self._fds.pop(hour))
+
+    def close(self) -> None:
+        """Close the open hour files (flusher only, under its lock); a later entry opens its file again."""
+        _close_fds(self._fds)
+
+    def open_hours(self) -> list[int]:
+        """The hours (UTC, since the epoch) whose files are open now."""
+        return sorted(self._fds)
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's queue and handles stay the parent's."""
+        self._buffer.after_fork()
+        _close_fds(self._fds)
+
+    def _fd(self, hour: int) -> int:
+        fd = self._fds.get(hour)
+        if fd is not None and os.fstat(fd).st_nlink == 0:  # the file was deleted under us: start a new one
+            os.close(self._fds.pop(hour))
+            fd = None
+        if fd is None:
+            path = sink_path(self.root, datetime.fromtimestamp(hour * 3600, UTC))
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._fds[hour] = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return fd
+
+
+class _Stdout:
+    """The process's stdout lines, written in batches of whole lines."""
+
+    def __init__(self) -> None:
+        self._buffer = _Buffer()
+
+    def add(self, line: bytes) -> bool:
+        """Queue one line (ending in a newline); True when the flusher should run now."""
+        return self._buffer.add(line, len(line))
+
+    def write_pending(self) -> None:
+        """Write the queued lines to file descriptor 1 (flusher only, under its lock)."""
+        lines = self._buffer.take()
+        if not lines:
+            return
+        mode = os.fstat(1).st_mode
+        # a pipe keeps a write whole only up to PIPE_BUF bytes: other processes may share it
+        limit = select.PIPE_BUF if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else sys.maxsize
+        for chunk in whole_line_chunks(lines, limit):
+            _write_all(1, chunk)
+
+    def close(self) -> None:
+        """Nothing to close: stdout belongs to the process."""
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's lines stay the parent's."""
+        self._buffer.after_fork()
+
+
+class _Flusher:
+    """The process's one background writer: wakes every FLUSH_INTERVAL_S, or when a buffer is full."""
+
+    def __init__(self) -> None:
+        self.stdout = _Stdout()
+        self._sinks: weakref.WeakSet[LocalSink] = weakref.WeakSet()
+        self._lock = threading.Lock()  # one writer at a time: the thread, flush() and the exit hook
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, sink: LocalSink) -> None:
+        """Flush this sink from now on."""
+        with self._lock:
+            self._sinks.add(sink)
+        self.ensure_running()
+
+    def ensure_running(self) -> None:
+        """Start the thread on first use in this process."""
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="log-flusher", daemon=True)
+                    self._thread.start()
+
+    def wake(self) -> None:
+        """Flush now rather than at the end of the interval."""
+        self._wake.set()
+
+    def flush(self, close: bool = False) -> None:
+        """Write everything queued so far; with `close`, also close the sink files."""
+        with self._lock:
+            for target in (self.stdout, *self._sinks):
+                try:
+                    target.write_pending()
+                    if close:
+                        target.close()
+                except OSError:  # a full disk or a closed stdout must not stop the flusher
+                    log.exception("could not write request logs")
+
+    def after_fork(self) -> None:
+        """In a forked child: no thread yet, fresh locks, nothing of the parent's queued."""
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self.stdout.after_fork()
+        for sink in list(self._sinks):
+            sink.after_fork()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self._wake.clear()
             try:
-                _write_all(fd, orjson.dumps(entry) + b"\n")
-            finally:
-                os.close(fd)
+                self.flush()
+            except Exception:  # a bug must not end the thread: the lines would wait until exit
+                log.exception("request log flusher failed")
+
+
+_flusher = _Flusher()
 
 
 class RequestLog:
-    """Writes each request's log line to stdout (one write call, so lines never interleave)."""
+    """Queues each request's log line for stdout (and for the local sink); the flusher writes them."""
 
     def __init__(self, sink: LocalSink | None = None) -> None:
         self.sink = sink
+        _flusher.ensure_running()
 
     def emit(self, payload: dict) -> None:
         """Log one request; `payload` must carry `severity` and `message`."""
-        _write_all(1, orjson.dumps(payload) + b"\n")
+        line = orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE)
+        full = _flusher.stdout.add(line)
         if self.sink is not None and payload.get("event") == "prediction":
-            self.sink.append(payload, payload["severity"], datetime.now(UTC))
+            full = self.sink.add(line, payload["severity"], self.sink.clock()) or full
+        if full:
+            _flusher.wake()
+        if _flusher._thread is None:  # first use after a fork
+            _flusher.ensure_running()
+
+
+def flush() -> None:
+    """Write every queued line now (tests, and anything reading the logs in the same process)."""
+    _flusher.flush()
+
+
+def close() -> None:
+    """Write every queued line and close the sink files; runs at exit."""
+    _flusher.flush(close=True)
+
+
+def whole_line_chunks(lines: list[bytes], limit: int) -> Iterator[bytes]:
+    """Lines joined into writes of at most `limit` bytes; a longer line is a write of its own."""
+    batch: list[bytes] = []
+    size = 0
+    for line in lines:
+        if batch and size + len(line) > limit:
+            yield b"".join(batch)
+            batch, size = [], 0
+        batch.append(line)
+        size += len(line)
+    if batch:
+        yield b"".join(batch)
+
+
+def _close_fds(fds: dict[int, int]) -> None:
+    while fds:
+        os.close(fds.popitem()[1])
 
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
+
+
+atexit.register(close)
+os.register_at_fork(after_in_child=_flusher.after_fork)

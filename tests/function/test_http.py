@@ -8,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.examples import SEED_EXAMPLES
 from shared.pointer import read_pointer, write_pointer
 from shared.store import GcsStore
-from tests.conftest import get, post, publish
+from tests.support.bundles import publish
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import get, post
 
 V1, V2 = "20261101T000000Z-http-v1", "20261102T000000Z-http-v2"
 
@@ -31,8 +32,13 @@ def test_local_store_over_http(serve, local_store, trained_bundle):
     status, body, _ = post(server.url + "/predict", None, raw=b"[" * 2_000_000)
     assert status == 400
     _seeds_right(server.url)  # the worker survived
-    logs = [json.loads(line) for line in server.log_lines() if line.startswith("{")]
-    predictions = [entry for entry in logs if entry.get("event") == "prediction"]
+    deadline = time.monotonic() + 5  # log lines are written in the background, a moment after the answers
+    while True:
+        logs = [json.loads(line) for line in server.log_lines() if line.startswith("{")]
+        predictions = [entry for entry in logs if entry.get("event") == "prediction"]
+        if len(predictions) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(predictions) >= 6
     entry = predictions[0]
     assert entry["severity"] == "INFO" and entry["model_version"] == V1 and entry["predicted"] == ["Adelie"]
@@ -52,7 +58,7 @@ def test_pointer_change_under_load_fails_nothing(serve, gcs_store, gcs_emulator,
     publish(gcs_store, trained_bundle, V1)
     store = GcsStore(gcs_store.uri)
     from shared.bundle import write_bundle
-    from tests.conftest import as_version
+    from tests.support.bundles import as_version
     write_bundle(store, "penguins", as_version(trained_bundle, V2))
     server = serve({"MODEL_STORE": gcs_store.uri, "STORAGE_EMULATOR_HOST": gcs_emulator.url,
                     "POINTER_TTL_S": "0.3"}, workers=2, threads=4)

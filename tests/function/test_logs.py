@@ -1,0 +1,275 @@
+"""Request logs off the request path: buffered, flushed in the background, nothing lost at SIGTERM."""
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from function.serving import logs
+from function.serving.logs import LOG_ID, LocalSink, RequestLog, sink_path, whole_line_chunks
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import post
+
+T0 = datetime(2026, 3, 14, 10, 59, 59, 500000, tzinfo=UTC)
+
+
+def prediction(n: int) -> dict:
+    """A prediction payload as the app logs it, told apart by its body mass."""
+    row = {**SEED_EXAMPLES[0][0], "body_mass_g": n}
+    return {"severity": "INFO", "message": "POST /predict 200", "event": "prediction", "status": 200,
+            "rows": 1, "predicted": ["Adelie"], "instances": [row]}
+
+
+def sink_lines(root: Path) -> list[bytes]:
+    """Every line of every hour file under a sink root."""
+    return [line for path in sorted(root.rglob("*.json")) for line in path.read_bytes().splitlines()]
+
+
+def logged_masses(lines: list[bytes]) -> list[float]:
+    """The body mass of each logged entry's first instance, in order."""
+    return [orjson.loads(line)["jsonPayload"]["instances"][0]["body_mass_g"] for line in lines]
+
+
+class Clock:
+    """An injected clock for the sink: the time each emit sees."""
+
+    def __init__(self, when: datetime) -> None:
+        self.now = when.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def stdout(capfd):
+    """Captured stdout, starting empty: lines other tests left queued are written and dropped first."""
+    logs.flush()
+    capfd.readouterr()
+    return capfd
+
+
+@pytest.fixture
+def slow_flusher(monkeypatch):
+    """A flusher of its own for the test, whose thread wakes only when a buffer is full."""
+    monkeypatch.setattr(logs, "FLUSH_INTERVAL_S", 3600.0)
+    flusher = logs._Flusher()
+    monkeypatch.setattr(logs, "_flusher", flusher)
+    yield flusher
+    flusher.flush()
+
+
+def test_entry_has_the_logentry_format_of_a_cloud_logging_sink(tmp_path):
+    sink = LocalSink(tmp_path)
+    payload = prediction(3750)
+    sink.append(payload, "INFO", T0)
+    logs.flush()
+    [line] = sink_path(tmp_path, T0).read_bytes().splitlines(keepends=True)
+    entry = orjson.loads(line)
+    expected = {"insertId": entry["insertId"], "jsonPayload": payload,
+                "logName": "projects/local/logs/" + LOG_ID.replace("/", "%2F"),
+                "receiveTimestamp": T0.isoformat(),
+                "resource": {"type": "cloud_run_revision", "labels": {"service_name": "function-local"}},
+                "severity": "INFO", "timestamp": T0.isoformat()}
+    assert line == orjson.dumps(expected) + b"\n"  # byte for byte what the sink wrote before
+    assert len(entry["insertId"]) == 16 and int(entry["insertId"], 16) >= 0
+
+
+def test_timestamps_read_as_datetime_isoformat_and_pick_their_hour_file(tmp_path):
+    sink = LocalSink(tmp_path)
+    top = datetime(2026, 3, 14, 11, tzinfo=UTC).timestamp()
+    times = [top, top + 0.5, top + 1e-6, top - 4e-7, top - 6e-7, top + 2.5e-6, top + 3.5e-6, top - 1.25,
+             1_700_000_000.123456, *(top - 3600 + k * 277.7777777 for k in range(30))]
+    for when in times:
+        sink.add(orjson.dumps(prediction(1), option=orjson.OPT_APPEND_NEWLINE), "INFO", when)
+    logs.flush()
+    stamps = []
+    for path in tmp_path.rglob("*.json"):
+        for line in path.read_bytes().splitlines():
+            stamp = orjson.loads(line)["timestamp"]
+            assert sink_path(tmp_path, datetime.fromisoformat(stamp)) == path
+            stamps.append(stamp)
+    assert sorted(stamps) == sorted(datetime.fromtimestamp(when, UTC).isoformat() for when in times)
+
+
+def test_request_log_lines_land_in_their_hour_files_and_the_handle_rotates(tmp_path, stdout):
+    clock = Clock(T0)
+    sink = LocalSink(tmp_path, clock=clock)
+    request_log = RequestLog(sink)
+    request_log.emit(prediction(1))
+    request_log.emit({"severity": "WARNING", "message": "POST /predict 400", "event": "request", "status": 400})
+    logs.flush()
+    assert sink.open_hours() == [int(T0.timestamp() // 3600)]
+    clock.now = (T0 + timedelta(seconds=1)).timestamp()  # half a second into the next hour
+    request_log.emit(prediction(2))
+    clock.now = (T0 + timedelta(minutes=30)).timestamp()
+    request_log.emit(prediction(3))
+    logs.flush()
+    eleven = T0 + timedelta(seconds=1)
+    assert logged_masses(sink_path(tmp_path, T0).read_bytes().splitlines()) == [1]
+    assert logged_masses(sink_path(tmp_path, eleven).read_bytes().splitlines()) == [2, 3]
+    assert sink_path(tmp_path, eleven).name == "11:00:00_11:59:59_S0.json"
+    assert sink.open_hours() == [int(eleven.timestamp() // 3600)]  # the 10 o'clock file was closed
+    stamps = [orjson.loads(line)["timestamp"] for line in sink_lines(tmp_path)]
+    assert stamps == [T0.isoformat(), eleven.isoformat(), (T0 + timedelta(minutes=30)).isoformat()]
+    out = [json.loads(line) for line in stdout.readouterr().out.splitlines()]
+    assert [entry["status"] for entry in out] == [200, 400, 200, 200]  # stdout has every request, in order
+
+
+def test_many_threads_lose_nothing_and_lines_stay_whole(tmp_path, stdout):
+    sink = LocalSink(tmp_path)
+    request_log = RequestLog(sink)
+    per_thread, threads = 400, 8
+
+    def emit_many(t: int) -> None:
+        for i in range(per_thread):
+            request_log.emit(prediction(t * per_thread + i))
+
+    workers = [threading.Thread(target=emit_many, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    logs.close()
+    assert sink.open_hours() == []
+    masses = logged_masses(sink_lines(tmp_path))
+    assert sorted(masses) == list(range(per_thread * threads))
+    for t in range(threads):  # each thread's lines in the order it emitted them
+        mine = [m for m in masses if m // per_thread == t]
+        assert mine == sorted(mine)
+    out = [json.loads(line) for line in stdout.readouterr().out.splitlines()]
+    assert sorted(entry["instances"][0]["body_mass_g"] for entry in out) == list(range(per_thread * threads))
+
+
+def test_the_background_thread_flushes_after_a_short_interval(tmp_path):
+    sink = LocalSink(tmp_path)
+    RequestLog(sink).emit(prediction(7))
+    deadline = time.monotonic() + 5
+    while not sink_lines(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert logged_masses(sink_lines(tmp_path)) == [7]
+
+
+def test_a_full_buffer_wakes_the_flusher(tmp_path, slow_flusher, monkeypatch):
+    monkeypatch.setattr(logs, "FLUSH_BYTES", 4096)
+    sink = LocalSink(tmp_path)
+    request_log = RequestLog(sink)
+    request_log.emit(prediction(1))
+    time.sleep(0.3)
+    assert sink_lines(tmp_path) == []  # under the size and long before the interval: still in memory
+    for n in range(2, 12):
+        request_log.emit(prediction(n))
+    deadline = time.monotonic() + 5
+    while len(sink_lines(tmp_path)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert logged_masses(sink_lines(tmp_path))[:5] == [1, 2, 3, 4, 5]
+
+
+def test_a_deleted_hour_file_is_started_again(tmp_path):
+    sink = LocalSink(tmp_path)
+    request_log = RequestLog(sink)
+    request_log.emit(prediction(1))
+    logs.flush()
+    [path] = tmp_path.rglob("*.json")
+    path.unlink()
+    request_log.emit(prediction(2))
+    logs.flush()
+    assert logged_masses(sink_lines(tmp_path)) == [2]
+
+
+def test_lines_after_close_open_the_file_again(tmp_path):
+    sink = LocalSink(tmp_path)
+    request_log = RequestLog(sink)
+    request_log.emit(prediction(1))
+    logs.close()
+    request_log.emit(prediction(2))
+    logs.flush()
+    assert logged_masses(sink_lines(tmp_path)) == [1, 2]
+
+
+def test_pipe_writes_hold_whole_lines_within_the_atomic_size():
+    lines = [b"x" * n + b"\n" for n in (10, 3000, 1500, 5000, 1, 4095, 2000, 2000)]
+    chunks = list(whole_line_chunks(lines, 4096))
+    assert b"".join(chunks) == b"".join(lines)
+    for chunk in chunks:
+        assert chunk.endswith(b"\n")
+        assert len(chunk) <= 4096 or chunk.count(b"\n") == 1  # only a single long line goes over
+    assert list(whole_line_chunks(lines, 10**9)) == [b"".join(lines)]
+    assert list(whole_line_chunks([], 4096)) == []
+
+
+class Traffic:
+    """Client threads on kept-alive connections, each request told apart by its body mass."""
+
+    def __init__(self, port: int, threads: int) -> None:
+        self.port = port
+        self.numbers = itertools.count(10_000)
+        self.answered: list[int] = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
+
+    def _loop(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop.is_set():
+            n = next(self.numbers)
+            body = json.dumps({**SEED_EXAMPLES[0][0], "body_mass_g": n})
+            try:
+                conn.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                answer = json.loads(resp.read())
+            except (OSError, http.client.HTTPException, ValueError):
+                conn.close()
+                try:  # the server may have closed a kept-alive connection: one new one, refused once stopping
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                    conn.connect()
+                except OSError:
+                    return
+                continue
+            if resp.status == 200 and answer.get("species"):
+                self.answered.append(n)
+
+    def __enter__(self) -> Traffic:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=15)
+
+
+@pytest.mark.parametrize("flushing", ["default", "only-at-exit"])
+def test_sigterm_in_the_middle_of_traffic_loses_no_answered_line(serve, published, flushing):
+    env = {"MODEL_STORE": str(published.root), "LOG_TO_STORE": "1"}
+    if flushing == "only-at-exit":  # nothing written before exit: the exit path alone must write it all
+        env.update(LOG_FLUSH_INTERVAL_S="3600", LOG_FLUSH_BYTES=str(1 << 40))
+    server = serve(env, workers=1, threads=8)
+    assert post(server.url + "/predict", SEED_EXAMPLES[0][0])[0] == 200  # the model is loaded
+    sink_root = published.root / "logs"
+    with Traffic(server.port, threads=6) as traffic:
+        time.sleep(1.0)
+        if flushing == "only-at-exit":
+            assert sink_lines(sink_root) == []
+        server.proc.send_signal(signal.SIGTERM)
+        sent_at = len(traffic.answered)
+        assert server.proc.wait(timeout=40) == 0
+    answered = set(traffic.answered)
+    assert sent_at >= 20 and len(answered) == len(traffic.answered)
+
+    masses = logged_masses(sink_lines(sink_root))
+    assert len(masses) == len(set(masses))  # no line written twice
+    assert not answered - set(masses), sorted(answered - set(masses))[:10]
+
+    json_lines = [line for line in server.log_lines() if line.startswith("{")]
+    stdout = [json.loads(line) for line in json_lines]  # every line whole: each one parses
+    printed = [e["instances"][0]["body_mass_g"] for e in stdout if e.get("event") == "prediction"]
+    assert len(printed) == len(set(printed))
+    assert not answered - set(printed), sorted(answered - set(printed))[:10]
