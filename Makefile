@@ -7,7 +7,8 @@ WORKERS ?= 1
 THREADS ?= 8
 MODEL_STORE ?= $(CURDIR)/local_bucket
 PROFILE ?= normal
-MASS_FACTOR ?= 1.0
+MODEL ?=
+SHIFT ?=
 ROWS ?= 300
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -66,15 +67,15 @@ check-system-packages:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "missing system packages:" $$missing "- run 'make system-packages' first"; exit 1; fi
 
-model: $(VENV)/.installed ## train and publish a first model into the local bucket if it has none
-	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --if-no-model | tail -n 1
+model: $(VENV)/.installed ## train and publish a first model of every spec into the local bucket if it has none
+	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --all-models --if-no-model | tail -n 1
 
-retrain: $(VENV)/.installed ## one run of the retraining job against the local bucket
-	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)"
+retrain: $(VENV)/.installed ## one run of the retraining job for MODEL=name (default: the default spec) on the local bucket
+	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
 
-traffic: $(VENV)/.installed ## synthetic traffic to a running `make serve` (MASS_FACTOR=1.2 shifts body mass)
-	$(VENV)/bin/python -m scripts.send_traffic --url http://$(BIND_HOST):$(PORT) --rows $(ROWS) \
-		--mass-factor $(MASS_FACTOR)
+traffic: $(VENV)/.installed ## synthetic traffic to `make serve`: MODEL=name, SHIFT="--scale FEATURE=1.2"
+	$(VENV)/bin/python -m scripts.send_traffic --url http://$(BIND_HOST):$(PORT) $(if $(MODEL),--model $(MODEL)) --rows $(ROWS) \
+		$(SHIFT)
 
 lint: $(VENV)/.installed ## ruff over the whole tree
 	$(VENV)/bin/ruff check .
@@ -110,8 +111,8 @@ bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mls
 sweep: $(VENV)/.installed $(FN_VENV)/.installed check-system-packages ## our function under each WORKERS x THREADS setting
 	$(VENV)/bin/python -m bench.sweep
 
-load: $(VENV)/.installed $(FN_VENV)/.installed model ## Locust headless: PROFILE=baseline|normal|stress|spike|10x [HOST=url]
-	PROFILE=$(PROFILE) HOST=$(HOST) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python -m load.run
+load: $(VENV)/.installed $(FN_VENV)/.installed model ## Locust headless: PROFILE=baseline|normal|stress|spike|10x [MODEL=name] [HOST=url]
+	PROFILE=$(PROFILE) HOST=$(HOST) MODEL=$(MODEL) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python -m load.run
 
 clean: ## remove everything the Makefile creates (virtualenvs, local bucket, outputs, caches)
 	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-peers .venv-mlserver local_bucket bench/out load/out \

@@ -24,14 +24,20 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.examples import SEED_EXAMPLES
+from shared.spec import load_spec
 from testbed.servers import GcsEmulator, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 PEERS = (REPO.parent / "shared" / "peers").resolve()
 OUT = REPO / "bench" / "out"
 
-PENGUIN = {**SEED_EXAMPLES[0][0]}
+# the peers serve the penguin model: every server gets the same penguin rows
+EXAMPLES = [e["request"] for e in load_spec("penguins").examples()]
+PENGUIN = {**EXAMPLES[0]}
+# our CO2 regressor, measured the same way at the production settings (its own V1 route, one row per request)
+CO2 = load_spec("co2")
+CARS = [e["request"] for e in CO2.examples()]
+CO2_PATH = "/v1/models/co2:predict"
 # Ours and floor always run under identical gunicorn settings, at two of them: the production settings we
 # deploy with (README "Production settings", terraform/variables.tf), which the targets judge, and the
 # Functions Framework's defaults for one instance, for reference.
@@ -151,6 +157,11 @@ def servers(store_uri: str, emulator_url: str, peers_dir: Path, with_mlserver: b
                       {**gunicorn, "MODEL_STORE": store_uri, "STORAGE_EMULATOR_HOST": emulator_url}),
             ff_server(f"floor{suffix}", PEERS / "floor" / "main.py", gunicorn),
         ]
+    prod = next(iter(GUNICORN.values()))
+    result.append(Server("ours-co2", ff_server("", REPO / "function" / "main.py", {}).cmd, CO2_PATH,
+                         {"instances": [CARS[0]]}, _lua("ours-co2", CO2_PATH, {"instances": [CARS[0]]}),
+                         lambda b: CO2.target.name in b["predictions"][0],
+                         env={**prod, "MODEL_STORE": store_uri, "STORAGE_EMULATOR_HOST": emulator_url}))
     result += [
         Server("seed_style", [str(REPO / ".venv-peers" / "bin" / "uvicorn"), "--app-dir", str(PEERS / "seed_style"),
                               "app:app", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning"],
@@ -185,16 +196,16 @@ def _ms(out: str, pct: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
 
 
-def batch_latency(url: str, rows: int, repeats: int) -> float:
+def batch_latency(url: str, rows: int, repeats: int, path: str = "/predict", examples: list[dict] = EXAMPLES) -> float:
     """Median seconds for one request of `rows` rows (validation included), on a kept-alive connection."""
-    instances = [SEED_EXAMPLES[i % 3][0] for i in range(rows)]
+    instances = [examples[i % len(examples)] for i in range(rows)]
     body = json.dumps({"instances": instances}).encode()
     host, port = url.split("//")[1].split("/", maxsplit=1)[0].split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     times = []
     for i in range(repeats + 2):
         started = time.perf_counter()
-        conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
         payload = resp.read()
         elapsed = time.perf_counter() - started  # the client's own JSON parsing is not the server's time
@@ -219,7 +230,8 @@ def main() -> int:
     emulator = GcsEmulator().start()
     os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
     emulator.create_bucket("bench")
-    copy_stable(LocalStore(REPO / "function" / "shipped_model"), GcsStore("gs://bench"), "penguins")
+    for name in ("penguins", "co2"):
+        copy_stable(LocalStore(REPO / "function" / "shipped_model"), GcsStore("gs://bench"), name)
     peers_dir = prepare_peers()
     fleet = servers("gs://bench", emulator.url, peers_dir, not args.skip_mlserver)
     results: dict[str, dict] = {s.name: {"cold": [], 1: [], 16: []} for s in fleet}
@@ -240,6 +252,9 @@ def main() -> int:
         sizes = (1, 100, 1000, 10_000)
         batch = {n: batch_latency(ours.url, n, 7 if n < 10_000 else 5) for n in sizes}
         results["ours"]["rss_after_batches"] = ours.rss()[1]
+        co2 = next(s for s in fleet if s.name == "ours-co2")
+        results["ours-co2"]["batch_10k"] = batch_latency(co2.url, 10_000, 5, CO2_PATH, CARS)
+        results["ours-co2"]["rss_after_batches"] = co2.rss()[1]
     finally:
         for s in fleet:
             s.stop()
@@ -287,6 +302,12 @@ def summarise(results: dict, batch: dict, args: argparse.Namespace) -> str:
            3, False)
     target("peak RSS of one worker under load (MiB)", ours["rss_worker"], 128, False)
     target("10,000-row batch (rows/s)", 10_000 / batch[10_000], 200_000)
+    co2 = results["ours-co2"]
+    for c in (1, 16):
+        target(f"co2 req/s c{c} vs floor", _median(co2[c], "rps") / _median(results["floor"][c], "rps"), 0.85)
+    target("co2 p99 c16 vs floor", _median(co2[16], "p99") / _median(results["floor"][16], "p99"), 1.5, False)
+    target("co2 10,000-row batch (rows/s)", 10_000 / co2["batch_10k"], 200_000)
+    target("co2 peak RSS of one worker after batches (MiB)", co2["rss_after_batches"], 128, False)
     errors = sum(r["errors"] for name in names for c in (1, 16) for r in results[name][c])
     batch_rows = "\n".join(f"| {n:,} | {batch[n] * 1e3:.2f} | {n / batch[n]:,.0f} |" for n in batch)
     versions = subprocess.run([str(REPO / ".venv-function" / "bin" / "python"), "-c",

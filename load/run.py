@@ -15,15 +15,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 
-def run_locust(host: str, profile: str, out: Path, run_time: str | None = None) -> int:
-    """Locust headless against `host`; CSV (`stats_*.csv`) and HTML (`report.html`) land in `out`."""
+def run_locust(host: str, profile: str, out: Path, run_time: str | None = None, model: str | None = None) -> int:
+    """Locust headless against `host` (one model's traffic); CSV (`stats_*.csv`) and HTML (`report.html`) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "locust", "-f", str(REPO / "load" / "locustfile.py"), "--headless",
            "--host", host, "--csv", str(out / "stats"), "--html", str(out / "report.html"),
            "--only-summary", "--exit-code-on-error", "1", "--stop-timeout", "5"]
     if run_time:  # cut the profile short (tests)
         cmd += ["--run-time", run_time]
-    return subprocess.run(cmd, env={**os.environ, "PROFILE": profile}, check=False).returncode
+    env = {**os.environ, "PROFILE": profile, **({"MODEL": model} if model else {})}
+    return subprocess.run(cmd, env=env, check=False).returncode
 
 
 def main() -> int:
@@ -38,7 +39,9 @@ def main() -> int:
         server.start()
         host = server.url
     try:
-        return run_locust(host, profile, REPO / "load" / "out" / profile)
+        model = os.environ.get("MODEL") or None
+        return run_locust(host, profile, REPO / "load" / "out" / (f"{model}-{profile}" if model else profile),
+                          model=model)
     finally:
         if server:
             server.stop()

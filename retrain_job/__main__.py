@@ -1,6 +1,9 @@
 """`python -m retrain_job [run | promote-canary | rollback-canary | rollback]`: the Cloud Run Job's command.
 
-`run` (the default) trains, gates, publishes and reports; the last output line is a JSON summary.
+`run` (the default) trains, gates, publishes and reports one model (`--model`, default the MODEL_NAME
+setting), or every model with a spec (`--all-models`, one summary line each, then one line naming every
+model's decision); the last output line is a JSON summary. The gate's tolerances are the spec's `[gate]`
+unless a `--tol-*` flag or its TOL_* setting says otherwise.
 Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad flag or environment setting
 (shared/settings.py: one line per bad variable).
 """
@@ -11,6 +14,7 @@ import json
 import logging
 import sys
 import uuid
+from dataclasses import replace
 
 from retrain_job.drift import DriftThresholds
 from retrain_job.gate import Tolerances
@@ -19,9 +23,13 @@ from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import PointerRace, resolve_canary, rollback
 from retrain_job.tasks import Task
 from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
-from shared.store import open_store
+from shared.spec import spec_names
+from shared.store import Store, open_store
 
 PROG = "python -m retrain_job"
+# the gate's tolerance flags: set neither a flag nor its setting, and the spec's [gate] value applies
+TOLERANCE_FLAGS = {"tol_accuracy": "TOL_ACCURACY", "tol_macro_f1": "TOL_MACRO_F1", "tol_log_loss": "TOL_LOG_LOSS",
+                   "tol_rmse": "TOL_RMSE"}
 
 
 def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Namespace:
@@ -33,7 +41,10 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
                    choices=["run", "promote-canary", "rollback-canary", "rollback"])
     p.add_argument("--store", default=s.model_store,
                    help="gs://bucket/prefix or a local directory (MODEL_STORE)")
-    p.add_argument("--model-name", default=s.model_name)
+    p.add_argument("--model", "--model-name", dest="model", default=s.model_name, choices=spec_names(),
+                   help="the model to train, by its spec's name (MODEL_NAME)")
+    p.add_argument("--all-models", action="store_true",
+                   help="run once per model with a spec, in name order (with --if-no-model: those without one)")
     p.add_argument("--data-prefix", default=s.data_prefix,
                    help="where new labelled CSV files are read from (DATA_PREFIX)")
     p.add_argument("--log-prefix", default=s.log_prefix,
@@ -44,13 +55,47 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p.add_argument("--dry-run", action="store_true", default=s.dry_run,
                    help="train, gate and report; publish nothing")
     p.add_argument("--if-no-model", action="store_true", help="do nothing if a model is already published")
-    p.add_argument("--tol-accuracy", type=float, default=s.tol_accuracy)
-    p.add_argument("--tol-macro-f1", type=float, default=s.tol_macro_f1)
-    p.add_argument("--tol-log-loss", type=float, default=s.tol_log_loss)
+    for flag, env in TOLERANCE_FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", type=float, default=getattr(s, flag),
+                       help=f"override the spec's gate tolerance ({env}; default: the spec's)")
     p.add_argument("--drift-share", type=float, default=s.drift_share)
     p.add_argument("--drift-min-rows", type=int, default=s.drift_min_rows)
     p.add_argument("--min-labelled-for-review", type=int, default=s.min_labelled_for_review)
     return p.parse_args(argv)
+
+
+def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTarget) -> JobOptions:
+    """The run's options from the parsed flags (the task and the metrics target from the settings)."""
+    return JobOptions(
+        model_name=args.model, data_prefix=args.data_prefix, log_prefix=args.log_prefix, log_days=args.log_days,
+        canary_percent=args.canary_percent, dry_run=args.dry_run, if_no_model=args.if_no_model,
+        min_labelled_for_review=args.min_labelled_for_review,
+        tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss, args.tol_rmse),
+        thresholds=DriftThresholds(share=args.drift_share, min_rows=args.drift_min_rows),
+        task=Task.from_env(uuid.uuid4().hex[:12], settings), metrics=replace(target, model=args.model))
+
+
+def _run_one(store: Store, opts: JobOptions) -> tuple[int, dict]:
+    """One model's run as (exit status, summary line)."""
+    try:
+        return 0, run(store, opts)
+    except PointerRace as exc:
+        return 0, {"model": opts.model_name, "decision": "lost-race", "reason": str(exc)}
+    except Exception as exc:
+        logging.exception("retraining %s failed", opts.model_name)
+        write_metrics([MetricPoint("job_success", 0.0)], replace(opts.metrics, model=opts.model_name))
+        return 1, {"model": opts.model_name, "decision": "failed", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_all(store: Store, opts: JobOptions) -> tuple[int, dict]:
+    """Every model with a spec in turn, each summary printed as it ends; the status is 1 if any failed."""
+    status, decisions = 0, {}
+    for name in spec_names():
+        code, summary = _run_one(store, replace(opts, model_name=name, metrics=replace(opts.metrics, model=name)))
+        print(json.dumps(summary, default=str), flush=True)
+        status = max(status, code)
+        decisions[name] = {k: summary[k] for k in ("decision", "candidate", "stable", "error") if k in summary}
+    return status, {"decision": "all-models", "models": decisions}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,32 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv, settings)
     configure_logging(settings.log_level)
     store = open_store(args.store)
-    target = MetricsTarget.from_env(settings)
+    target = replace(MetricsTarget.from_env(settings), model=args.model)
+    if args.command == "run":
+        try:
+            opts = job_options(args, settings, target)
+        except ValueError as exc:
+            write_metrics([MetricPoint("job_success", 0.0)], target)
+            print(json.dumps({"model": args.model, "decision": "failed", "error": f"{type(exc).__name__}: {exc}"}))
+            return 1
+        code, summary = run_all(store, opts) if args.all_models else _run_one(store, opts)
+        print(json.dumps(summary, default=str))
+        return code
     try:
-        if args.command == "run":
-            opts = JobOptions(
-                model_name=args.model_name, data_prefix=args.data_prefix, log_prefix=args.log_prefix,
-                log_days=args.log_days, canary_percent=args.canary_percent, dry_run=args.dry_run,
-                if_no_model=args.if_no_model, min_labelled_for_review=args.min_labelled_for_review,
-                tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss),
-                thresholds=DriftThresholds(share=args.drift_share, min_rows=args.drift_min_rows),
-                task=Task.from_env(uuid.uuid4().hex[:12], settings), metrics=target)
-            summary = run(store, opts)
+        if args.command == "rollback":
+            published = rollback(store, args.model)
         else:
-            if args.command == "rollback":
-                published = rollback(store, args.model_name)
-            else:
-                published = resolve_canary(store, args.model_name, accept=args.command == "promote-canary")
-            summary = {"decision": args.command, "before": vars(published.before), "after": vars(published.after)}
+            published = resolve_canary(store, args.model, accept=args.command == "promote-canary")
     except PointerRace as exc:
         print(json.dumps({"decision": "lost-race", "reason": str(exc)}))
         return 0
     except Exception as exc:
-        logging.exception("retraining failed")
-        write_metrics([MetricPoint("job_success", 0.0)], target)
+        logging.exception("%s failed", args.command)
         print(json.dumps({"decision": "failed", "error": f"{type(exc).__name__}: {exc}"}))
         return 1
-    print(json.dumps(summary, default=str))
+    print(json.dumps({"model": args.model, "decision": args.command, "before": vars(published.before),
+                      "after": vars(published.after)}, default=str))
     return 0
 
 

@@ -1,49 +1,122 @@
-"""Training data: the Palmer Penguins base set plus newly labelled rows, as one clean DataFrame."""
+"""Training data from a model's spec: the checksummed base set plus newly labelled rows, and serving inputs.
+
+The base set is the spec's CSV (refused unless it matches the spec's sha256), its columns renamed by
+`[data.columns]`, rows lacking a `[data] required` field dropped, values converted by their field's kind.
+Labelled CSV files (request fields plus the target column) are judged by the request rules of
+`shared.validation` (the messages a client would read), except that a category level never seen before
+is accepted: that is how a model learns a new level. The target must be a known label, or a number
+within the spec's plausible bounds.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
-from shared.contract import PHYSICAL_LIMITS
+from shared.contract import FeatureContract, NumericFeature, derive_contract
+from shared.spec import ModelSpec, SpecError
 from shared.store import Store
+from shared.validation.rules import NumericRule, Violation
+from shared.validation.schema import schema_errors
 
-NUMERIC = ("bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g")
-CATEGORICAL = ("island", "sex")
-LABEL = "species"
-COLUMNS = (*NUMERIC, *CATEGORICAL, "year", LABEL)
-
-
-def load_base() -> pd.DataFrame:
-    """The palmerpenguins data set: rows without measurements or island are dropped, missing sex kept."""
-    from palmerpenguins import load_penguins  # noqa: PLC0415
-
-    df = load_penguins()
-    df = df.dropna(subset=[*NUMERIC, "island", LABEL]).reset_index(drop=True)
-    df["source"] = "palmerpenguins"
-    return df
+LABELLED_PREFIX = "data/labelled/"
+MISSING_TEXT = frozenset({"", "na", "nan", "null", "none"})  # CSV cells that hold no value (any case)
+REQUIRED_MESSAGE = "Missing data for required field."  # Marshmallow's, as the request schema says it
 
 
-def fingerprint(df: pd.DataFrame) -> str:
+def feature_names(spec: ModelSpec) -> list[str]:
+    """The model's input fields, in spec order."""
+    return [f.name for f in spec.features]
+
+
+def request_fields(spec: ModelSpec) -> list[str]:
+    """Every field a request may carry: the features, then the passthrough fields."""
+    return [*feature_names(spec), *(p.name for p in spec.passthrough)]
+
+
+def columns(spec: ModelSpec) -> list[str]:
+    """The columns of every training frame: request fields, then the target."""
+    return [*request_fields(spec), spec.target.name]
+
+
+def _is_missing(text: str) -> bool:
+    return text.strip().lower() in MISSING_TEXT
+
+
+def _convert_column(values: pd.Series, kind: str, where: str) -> list:
+    """One base column's text as Python values of its kind (None where missing); SpecError on a bad cell."""
+    out: list = []
+    for line, text in enumerate(values.tolist(), start=2):
+        if _is_missing(text):
+            out.append(None)
+            continue
+        try:
+            if kind == "numeric":
+                out.append(float(text))
+            elif kind == "integer":
+                out.append(int(text.strip()))
+            else:
+                out.append(text)
+        except ValueError:
+            raise SpecError(f"{where} line {line}: {text!r} is not {kind}") from None
+    return out
+
+
+def load_base(spec: ModelSpec) -> pd.DataFrame:
+    """The spec's base data: checksum verified, renamed, converted; rows lacking a required field dropped."""
+    raw = spec.read_data()
+    df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False).rename(columns=spec.data.columns)
+    kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
+    kinds[spec.target.name] = "categorical" if spec.is_classifier else "numeric"
+    missing = [c for c in (*feature_names(spec), spec.target.name) if c not in df.columns]
+    if missing:
+        raise SpecError(f"{spec.data_path}: no column for {missing} (after renaming by [data.columns])")
+    frame = pd.DataFrame({
+        name: pd.Series(_convert_column(df[name], kinds[name], f"{spec.data_path} column {name!r}")
+                        if name in df.columns else [None] * len(df), dtype=object)
+        for name in columns(spec)})
+    frame = frame[frame[list(spec.data.required)].notna().all(axis=1)].reset_index(drop=True)
+    return _typed(frame, spec, spec.data.file)
+
+
+def _typed(frame: pd.DataFrame, spec: ModelSpec, source: str) -> pd.DataFrame:
+    """Numeric features (and a regression target) as float64 with NaN; everything else as objects with None."""
+    frame = frame.copy()
+    for f in spec.features:
+        if f.kind == "numeric":
+            frame[f.name] = pd.to_numeric(frame[f.name]).astype(np.float64)
+    if not spec.is_classifier:
+        frame[spec.target.name] = pd.to_numeric(frame[spec.target.name]).astype(np.float64)
+    frame["source"] = source
+    return frame
+
+
+def empty_frame(spec: ModelSpec) -> pd.DataFrame:
+    """No rows, with every training column."""
+    return _typed(pd.DataFrame({c: pd.Series([], dtype=object) for c in columns(spec)}), spec, "")
+
+
+def fingerprint(df: pd.DataFrame, spec: ModelSpec) -> str:
     """sha256 of the rows in a canonical order: the same data gives the same fingerprint."""
-    canonical = df[list(COLUMNS)].sort_values(list(COLUMNS)).to_csv(index=False, float_format="%.6g")
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    cols = columns(spec)
+    canonical = df[cols].astype(object).where(df[cols].notna(), "")
+    canonical = canonical.map(lambda v: f"{v:.6g}" if isinstance(v, float) else str(v))
+    text = canonical.sort_values(cols, kind="mergesort").to_csv(index=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-def to_records(df: pd.DataFrame) -> list[dict]:
-    """Rows as request-shaped dicts (missing values become None), the input of `shared.features`."""
-    frame = df[[*NUMERIC, *CATEGORICAL]].astype(object)
+def to_records(df: pd.DataFrame, names: list[str]) -> list[dict]:
+    """Rows as request-shaped dicts of the given fields (missing values become None): `build_batch`'s input."""
+    frame = df[names].astype(object)
     return frame.where(frame.notna(), None).to_dict("records")
 
 
-LABELLED_PREFIX = "data/labelled/"
-KNOWN_SPECIES = ("Adelie", "Chinstrap", "Gentoo")
-SEXES = ("female", "male")
-
+# ---- labelled CSV files ----------------------------------------------------------------------------------
 
 @dataclass
 class LabelledData:
@@ -51,12 +124,12 @@ class LabelledData:
 
     rows: pd.DataFrame
     files: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)  # {"file", "line", "reason"}, capped in reports
+    rejected: list[dict] = field(default_factory=list)  # {"file", "line", "reason", "errors"}, capped in reports
 
     @classmethod
-    def none(cls) -> LabelledData:
+    def none(cls, spec: ModelSpec) -> LabelledData:
         """No labelled rows at all."""
-        return cls(_no_rows())
+        return cls(empty_frame(spec))
 
     @property
     def rejected_count(self) -> int:
@@ -64,12 +137,17 @@ class LabelledData:
         return len(self.rejected)
 
 
-def _no_rows() -> pd.DataFrame:
-    return pd.DataFrame(columns=[*COLUMNS, "source"])
+def intake_contract(spec: ModelSpec, base: pd.DataFrame) -> FeatureContract:
+    """The request rules labelled rows are judged by: the base data's levels, new levels accepted (kept as sent)."""
+    contract = derive_contract(spec, to_records(base, feature_names(spec)), spec.target.labels)
+    open_levels = tuple(replace(c, unseen="missing", strip=True) for c in contract.categorical)
+    return replace(contract, categorical=open_levels)
 
 
-def load_labelled(store: Store, prefix: str = LABELLED_PREFIX, islands: tuple[str, ...] = ()) -> LabelledData:
-    """Every CSV under the prefix, each distinct content once; bad rows skipped with a reason."""
+def load_labelled(store: Store, spec: ModelSpec, base: pd.DataFrame, prefix: str = LABELLED_PREFIX) -> LabelledData:
+    """Every CSV under the prefix, each distinct content once; bad rows skipped with the rules' messages."""
+    contract = intake_contract(spec, base)
+    new_levels: dict[tuple[str, str], str] = {}
     frames, files, rejected, seen = [], [], [], {}
     for key in store.list(prefix):
         if not key.endswith(".csv"):
@@ -80,78 +158,102 @@ def load_labelled(store: Store, prefix: str = LABELLED_PREFIX, islands: tuple[st
             files.append({"key": key, "sha256": digest, "rows": 0, "duplicate_of": seen[digest]})
             continue
         seen[digest] = key
-        good, bad = parse_labelled_csv(raw, key, islands)
+        good, bad = parse_labelled_csv(raw, key, spec, contract, new_levels)
         files.append({"key": key, "sha256": digest, "rows": int(len(good)), "rejected": len(bad)})
         frames.append(good)
         rejected.extend(bad)
-    rows = pd.concat(frames, ignore_index=True) if frames else _no_rows()
+    rows = pd.concat(frames, ignore_index=True) if frames else empty_frame(spec)
     return LabelledData(rows, files, rejected)
 
 
-def parse_labelled_csv(raw: bytes, key: str, islands: tuple[str, ...]) -> tuple[pd.DataFrame, list[dict]]:
-    """Valid rows of one CSV (request fields plus species) and the reasons the others were skipped."""
+def _request_value(text: str, kind: str):
+    """A CSV cell as the JSON value a client would have sent (a cell that is no number stays text)."""
+    if kind in ("numeric", "integer"):
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        return int(number) if kind == "integer" and number.is_integer() else number
+    return text
+
+
+def _target_value(text: str, spec: ModelSpec):
+    """The target of one labelled row, or Violation with the message a bad one gets."""
+    t = spec.target
+    if spec.is_classifier:
+        canonical = {label.lower(): label for label in t.labels}.get(text.strip().lower())
+        if canonical is None:
+            raise Violation(f"must be one of {', '.join(t.labels)} (any case)")
+        return canonical
+    low, high = t.bounds
+    try:
+        number = float(text)
+    except ValueError:
+        raise Violation("must be a number") from None
+    return NumericRule(NumericFeature(t.name, low, high, low, high, unit=t.unit)).parse(number)
+
+
+def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureContract,
+                       new_levels: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Valid rows of one CSV (request fields plus the target) and, for the others, every bad field's message."""
+    new_levels = {} if new_levels is None else new_levels
     try:
         df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        return _no_rows(), [{"file": key, "line": None, "reason": f"unreadable CSV: {type(exc).__name__}"}]
-    missing = [c for c in (*NUMERIC, "island", LABEL) if c not in df.columns]
+        return empty_frame(spec), [{"file": key, "line": None, "reason": f"unreadable CSV: {type(exc).__name__}"}]
+    required = [f.name for f in spec.features if f.required]
+    missing = [c for c in (*required, spec.target.name) if c not in df.columns]
     if missing:
-        return _no_rows(), [{"file": key, "line": None, "reason": f"missing columns {missing}"}]
-    island_case = {name.lower(): name for name in islands}
+        return empty_frame(spec), [{"file": key, "line": None, "reason": f"missing columns {missing}"}]
+    kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
+    present = [name for name in request_fields(spec) if name in df.columns]
+    records = df.to_dict("records")
+    requests = [{name: _request_value(r[name], kinds[name]) for name in present if not _is_missing(r[name])}
+                for r in records]
+    cleaned, errors = schema_errors(contract, requests)
+    cleaned_by_row = iter(cleaned)
     good, bad = [], []
-    for line, record in enumerate(df.to_dict("records"), start=2):  # line 1 is the header
-        row, reason = _clean_row(record, island_case)
-        if reason:
-            bad.append({"file": key, "line": line, "reason": reason})
-        else:
-            good.append(row)
-    frame = pd.DataFrame(good, columns=list(COLUMNS)) if good else pd.DataFrame(columns=list(COLUMNS))
-    frame["source"] = key
-    return frame, bad
-
-
-def _clean_row(record: dict, island_case: dict[str, str]) -> tuple[dict, str | None]:
-    row: dict = {}
-    for name in NUMERIC:
+    for i, record in enumerate(records):
+        row_errors = {name: list(msgs) for name, msgs in errors.get(i, {}).items()}
+        row = None if i in errors else next(cleaned_by_row)
+        text = record[spec.target.name]
         try:
-            value = float(str(record.get(name, "")).strip())
-        except ValueError:
-            return row, f"{name} is not a number"
-        low, high = PHYSICAL_LIMITS[name]
-        if not (low < value <= high):  # also rejects NaN and infinities
-            return row, f"{name}={value:g} outside ({low:g}, {high:g}]"
-        row[name] = value
-    island = str(record.get("island", "")).strip()
-    if not island or len(island) > 64:
-        return row, "island is empty or too long"
-    row["island"] = island_case.get(island.lower(), island.title())
-    sex = str(record.get("sex", "")).strip().lower()
-    if sex not in (*SEXES, "", "na", "nan", "null"):
-        return row, f"sex {sex!r} is not one of {SEXES}"
-    row["sex"] = sex if sex in SEXES else None
-    species = str(record.get(LABEL, "")).strip().title()
-    if species not in KNOWN_SPECIES:
-        return row, f"species {species!r} is not one of {KNOWN_SPECIES}"
-    row[LABEL] = species
-    year = str(record.get("year", "")).strip()
-    row["year"] = int(year) if year.isdigit() else None
-    return row, None
+            if _is_missing(text):
+                raise Violation(REQUIRED_MESSAGE)
+            target = _target_value(text, spec)
+        except Violation as exc:
+            row_errors[spec.target.name] = [str(exc)]
+        if row_errors:
+            reason = "; ".join(f"{name}={record.get(name, '')!r}: {' '.join(map(str, msgs))}"
+                               for name, msgs in row_errors.items())
+            bad.append({"file": key, "line": i + 2, "reason": reason, "errors": row_errors})  # line 1: header
+            continue
+        for c in contract.categorical:  # a new level: one spelling for all its rows (the first seen)
+            value = row.get(c.name)
+            if value is not None and value not in c.levels:
+                row[c.name] = new_levels.setdefault((c.name, value.lower()), value)
+        good.append({**{name: row.get(name) for name in request_fields(spec)}, spec.target.name: target})
+    frame = pd.DataFrame(good, columns=columns(spec)) if good else empty_frame(spec)[columns(spec)]
+    return _typed(frame.astype(object), spec, key), bad
 
+
+# ---- serving inputs ----------------------------------------------------------------------------------------
 
 SINK_LOG_ID = "run.googleapis.com/stdout"
 
 
-def load_serving_inputs(store: Store, log_prefix: str, days: int, now: datetime | None = None
-                        ) -> tuple[pd.DataFrame, dict]:
-    """Inputs and predicted classes from the prediction log lines a Cloud Logging sink wrote to the store.
+def load_serving_inputs(store: Store, log_prefix: str, days: int, *, model: str, fields: list[str],
+                        now: datetime | None = None) -> tuple[pd.DataFrame, dict]:
+    """One model's served inputs and predictions, from the prediction log lines a Cloud Logging sink wrote.
 
     The sink's layout is `<log id>/YYYY/MM/DD/HH:00:00_HH:59:59_S<n>.json`, one LogEntry per line; only
-    files of the last `days` days are read. Returns the rows and what was read (window, files, bad lines).
+    files of the last `days` days are read, and only lines whose `model` is this one. Returns the rows
+    (the given fields plus `predicted`) and what was read (window, files, bad lines, other models' lines).
     """
     now = now or datetime.now(UTC)
     since = (now - timedelta(days=days)).strftime("%Y/%m/%d")
     base = f"{log_prefix.strip('/')}/{SINK_LOG_ID}/" if log_prefix.strip("/") else f"{SINK_LOG_ID}/"
-    rows, files, bad_lines = [], 0, 0
+    rows, files, bad_lines, other = [], 0, 0, 0
     for key in store.list(base):
         day = key[len(base):len(base) + 10]
         if day < since or not key.endswith(".json"):
@@ -166,10 +268,13 @@ def load_serving_inputs(store: Store, log_prefix: str, days: int, now: datetime 
                 continue
             if payload.get("event") != "prediction":
                 continue
-            for features, predicted in zip(payload.get("instances") or [], payload.get("predicted") or []):
-                if isinstance(features, dict):
-                    rows.append({**{k: features.get(k) for k in (*NUMERIC, *CATEGORICAL)}, "predicted": predicted})
-    frame = pd.DataFrame(rows, columns=[*NUMERIC, *CATEGORICAL, "predicted"])
+            if payload.get("model") != model:
+                other += 1
+                continue
+            for instance, predicted in zip(payload.get("instances") or [], payload.get("predicted") or []):
+                if isinstance(instance, dict):
+                    rows.append({**{k: instance.get(k) for k in fields}, "predicted": predicted})
+    frame = pd.DataFrame(rows, columns=[*fields, "predicted"])
     window = {"from": since.replace("/", "-"), "to": now.strftime("%Y-%m-%d"), "files": files,
-              "bad_lines": bad_lines}
+              "bad_lines": bad_lines, "other_models_lines": other}
     return frame, window

@@ -1,4 +1,9 @@
-"""One retraining run as named steps: gather data, search, train, gate, drift report, publish, summary."""
+"""One retraining run of one model as named steps: gather data, search, train, gate, drift report, publish, summary.
+
+Everything model-specific comes from the model's spec (`specs/<name>/spec.toml`): its data, holdout, search
+space, gate and examples. Bundles go under `models/<name>/`, drift reports under `reports/<name>/drift/`,
+and the tasks of one execution meet under `runs/<name>/<execution>/`.
+"""
 from __future__ import annotations
 
 import json
@@ -8,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
-
-import pandas as pd
 
 from retrain_job import train
 from retrain_job.data import LABELLED_PREFIX, load_base, load_labelled, load_serving_inputs
@@ -22,10 +25,10 @@ from retrain_job.tasks import Task, report_scores, share
 from retrain_job.train import TrainingData
 from shared.bundle import Bundle, CorruptBundle, read_bundle
 from shared.pointer import ServingPointer, read_pointer
+from shared.spec import ModelSpec, default_model, load_spec
 from shared.store import NotFound, Store
 
 log = logging.getLogger(__name__)
-REPORTS_PREFIX = "reports/drift/"
 REVIEW_CANARY_PERCENT = 10.0  # drift with enough new labels: a small canary, promoted after review
 REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
 
@@ -37,7 +40,7 @@ R = TypeVar("R")
 class JobOptions:
     """Everything a run can be told (flags and environment map onto these)."""
 
-    model_name: str = "penguins"
+    model_name: str = field(default_factory=default_model)
     data_prefix: str = LABELLED_PREFIX
     log_prefix: str = "logs"
     log_days: int = 7
@@ -54,6 +57,11 @@ class JobOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.canary_percent < 100.0:
             raise ValueError("canary percent must be at least 0 and below 100")
+
+
+def reports_prefix(model: str) -> str:
+    """Where a model's drift reports go in the store."""
+    return f"reports/{model}/drift/"
 
 
 class Clock:
@@ -156,6 +164,7 @@ class RunSummary:
     before: ServingPointer | None
     kept: bool = False
     durations: dict[str, float] = field(default_factory=dict)
+    spec: ModelSpec | None = None
     data: TrainingData | None = None
     search: SearchResult | None = None
     candidate: Candidate | None = None
@@ -170,6 +179,7 @@ class RunSummary:
                      "durations_s": self.durations}
         if self.kept:
             return {**out, "decision": "kept", "reason": "a model is already published", "stable": self.before.stable}
+        out["model_task"] = self.spec.task
         out["data"] = _describe(self.data)
         if self.candidate is None:
             out.update(decision="search-share-done", scored=self.search.scored)
@@ -177,8 +187,11 @@ class RunSummary:
             out.update(candidate=self.candidate.version, stable_before=self.before.stable if self.before else None,
                        params=self.candidate.params,
                        metrics={"candidate": self.verdict.candidate, "stable": self.verdict.stable},
-                       gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons},
+                       gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons,
+                             "policy": self.verdict.policy},
                        drift=self.drift.to_dict(), **self.published.to_dict())
+            if not self.spec.is_classifier:
+                out["regression"] = _regression_summary(self.verdict.candidate)
         out["metrics_sink"] = self.metrics_sink
         return out
 
@@ -189,14 +202,21 @@ class RunSummary:
         report, verdict = self.drift.report, self.verdict
         points = [
             MetricPoint("drift_share", report["share_drifted"]),
-            MetricPoint("candidate_accuracy", verdict.candidate["accuracy"]),
-            MetricPoint("candidate_log_loss", verdict.candidate["log_loss"]),
             MetricPoint("promoted", 1.0 if self.published.decision in ("promoted", "canary") else 0.0),
             MetricPoint("training_rows", len(self.data.split.train)),
             MetricPoint("labelled_rows_rejected", self.data.labelled.rejected_count),
         ]
-        if verdict.stable:
-            points.append(MetricPoint("stable_accuracy", verdict.stable["accuracy"]))
+        if self.spec.is_classifier:
+            points += [MetricPoint("candidate_accuracy", verdict.candidate["accuracy"]),
+                       MetricPoint("candidate_log_loss", verdict.candidate["log_loss"])]
+            if verdict.stable:
+                points.append(MetricPoint("stable_accuracy", verdict.stable["accuracy"]))
+        else:
+            for name, m in verdict.candidate["regimes"].items():
+                points += [MetricPoint("candidate_rmse", m["rmse"], {"regime": name}),
+                           MetricPoint("candidate_coverage", m["coverage"], {"regime": name})]
+            for name, m in (verdict.stable or {}).get("regimes", {}).items():
+                points.append(MetricPoint("stable_rmse", m["rmse"], {"regime": name}))
         points += [MetricPoint("feature_drift_score", f["statistic"], {"feature": f["feature"]})
                    for f in report["features"]]
         if report.get("prediction_drift"):
@@ -204,16 +224,24 @@ class RunSummary:
         return points
 
 
+def _regression_summary(candidate: dict) -> dict:
+    """A regressor's key figures on the holdout: RMSE, coverage and mean width per regime, and the baseline's."""
+    return {"regimes": {name: {k: m[k] for k in ("rmse", "mae", "coverage", "mean_width", "rows")}
+                        for name, m in candidate["regimes"].items()},
+            "baseline": candidate["baseline"]}
+
+
 # ---- the run --------------------------------------------------------------------------------------------
 
 def run(store: Store, opts: JobOptions) -> dict:
-    """Train, gate, publish and report; the returned summary is the job's last output line."""
+    """Train, gate, publish and report one model; the returned summary is the job's last output line."""
     clock = Clock()
+    spec = load_spec(opts.model_name)
     before, _ = read_pointer(store, opts.model_name)
-    summary = RunSummary(store.uri, opts.model_name, opts.task, before, durations=clock.durations)
+    summary = RunSummary(store.uri, opts.model_name, opts.task, before, durations=clock.durations, spec=spec)
     if opts.if_no_model and before is not None:
         return replace(summary, kept=True).to_dict()
-    data = gather_data(store, opts, clock=clock)
+    data = gather_data(store, spec, opts, clock=clock)
     found = search(store, data, opts, clock=clock)
     if found.params is None:
         return _finish(replace(summary, data=data, search=found), clock, opts)
@@ -225,21 +253,19 @@ def run(store: Store, opts: JobOptions) -> dict:
                            published=published), clock, opts)
 
 
-def gather_data(store: Store, opts: JobOptions, *, clock: Clock) -> TrainingData:
-    """The base set and the new labelled rows, split with the frozen holdout and encoded once."""
-    base = clock("data", load_base)
-    islands = tuple(sorted(base["island"].unique()))
-    labelled = clock("labelled", load_labelled, store, opts.data_prefix, islands)
-    return train.prepare(base, labelled)
+def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock) -> TrainingData:
+    """The spec's base data and the new labelled rows, split with the frozen holdout and encoded once."""
+    base = clock("data", load_base, spec)
+    labelled = clock("labelled", load_labelled, store, spec, base, opts.data_prefix)
+    return clock("prepare", train.prepare, spec, base, labelled)
 
 
 def search(store: Store, data: TrainingData, opts: JobOptions, *, clock: Clock) -> SearchResult:
     """Score this task's share of the grid; the task that finishes last merges everyone's and picks parameters."""
-    mine = share(train.grid(), opts.task)
-    n_classes = len(data.labels)
-    scores = clock("search", lambda: [train.cv_score(data.x, data.y, p, n_classes) for p in mine])
-    merged = report_scores(store, opts.task, scores)
-    return SearchResult(len(scores), merged, None if merged is None else train.best_params(merged))
+    mine = share(train.search_items(data.spec), opts.task)
+    scores = clock("search", train.score_items, data, mine)
+    merged = report_scores(store, opts.task, scores, opts.model_name)
+    return SearchResult(len(scores), merged, None if merged is None else train.best_params(data.spec, merged))
 
 
 def train_candidate(data: TrainingData, found: SearchResult, *, clock: Clock) -> Candidate:
@@ -252,12 +278,12 @@ def gate_candidate(store: Store, opts: JobOptions, before: ServingPointer | None
                    data: TrainingData, *, clock: Clock) -> Verdict:
     """Judge the candidate against the published stable on the frozen holdout (sanity checks only if none)."""
     stable = _stable_bundle(store, opts.model_name, before)
-    return clock("gate", judge, candidate.bundle, stable, data.split.holdout, opts.tolerances)
+    return clock("gate", judge, data.spec, candidate.bundle, stable, data.split.holdout, opts.tolerances)
 
 
 def check_drift(store: Store, opts: JobOptions, data: TrainingData, *, clock: Clock) -> DriftOutcome:
     """Write the drift report (training rows against recent serving inputs and new labels) and apply the policy."""
-    report, location = clock("drift", _write_drift_report, store, opts, data.split.train, data.labelled.rows)
+    report, location = clock("drift", _write_drift_report, store, opts, data)
     review = report["status"] == "drift" and len(data.labelled.rows) >= opts.min_labelled_for_review
     return DriftOutcome(report, location, review)
 
@@ -289,17 +315,20 @@ def _stable_bundle(store: Store, name: str, before: ServingPointer | None) -> Bu
         return None
 
 
-def _write_drift_report(store: Store, opts: JobOptions, reference: pd.DataFrame,
-                        labelled: pd.DataFrame) -> tuple[dict, str]:
-    serving, window = load_serving_inputs(store, opts.log_prefix, opts.log_days)
-    report = build_report(reference, serving, labelled, opts.thresholds, window)
+def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> tuple[dict, str]:
+    spec, contract = data.spec, data.contract
+    serving, window = load_serving_inputs(store, opts.log_prefix, opts.log_days, model=spec.name,
+                                          fields=contract.field_names)
+    report = build_report(spec, contract, data.split.train, serving, data.labelled.rows, thresholds=opts.thresholds,
+                          window=window)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = json.dumps(report, indent=1).encode()
     body_html = render_html(report).encode()
-    for folder in (f"{REPORTS_PREFIX}{stamp}/", f"{REPORTS_PREFIX}latest/"):
+    prefix = reports_prefix(spec.name)
+    for folder in (f"{prefix}{stamp}/", f"{prefix}latest/"):
         store.write(folder + "report.json", body_json)
         store.write(folder + "report.html", body_html)
-    return report, f"{REPORTS_PREFIX}{stamp}/"
+    return report, f"{prefix}{stamp}/"
 
 
 def _describe(data: TrainingData) -> dict:
@@ -307,11 +336,11 @@ def _describe(data: TrainingData) -> dict:
     return {"base_rows": int(len(data.base)), "labelled_rows": int(len(labelled.rows)),
             "labelled_files": labelled.files, "rejected_rows": labelled.rejected_count,
             "rejected_sample": labelled.rejected[:REJECTED_SAMPLE], "train_rows": int(len(data.split.train)),
-            "holdout_rows": int(len(data.split.holdout))}
+            "holdout_rows": int(len(data.split.holdout)), "holdout": data.split.info}
 
 
 def _finish(summary: RunSummary, clock: Clock, opts: JobOptions) -> dict:
     total = clock.total()
     points = [*summary.metric_points(), MetricPoint("job_duration_s", total), MetricPoint("job_success", 1.0)]
-    sink = write_metrics(points, opts.metrics)
+    sink = write_metrics(points, replace(opts.metrics, model=opts.model_name))
     return replace(summary, durations={**clock.durations, "total": total}, metrics_sink=sink).to_dict()

@@ -1,7 +1,8 @@
 """Custom metrics in Cloud Monitoring, within the API's limits; to the log when there is no project.
 
 Every series gets one point per request and a request carries at most 200 series. The monitored resource
-is `generic_task`, the type meant for batch work: project, location, namespace, job and task id.
+is `generic_task`, the type meant for batch work: project, location, namespace, job and task id. Every
+point carries the metric label `model` (the spec's name); regressors' per-regime series also `regime`.
 """
 from __future__ import annotations
 
@@ -14,12 +15,15 @@ from shared.settings import JOB, Settings
 
 log = logging.getLogger(__name__)
 
-METRIC_PREFIX = "custom.googleapis.com/penguins/"
+METRIC_PREFIX = "custom.googleapis.com/tabular/"
+NAMESPACE = "tabular"  # the generic_task resource's namespace; the model is a metric label
 MAX_SERIES_PER_REQUEST = 200
 # Every metric the job writes; Terraform's alert policies and dashboard are checked against this list.
 METRIC_NAMES = (
-    "drift_share", "feature_drift_score", "prediction_drift_score", "candidate_accuracy", "stable_accuracy",
-    "candidate_log_loss", "promoted", "training_rows", "labelled_rows_rejected", "job_duration_s", "job_success",
+    "drift_share", "feature_drift_score", "prediction_drift_score",
+    "candidate_accuracy", "stable_accuracy", "candidate_log_loss",  # classifiers
+    "candidate_rmse", "stable_rmse", "candidate_coverage",  # regressors, labelled by regime
+    "promoted", "training_rows", "labelled_rows_rejected", "job_duration_s", "job_success",
 )
 
 
@@ -41,13 +45,14 @@ class MetricsTarget:
     location: str = "global"
     job: str = "local"
     task: str = "0"
+    model: str = ""  # the `model` label of every point
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> MetricsTarget:
-        """The project, endpoint, location, job and task of this execution, from the job's settings."""
+        """The project, endpoint, location, job, task and model of this execution, from the job's settings."""
         s = settings if settings is not None else Settings.from_env(reader=JOB)
         return cls(project=s.metrics_project or s.google_cloud_project, endpoint=s.metrics_endpoint,
-                   location=s.location, job=s.job_name, task=str(s.task_index))
+                   location=s.location, job=s.job_name, task=str(s.task_index), model=s.model_name)
 
 
 def build_time_series(points: list[MetricPoint], target: MetricsTarget, now: float | None = None) -> list:
@@ -60,10 +65,10 @@ def build_time_series(points: list[MetricPoint], target: MetricsTarget, now: flo
     for p in points:
         ts = monitoring_v3.TimeSeries()
         ts.metric.type = METRIC_PREFIX + p.name
-        ts.metric.labels.update(p.labels)
+        ts.metric.labels.update({"model": target.model, **p.labels})
         ts.resource.type = "generic_task"
         ts.resource.labels.update({"project_id": target.project or "local", "location": target.location,
-                                   "namespace": "penguins", "job": target.job, "task_id": target.task})
+                                   "namespace": NAMESPACE, "job": target.job, "task_id": target.task})
         ts.points = [monitoring_v3.Point({"interval": {"end_time": {"seconds": seconds, "nanos": nanos}},
                                           "value": {"double_value": float(p.value)}})]
         series.append(ts)
@@ -94,7 +99,7 @@ def write_metrics(points: list[MetricPoint], target: MetricsTarget) -> str:
         if p.name not in METRIC_NAMES:
             raise ValueError(f"undeclared metric {p.name}")
     if not target.project:
-        _log_points(points)
+        _log_points(points, target)
         return "log"
     try:
         client = monitoring_client(target.endpoint)
@@ -104,11 +109,12 @@ def write_metrics(points: list[MetricPoint], target: MetricsTarget) -> str:
                                       time_series=series[start:start + MAX_SERIES_PER_REQUEST], timeout=10)
     except Exception as exc:  # credentials, network, quota: report and carry on
         log.warning("metrics not written to Cloud Monitoring (%s); logging them", type(exc).__name__)
-        _log_points(points)
+        _log_points(points, target)
         return f"log (error: {type(exc).__name__})"
     return "monitoring"
 
 
-def _log_points(points: list[MetricPoint]) -> None:
+def _log_points(points: list[MetricPoint], target: MetricsTarget) -> None:
     for p in points:
-        log.info("metric %s", json.dumps({"metric": METRIC_PREFIX + p.name, "value": p.value, "labels": p.labels}))
+        log.info("metric %s", json.dumps({"metric": METRIC_PREFIX + p.name, "value": p.value,
+                                          "labels": {"model": target.model, **p.labels}}))

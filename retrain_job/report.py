@@ -1,8 +1,8 @@
 """The drift report: a JSON document of thresholds, statistics and verdicts, and an HTML page of it.
 
 Reference is the training data; current is recent serving inputs (from the prediction log lines) plus
-newly labelled rows. Only histograms go into the report, never raw rows, so its size does not grow with
-the traffic and no request's values are copied into it.
+newly labelled rows. The features compared are the contract's. Only histograms go into the report, never
+raw rows, so its size does not grow with the traffic and no request's values are copied into it.
 """
 from __future__ import annotations
 
@@ -13,31 +13,43 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from retrain_job.data import CATEGORICAL, LABEL, NUMERIC
 from retrain_job.drift import DriftThresholds, FeatureDrift, categorical_drift, numeric_drift, share_drifted
+from shared.contract import FeatureContract
+from shared.spec import ModelSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MISSING = "(missing)"
 
 
 def _categories(series: pd.Series, canonical: dict[str, str]) -> list[str]:
-    return [MISSING if v is None or (isinstance(v, float) and np.isnan(v)) else canonical.get(str(v).lower(), str(v))
-            for v in series.tolist()]
+    return [MISSING if v is None or (isinstance(v, float) and np.isnan(v))
+            else canonical.get(str(v).strip().lower(), str(v).strip()) for v in series.tolist()]
 
 
-def build_report(reference: pd.DataFrame, serving: pd.DataFrame, labelled: pd.DataFrame,
-                 t: DriftThresholds, window: dict) -> dict:
-    """Compare reference with current (serving + labelled) feature by feature, and the predicted-class mix."""
-    current = pd.concat([serving.reindex(columns=[*NUMERIC, *CATEGORICAL]),
-                         labelled.reindex(columns=[*NUMERIC, *CATEGORICAL])], ignore_index=True)
+def _numbers(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+
+
+def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
+                 labelled: pd.DataFrame, *, thresholds: DriftThresholds, window: dict) -> dict:
+    """Compare reference with current (serving + labelled) feature by feature, and the predictions' distribution.
+
+    A numeric feature with fewer than `thresholds.min_rows` current values (an optional input most requests
+    leave out) is listed as skipped rather than judged.
+    """
+    t = thresholds
+    names = contract.field_names
+    current = pd.concat([serving.reindex(columns=names), labelled.reindex(columns=names)], ignore_index=True)
     report = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {"name": spec.name, "title": spec.title, "task": spec.task, "target": spec.target.name},
         "thresholds": asdict(t),
         "reference": {"rows": int(len(reference)), "source": "training data"},
         "current": {"rows": int(len(current)), "serving_rows": int(len(serving)),
                     "labelled_rows": int(len(labelled)), "window": window},
         "features": [],
+        "skipped_features": [],
         "drifted_features": [],
         "share_drifted": 0.0,
         "prediction_drift": None,
@@ -47,20 +59,28 @@ def build_report(reference: pd.DataFrame, serving: pd.DataFrame, labelled: pd.Da
         report["message"] = f"{len(current)} current rows; at least {t.min_rows} are needed for a verdict"
         return report
     features: list[FeatureDrift] = []
-    for name in NUMERIC:
-        ref = pd.to_numeric(reference[name], errors="coerce").to_numpy(dtype=float)
-        cur = pd.to_numeric(current[name], errors="coerce").to_numpy(dtype=float)
-        features.append(numeric_drift(name, ref, cur, t))
-    for name in CATEGORICAL:
-        canonical = {str(v).lower(): str(v) for v in reference[name].dropna().unique()}
-        features.append(categorical_drift(name, _categories(reference[name], canonical),
-                                          _categories(current[name], canonical), t))
+    for f in contract.numeric:
+        ref, cur = _numbers(reference[f.name]), _numbers(current[f.name])
+        given = int(np.isfinite(cur).sum())
+        if given < t.min_rows:
+            report["skipped_features"].append({"feature": f.name, "reason": f"{given} current values; at least "
+                                                                            f"{t.min_rows} are needed"})
+            continue
+        features.append(numeric_drift(f.name, ref, cur, t))
+    for c in contract.categorical:
+        canonical = {str(v).strip().lower(): str(v) for v in reference[c.name].dropna().unique()}
+        features.append(categorical_drift(c.name, _categories(reference[c.name], canonical),
+                                          _categories(current[c.name], canonical), t))
     report["features"] = [f.to_dict() for f in features]
     report["drifted_features"] = [f.feature for f in features if f.drifted]
     report["share_drifted"] = share_drifted(features)
     report["status"] = "drift" if report["share_drifted"] >= t.share else "no_drift"
     if "predicted" in serving and len(serving) >= t.min_rows:
-        mix = categorical_drift("predicted_species", reference[LABEL].tolist(), serving["predicted"].tolist(), t)
+        name, target = f"predicted_{spec.target.name}", reference[spec.target.name]
+        if spec.is_classifier:
+            mix = categorical_drift(name, target.tolist(), serving["predicted"].tolist(), t)
+        else:
+            mix = numeric_drift(name, _numbers(target), _numbers(serving["predicted"]), t)
         report["prediction_drift"] = mix.to_dict()
     return report
 
@@ -140,9 +160,12 @@ def render_html(report: dict) -> str:
         f"<td class=\"{'bad' if f['drifted'] else 'ok'}\">{'drift' if f['drifted'] else 'stable'}</td></tr>"
         for f in report["features"])
     mix = report.get("prediction_drift")
+    model = report["model"]
     mix_html = ""
     if mix:
-        mix_html = (f"<h2>Predicted species mix</h2><div class=\"grid\">{_panel(mix)}</div>"
+        what = "mix" if mix["kind"] == "categorical" else "distribution"
+        mix_html = (f"<h2>Predicted {html.escape(model['target'])} {what} (reference: training targets)</h2>"
+                    f"<div class=\"grid\">{_panel(mix)}</div>"
                     f"<p>{mix['method']} statistic {mix['statistic']:.4f}, p-value {_p(mix['p_value']) or 'n/a'}</p>")
     cur = report["current"]
     cards = "".join(f'<div class="card">{label}<b>{value}</b></div>' for label, value in (
@@ -151,10 +174,15 @@ def render_html(report: dict) -> str:
         ("labelled rows", cur["labelled_rows"]), ("threshold (share)", f"{report['thresholds']['share']:.0%}")))
     drifted = ", ".join(report["drifted_features"]) or "none"
     message = html.escape(report.get("message", f"Drifted features: {drifted}."))
+    title_model = html.escape(model["title"])
+    skipped = "".join(f"<li>{html.escape(f['feature'])}: {html.escape(f['reason'])}</li>"
+                      for f in report.get("skipped_features", []))
+    skipped_html = f"<p>Not judged:</p><ul>{skipped}</ul>" if skipped else ""
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>Penguin drift report</title>
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title_model} — drift report</title>
 <style>{_STYLE}</style></head><body>
-<h1>Penguin classifier — data drift report</h1>
+<h1>{title_model} — data drift report</h1>
+<p class="sub">Model <b>{html.escape(model['name'])}</b> ({html.escape(model['task'])}).</p>
 <p class="sub">Generated {html.escape(report['generated_at'])}. Reference: training data.
 Current: serving inputs {html.escape(str(cur['window'].get('from', '')))} to
 {html.escape(str(cur['window'].get('to', '')))} plus new labelled rows.</p>
@@ -163,6 +191,7 @@ Current: serving inputs {html.escape(str(cur['window'].get('from', '')))} to
 <h2>Per feature</h2>
 <table><tr><th>feature</th><th>type</th><th>test</th><th>statistic</th><th>p-value</th><th>PSI</th><th>verdict</th></tr>
 {rows}</table>
+{skipped_html}
 <p class="legend">Histograms: <span style="background:{_REF}"></span>reference (training)
 <span style="background:{_CUR}"></span>current</p>
 <div class="grid">{''.join(_panel(f) for f in report['features'])}</div>

@@ -1,200 +1,297 @@
-"""Training: the feature contract from the data, a seeded cross-validated search, and the candidate bundle.
+"""Training from a spec: the frozen holdout, the contract, a seeded cross-validated search, the candidate bundle.
 
-Rows are encoded with `shared.features.build_batch`, the function's own code, so training and serving
-cannot disagree about the column layout.
+Rows are encoded with `shared.validation.build_batch`, the function's own code, so training and serving
+cannot disagree about the column layout. A classifier is one booster (`multi:softprob`); a regressor is
+one booster per input regime with a baseline and conformal intervals (`retrain_job.regression`).
+The search scores every grid point of the spec by k-fold cross-validation inside the training rows
+(stratified for a classifier, by whole groups for a regressor, each regime on its own); points that
+differ only in their number of rounds share one fit, scored at each round count.
 """
 from __future__ import annotations
 
 import itertools
+import os
 import platform
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import sklearn
 import xgboost as xgb
-from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedKFold
 
-from retrain_job.data import LABEL, NUMERIC, LabelledData, fingerprint, to_records
-from shared.bundle import MODEL_FILE, TREES_FILE, Bundle, make_bundle, new_version
-from shared.contract import PHYSICAL_LIMITS, CategoricalFeature, FeatureContract, NumericFeature
-from shared.examples import SEED_EXAMPLES
-from shared.features import build_batch
+from retrain_job import regression
+from retrain_job.data import LabelledData, feature_names, fingerprint, to_records
+from retrain_job.evaluate import classifier_metrics, score, serving_model
+from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leakage
+from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
+from shared.contract import FeatureContract, derive_contract
 from shared.predictor import TreeEnsemble
+from shared.spec import ModelSpec
+from shared.validation import build_batch
 
-SEED = 20240601
-HOLDOUT_FRACTION = 0.2
 CV_FOLDS = 5
-SEARCH_GRID = {"max_depth": (2, 3, 4), "num_boost_round": (30, 60, 120), "eta": (0.1, 0.3)}
 VERIFY_TOLERANCE = 1e-5
+VERIFY_SAMPLE = 20  # training rows whose outputs ship in the manifest, besides the spec's examples
+VERIFY_TRAIN_ROWS = 1000  # training rows (a seeded sample) the compiled trees must reproduce before publishing
+STRESS_ROWS = 1000  # random rows, beyond the training ranges and with missing values, they must reproduce too
 
 
 @dataclass(frozen=True)
 class Split:
-    """Training rows and the frozen holdout the gate compares models on."""
+    """Training rows, the frozen holdout the gate compares models on, and how the holdout was drawn."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
-
-
-def split(df: pd.DataFrame, seed: int = SEED) -> Split:
-    """Stratified, seeded split: the same data always gives the same holdout."""
-    train, holdout = train_test_split(df, test_size=HOLDOUT_FRACTION, random_state=seed, stratify=df[LABEL])
-    return Split(train.reset_index(drop=True), holdout.reset_index(drop=True))
-
-
-def split_with_frozen_holdout(base: pd.DataFrame, labelled: pd.DataFrame, seed: int = SEED) -> Split:
-    """The base data's seeded holdout stays frozen across runs; new labelled rows all go to training."""
-    fixed = split(base, seed)
-    if labelled.empty:
-        return fixed
-    return Split(pd.concat([fixed.train, labelled], ignore_index=True), fixed.holdout)
-
-
-def build_contract(train: pd.DataFrame, labels: tuple[str, ...]) -> FeatureContract:
-    """Numeric ranges and category levels as seen in the training rows."""
-    numeric = tuple(
-        NumericFeature(name, *PHYSICAL_LIMITS[name], float(train[name].min()), float(train[name].max()))
-        for name in NUMERIC)
-    categorical = (
-        CategoricalFeature("island", tuple(sorted(train["island"].dropna().unique())), required=True),
-        CategoricalFeature("sex", tuple(sorted(train["sex"].dropna().unique())), required=False),
-    )
-    return FeatureContract(numeric, categorical, labels)
-
-
-def encode(df: pd.DataFrame, contract: FeatureContract, labels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix (through the serving code) and integer labels."""
-    x = build_batch(contract, to_records(df)).matrix
-    y = df[LABEL].map({label: i for i, label in enumerate(labels)}).to_numpy()
-    return x, y
+    info: dict
 
 
 @dataclass(frozen=True)
 class TrainingData:
     """Everything a run trains and gates on: the rows, their split, and the training rows encoded once."""
 
+    spec: ModelSpec
     base: pd.DataFrame
     labelled: LabelledData
     rows: pd.DataFrame  # base and labelled together: what the fingerprint covers
     split: Split
     contract: FeatureContract
-    labels: tuple[str, ...]
-    x: np.ndarray
-    y: np.ndarray
+    x: np.ndarray  # the training rows through build_batch
+    y: np.ndarray  # class indices (classifier) or target values (regressor)
+    groups: np.ndarray | None  # a regressor's training groups (holdout grouping), else None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A classifier's labels, in output order (empty for a regressor)."""
+        return self.contract.labels
 
     def sources(self) -> list[dict]:
         """Where the rows came from, for the manifest: the base set and each labelled file that added rows."""
-        return [{"name": "palmerpenguins", "rows": int(len(self.base))},
+        spec = self.spec
+        return [{"name": spec.data.file, "sha256": spec.data.sha256, "rows": int(len(self.base))},
                 *[{"name": f["key"], "sha256": f["sha256"], "rows": f["rows"]}
                   for f in self.labelled.files if f["rows"]]]
 
 
-def prepare(base: pd.DataFrame, labelled: LabelledData | None = None) -> TrainingData:
-    """Combine base and labelled rows, split with the frozen holdout, build the contract and encode, once."""
-    labelled = labelled if labelled is not None else LabelledData.none()
-    rows = base if labelled.rows.empty else pd.concat([base, labelled.rows], ignore_index=True)
-    split_ = split_with_frozen_holdout(base, labelled.rows)
-    labels = tuple(sorted(rows[LABEL].unique()))
-    contract = build_contract(split_.train, labels)
-    x, y = encode(split_.train, contract, labels)
-    return TrainingData(base, labelled, rows, split_, contract, labels, x, y)
+def prepare(spec: ModelSpec, base: pd.DataFrame, labelled: LabelledData | None = None) -> TrainingData:
+    """Split with the base data's frozen holdout, add the labelled rows to training, derive the contract, encode."""
+    labelled = labelled if labelled is not None else LabelledData.none(spec)
+    new = labelled.rows
+    rows = base if new.empty else pd.concat([base, new], ignore_index=True)
+    held = frozen_holdout(base, spec)
+    info = dict(held.info)
+    train_base, holdout = base[~held.mask], base[held.mask].reset_index(drop=True)
+    groups = None
+    if held.groups is not None:
+        joint = group_ids(rows, spec)  # labelled rows joined to a held-out group would leak it: set aside
+        held_groups = set(joint[: len(base)][held.mask].tolist())
+        keep = ~np.isin(joint[len(base):], list(held_groups))
+        info["labelled_rows_set_aside"] = int((~keep).sum())
+        train = pd.concat([train_base, new[keep]], ignore_index=True)
+        groups = pd.factorize(np.concatenate([joint[: len(base)][~held.mask], joint[len(base):][keep]]))[0]
+    else:
+        train = pd.concat([train_base, new], ignore_index=True) if not new.empty else train_base.reset_index(drop=True)
+    info["train_rows"] = int(len(train))
+    if not new.empty:  # what the labelled rows changed: leakage measured against everything trained on
+        info.update(leakage(pd.concat([train, holdout], ignore_index=True),
+                            np.r_[np.zeros(len(train), bool), np.ones(len(holdout), bool)], spec))
+    labels = spec.target.labels if spec.is_classifier else ()
+    contract = derive_contract(spec, to_records(train, feature_names(spec)), labels)
+    x = build_batch(contract, to_records(train, contract.field_names)).matrix
+    if spec.is_classifier:
+        y = train[spec.target.name].map({label: i for i, label in enumerate(labels)}).to_numpy(dtype=int)
+    else:
+        y = train[spec.target.name].to_numpy(dtype=np.float64)
+    return TrainingData(spec, base, labelled, rows, Split(train, holdout, info), contract, x, y, groups)
+
+
+# ---- the search -----------------------------------------------------------------------------------------------
+
+def member_names(spec: ModelSpec) -> list[str]:
+    """The members a model is made of: a classifier's one, or a regressor's regimes in order."""
+    return [r.name for r in spec.regression.regimes] if spec.regression else [ALL_ROWS]
+
+
+def search_items(spec: ModelSpec) -> list[dict]:
+    """One item per fit, in a fixed order (tasks split this list by index): a member and the grid point
+    without its rounds; each item is scored at every `num_boost_round` of the grid."""
+    keys = sorted(k for k in spec.search if k != "num_boost_round")
+    points = [dict(zip(keys, values)) for values in itertools.product(*(spec.search[k] for k in keys))]
+    rounds = sorted(spec.search["num_boost_round"])
+    return [{"member": m, "params": p, "rounds": rounds} for m in member_names(spec) for p in points]
+
+
+def metric_key(spec: ModelSpec) -> str:
+    """The cross-validated metric the search minimises."""
+    return "cv_log_loss" if spec.is_classifier else "cv_rmse"
+
+
+def _parallel(fn: Callable, calls: list[dict]) -> list:
+    """Run independent single-threaded fits on every core (XGBoost releases the GIL); results in call order."""
+    if len(calls) <= 1 or (os.cpu_count() or 1) == 1:
+        return [fn(**kwargs) for kwargs in calls]
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return list(pool.map(lambda kwargs: fn(**kwargs), calls))
+
+
+def score_items(data: TrainingData, items: list[dict]) -> list[dict]:
+    """Cross-validated scores of each item at each of its round counts."""
+    spec = data.spec
+    if spec.is_classifier:
+        folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(data.x, data.y))
+        calls = [{"x": data.x, "y": data.y, "train": tr, "test": te, "params": item["params"],
+                  "rounds": item["rounds"], "n_classes": len(data.labels)} for item in items for tr, te in folds]
+        results = _parallel(_classifier_fold, calls)
+    else:
+        masks = group_folds(data.groups, CV_FOLDS, SEED)
+        by_name = {r.name: r for r in regression.regimes(spec, data.contract)}
+        calls = [{"x": data.x, "y": data.y, "train": ~test, "test": test, "regime": by_name[item["member"]],
+                  "params": item["params"], "contract": data.contract, "rounds": item["rounds"]}
+                 for item in items for test in masks]
+        results = _parallel(regression.cv_rmse, calls)
+    scores = []
+    k = len(results) // max(len(items), 1)
+    for i, item in enumerate(items):
+        per_fold = np.array(results[i * k:(i + 1) * k])  # (folds, rounds[, 2])
+        for j, rounds in enumerate(item["rounds"]):
+            params = {**item["params"], "num_boost_round": rounds}
+            if spec.is_classifier:
+                losses, accs = per_fold[:, j, 0], per_fold[:, j, 1]
+                scores.append({"member": item["member"], "params": params,
+                               "cv_log_loss": round(float(np.mean(losses)), 6),
+                               "cv_log_loss_se": round(float(np.std(losses) / np.sqrt(len(losses))), 6),
+                               "cv_accuracy": round(float(np.mean(accs)), 6)})
+            else:
+                rmse = np.sqrt(per_fold[:, j])
+                scores.append({"member": item["member"], "params": params,
+                               "cv_rmse": round(float(np.mean(rmse)), 6),
+                               "cv_rmse_se": round(float(np.std(rmse) / np.sqrt(len(rmse))), 6)})
+    return scores
+
+
+def classifier_params(params: dict, n_classes: int, seed: int = SEED) -> dict:
+    """XGBoost's parameters for one single-threaded, seeded classifier fit."""
+    return {"objective": "multi:softprob", "num_class": n_classes, "seed": seed, "nthread": 1,
+            "eval_metric": "mlogloss", **{k: v for k, v in params.items() if k != "num_boost_round"}}
 
 
 def fit(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: int = SEED) -> xgb.Booster:
-    """One seeded, single-threaded XGBoost fit (deterministic)."""
-    booster_params = {"objective": "multi:softprob", "num_class": n_classes, "seed": seed, "nthread": 1,
-                      "max_depth": params["max_depth"], "eta": params["eta"], "eval_metric": "mlogloss"}
-    return xgb.train(booster_params, xgb.DMatrix(x, label=y), num_boost_round=params["num_boost_round"])
+    """One seeded, single-threaded XGBoost classifier fit (deterministic)."""
+    return xgb.train(classifier_params(params, n_classes, seed), xgb.DMatrix(x, label=y, nthread=1),
+                     num_boost_round=params["num_boost_round"])
 
 
-def metrics(proba: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, macro F1 and log loss of predicted probabilities."""
-    predicted = proba.argmax(axis=1)
-    return {
-        "accuracy": round(float(accuracy_score(y, predicted)), 6),
-        "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
-        "log_loss": round(float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)))), 6),
-        "rows": int(len(y)),
-    }
-
-
-def grid() -> list[dict]:
-    """Every hyperparameter combination, in a fixed order (tasks split this list by index)."""
-    keys = sorted(SEARCH_GRID)
-    return [dict(zip(keys, values)) for values in itertools.product(*(SEARCH_GRID[k] for k in keys))]
-
-
-def cv_score(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: int = SEED) -> dict:
-    """Mean stratified k-fold log loss and accuracy of one parameter set."""
-    losses, accs = [], []
-    for train_idx, test_idx in StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(x, y):
-        booster = fit(x[train_idx], y[train_idx], params, n_classes, seed)
-        m = metrics(booster.inplace_predict(x[test_idx]), y[test_idx])
-        losses.append(m["log_loss"])
-        accs.append(m["accuracy"])
-    return {"params": params, "cv_log_loss": round(float(np.mean(losses)), 6),
-            "cv_log_loss_se": round(float(np.std(losses) / np.sqrt(len(losses))), 6),
-            "cv_accuracy": round(float(np.mean(accs)), 6)}
+def _classifier_fold(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray, params: dict,
+                     rounds: list[int], n_classes: int) -> list[tuple[float, float]]:
+    booster = fit(x[train], y[train], {**params, "num_boost_round": max(rounds)}, n_classes)
+    out = []
+    for r in rounds:
+        m = classifier_metrics(booster.inplace_predict(x[test], iteration_range=(0, r)), y[test])
+        out.append((m["log_loss"], m["accuracy"]))
+    return out
 
 
 def model_cost(params: dict) -> int:
-    """Leaves evaluated per prediction and class: what serving latency grows with."""
+    """Leaves evaluated per prediction and output: what serving latency grows with."""
     return params["num_boost_round"] * 2 ** params["max_depth"]
 
 
-def best_params(scores: list[dict]) -> dict:
-    """The one-standard-error rule: the cheapest model whose CV log loss is within one standard error
-    of the best (simpler models generalise as well and serve faster); ties go to the lower loss."""
-    best = min(scores, key=lambda s: s["cv_log_loss"])
-    limit = best["cv_log_loss"] + best.get("cv_log_loss_se", 0.0)
-    eligible = [s for s in scores if s["cv_log_loss"] <= limit]
-    return min(eligible, key=lambda s: (model_cost(s["params"]), s["cv_log_loss"]))["params"]
+def best_params(spec: ModelSpec, scores: list[dict]) -> dict:
+    """The one-standard-error rule, per member: the cheapest point whose CV metric is within one standard
+    error of the best (simpler models generalise as well and serve faster); ties go to the lower metric.
+    A classifier's parameters are one dict; a regressor's, one per regime."""
+    key = metric_key(spec)
+    chosen = {}
+    for member in member_names(spec):
+        mine = [s for s in scores if s.get("member", ALL_ROWS) == member]
+        best = min(mine, key=lambda s: s[key])
+        limit = best[key] + best.get(f"{key}_se", 0.0)
+        eligible = [s for s in mine if s[key] <= limit]
+        chosen[member] = min(eligible, key=lambda s: (model_cost(s["params"]), s[key]))["params"]
+    return chosen[ALL_ROWS] if spec.is_classifier else chosen
 
 
-def verification_rows(train: pd.DataFrame) -> list[dict]:
-    """Rows whose probabilities ship in the manifest so the function can verify its fast predictor."""
-    return to_records(train.sample(n=min(20, len(train)), random_state=SEED)) + [dict(r) for r, _ in SEED_EXAMPLES]
+# ---- the candidate ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FittedMember:
+    """One booster of the candidate and its manifest entry (without file names)."""
+
+    name: str
+    booster: xgb.Booster
+    section: dict
+
+
+def verification_rows(data: TrainingData) -> list[dict]:
+    """Rows whose outputs ship in the manifest so the function can verify its compiled trees: a seeded sample
+    of training rows and the spec's example requests."""
+    train = data.split.train
+    sample = train.sample(n=min(VERIFY_SAMPLE, len(train)), random_state=SEED)
+    return to_records(sample, feature_names(data.spec)) + [dict(e["request"]) for e in data.spec.examples()]
+
+
+def fit_members(data: TrainingData, params: dict) -> list[FittedMember]:
+    """The candidate's boosters: one classifier over every row, or one per regime with its baseline and interval."""
+    if data.spec.is_classifier:
+        booster = fit(data.x, data.y, params, len(data.labels))
+        return [FittedMember(ALL_ROWS, booster, {"name": ALL_ROWS, "needs": [], "baseline": None, "interval": None})]
+    trained = regression.train_regimes(data.spec, data.contract, data.x, data.y, groups=data.groups, params=params)
+    return [FittedMember(t.regime.name, t.booster, regression.member_section(t, data.contract, "", ""))
+            for t in trained]
 
 
 def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bundle:
-    """Fit on the encoded training rows, compile and verify the fast predictor, and assemble the bundle."""
-    contract, labels, x, y, split_ = data.contract, data.labels, data.x, data.y, data.split
-    booster = fit(x, y, params, len(labels))
-    trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
-    check_rows = verification_rows(split_.train)
+    """Fit, compile and verify every member against XGBoost, assemble the bundle, and score it as served."""
+    spec, contract = data.spec, data.contract
+    check_rows = verification_rows(data)
     check_x = build_batch(contract, check_rows).matrix
-    expected = booster.inplace_predict(check_x)
-    assert_same_predictions(trees, booster, x, check_x, _stress_matrix(x))
-    hx, hy = encode(split_.holdout, contract, labels)
-    fp = fingerprint(data.rows)
-    return make_bundle(
-        new_version(fp),
-        {MODEL_FILE: bytes(booster.save_raw("ubj")), TREES_FILE: trees.to_bytes()},
+    stress = _stress_matrix(data.x)
+    sample = data.x[np.random.default_rng(SEED).permutation(len(data.x))[:VERIFY_TRAIN_ROWS]]
+    files, members, outputs = {}, [], {}
+    for member in fit_members(data, params):
+        trees = TreeEnsemble.from_xgboost_json(member.booster.save_raw("json"))
+        assert_same_predictions(trees, member.booster, sample, check_x, stress)
+        model_file, trees_file = member_files(member.name)
+        files[model_file] = bytes(member.booster.save_raw("ubj"))
+        files[trees_file] = trees.to_bytes()
+        members.append({**member.section, "model_file": model_file, "trees_file": trees_file})
+        expected = np.asarray(member.booster.inplace_predict(check_x), dtype=np.float64).reshape(len(check_x), -1)
+        outputs[member.name] = np.round(expected, 7).tolist()
+    fp = fingerprint(data.rows, spec)
+    sections = dict(
+        model=spec.name,
+        task=spec.task,
         contract=contract.to_dict(),
-        labels=list(labels),
-        metrics={"holdout": metrics(booster.inplace_predict(hx), hy), "train": metrics(booster.inplace_predict(x), y)},
+        members=members,
         params=params,
         search=search,
-        training_data={"fingerprint": fp, "rows": int(len(split_.train)), "holdout_rows": int(len(split_.holdout)),
+        training_data={"fingerprint": fp, "rows": int(len(data.split.train)),
+                       "holdout_rows": int(len(data.split.holdout)), "holdout": data.split.info,
                        "sources": data.sources()},
-        verification={"rows": check_rows, "probabilities": np.round(expected, 7).tolist(),
-                      "tolerance": VERIFY_TOLERANCE},
+        verification={"rows": check_rows, "outputs": outputs, "tolerance": VERIFY_TOLERANCE},
         libraries={"python": platform.python_version(), "xgboost": xgb.__version__,
                    "numpy": np.__version__, "scikit-learn": sklearn.__version__},
     )
+    if spec.is_classifier:
+        sections["labels"] = list(data.labels)
+    version = new_version(fp)
+    model = serving_model(spec, make_bundle(version, files, **sections))
+    metrics = {"holdout": score(spec, model, data.split.holdout).metrics,
+               "train": score(spec, model, data.split.train).metrics}
+    return make_bundle(version, files, **sections, metrics=metrics)
 
 
 def assert_same_predictions(trees: TreeEnsemble, booster: xgb.Booster, *matrices: np.ndarray) -> None:
-    """Refuse to ship a fast predictor that disagrees with XGBoost on any verification matrix."""
+    """Refuse to ship compiled trees that disagree with XGBoost on any verification matrix."""
     for x in matrices:
         diff = trees.max_difference(x, booster.inplace_predict(x))
         if diff > VERIFY_TOLERANCE:
-            raise AssertionError(f"fast predictor differs from XGBoost by {diff:g}")
+            raise AssertionError(f"compiled trees differ from XGBoost by {diff:g}")
 
 
-def _stress_matrix(x: np.ndarray, rows: int = 2000) -> np.ndarray:
+def _stress_matrix(x: np.ndarray, rows: int = STRESS_ROWS) -> np.ndarray:
     """Random rows spanning (and exceeding) the training ranges, a fifth of the values missing."""
     rng = np.random.default_rng(SEED)
     low, high = np.nanmin(x, axis=0), np.nanmax(x, axis=0)

@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 
 from retrain_job.metrics import monitoring_client
-from shared.examples import SEED_EXAMPLES
+from shared.settings import Settings
+from shared.spec import load_spec, spec_names
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,11 +27,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def build_source(store_uri: str, out: Path) -> Path:
     """The function's deploy bundle: `main.py` at the root with the packages it imports beside it
-    (Functions Framework puts the source folder on sys.path), hash-locked requirements, and the store's
-    current stable bundle as the shipped fallback model.
+    (Functions Framework puts the source folder on the import path), the model specs, hash-locked requirements,
+    and each model's current stable bundle in the store as its shipped fallback.
     """
     from retrain_job.publish import copy_stable  # noqa: PLC0415 - needs the job's environment
-    from shared.settings import MODEL_NAME  # noqa: PLC0415
+    from shared.pointer import read_pointer  # noqa: PLC0415
     from shared.store import LocalStore, open_store  # noqa: PLC0415
 
     if out.exists():
@@ -39,9 +40,15 @@ def build_source(store_uri: str, out: Path) -> Path:
     shutil.copytree(REPO / "function", out / "function", ignore=shutil.ignore_patterns(
         "__pycache__", "*.pyc", "shipped_model", "main.py", "requirements*"))
     shutil.copytree(REPO / "shared", out / "shared", ignore=code)
+    shutil.copytree(REPO / "specs", out / "specs", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.csv"))
     shutil.copy(REPO / "function" / "main.py", out / "main.py")
     shutil.copy(REPO / "function" / "requirements.lock", out / "requirements.txt")
-    copy_stable(open_store(store_uri), LocalStore(out / "function" / "shipped_model"), MODEL_NAME)
+    store = open_store(store_uri)
+    for name in spec_names():
+        if read_pointer(store, name)[0] is None:  # never published: no fallback; /health says so when it serves
+            print(f"no stable {name} bundle in {store_uri}: shipped without its fallback model", file=sys.stderr)
+            continue
+        copy_stable(store, LocalStore(out / "function" / "shipped_model"), name)
     archive = shutil.make_archive(str(out), "zip", root_dir=out)
     return Path(archive)
 
@@ -58,15 +65,23 @@ def _post(url: str, body: bytes, token: str | None) -> tuple[int, dict]:
         return err.code, json.loads(err.read() or b"{}")
 
 
-def smoke(url: str, token: str | None = None) -> list[str]:
-    """The three seed examples must come back right and one bad input must be a 400; returns failures."""
-    failures = []
-    for row, species in SEED_EXAMPLES:
-        status, body = _post(url.rstrip("/") + "/predict", json.dumps(row).encode(), token)
-        if status != 200 or body.get("species") != species:
-            failures.append(f"{species} example: HTTP {status}, answered {body.get('species')!r}")
-    bad = {**SEED_EXAMPLES[0][0], "bill_length_mm": -1}
-    status, body = _post(url.rstrip("/") + "/predict", json.dumps(bad).encode(), token)
+def smoke(url: str, model: str, token: str | None = None) -> list[str]:
+    """The model's example requests must come back right and one bad input must be a 400; returns failures."""
+    spec = load_spec(model)
+    endpoint = f"{url.rstrip('/')}/v1/models/{model}:predict"
+    examples = spec.examples()
+    status, body = _post(endpoint, json.dumps({"instances": [e["request"] for e in examples]}).encode(), token)
+    answers = body.get("predictions") or [{}] * len(examples)
+    failures = [f"example {i}: HTTP {status}" for i in range(len(examples))] if status != 200 else []
+    for i, (example, answer) in enumerate(zip(examples, answers)):
+        got = answer.get(spec.target.name)
+        ok = got == example["expected"] if spec.is_classifier else \
+            isinstance(got, float) and abs(got - example["expected"]) <= example["tolerance"]
+        if status == 200 and not ok:
+            failures.append(f"example {i}: expected {example['expected']!r}, answered {got!r}")
+    numeric = next(f.name for f in spec.features if f.kind == "numeric")
+    bad = {"instances": [{**examples[0]["request"], numeric: -1}]}
+    status, body = _post(endpoint, json.dumps(bad).encode(), token)
     if status != 400 or body.get("error", {}).get("status") != "INVALID_ARGUMENT":
         failures.append(f"bad input: HTTP {status} instead of 400")
     return failures
@@ -157,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("build-source", help="assemble and zip the function's deploy bundle")
     b.add_argument("--store", required=True)
     b.add_argument("--out", default="dist/function-source")
-    s = sub.add_parser("smoke", help="seed examples and one bad input against a URL")
+    s = sub.add_parser("smoke", help="a model's examples and one bad input against a URL")
+    s.add_argument("--model", default=Settings().model_name, choices=spec_names())
     s.add_argument("--url", default=None, help="defaults to the tag URL of --rollback-service's candidate")
     s.add_argument("--token", default=None, help="identity token for a private function")
     s.add_argument("--rollback-service", default=None, help="on failure, untag the candidate of this service")
@@ -193,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "smoke":
         url = args.url or tag_url(args.rollback_service, args.region, args.tag)
-        failures = smoke(url, args.token)
+        failures = smoke(url, args.model, args.token)
         print(json.dumps({"smoke": "pass" if not failures else "fail", "failures": failures}), flush=True)
         if failures and args.rollback_service:  # the candidate never had traffic: take its tag URL away
             untag = argparse.Namespace(command="remove-candidate", service=args.rollback_service,

@@ -14,10 +14,16 @@ from datetime import UTC, datetime
 from shared.contract import FeatureContract
 from shared.store import NotFound, Store
 
-MODEL_FILE = "model.ubj"
-TREES_FILE = "trees.npz"
 MANIFEST_FILE = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: members (one per classifier, one per input regime of a regressor) and a contract with its target
+ALL_ROWS = "all"  # the member of a classifier: it serves every row
+MODEL_FILE = "model.ubj"  # the files of that member
+TREES_FILE = "trees.npz"
+
+
+def member_files(member: str) -> tuple[str, str]:
+    """A member's XGBoost model file and compiled-trees file in its bundle."""
+    return (MODEL_FILE, TREES_FILE) if member == ALL_ROWS else (f"model-{member}.ubj", f"trees-{member}.npz")
 
 
 class CorruptBundle(Exception):
@@ -100,8 +106,12 @@ def read_bundle(store: Store, name: str, version: str) -> Bundle:
         if len(data) != meta.get("bytes") or sha256(data) != meta.get("sha256"):
             raise CorruptBundle(f"{version}: {filename} fails its checksum")
         files[filename] = data
-    if MODEL_FILE not in files:
-        raise CorruptBundle(f"{version}: no {MODEL_FILE}")
+    try:
+        missing = [m["model_file"] for m in manifest["members"] if m["model_file"] not in files]
+    except (KeyError, TypeError):
+        raise CorruptBundle(f"{version}: unreadable members") from None
+    if missing or not manifest["members"]:
+        raise CorruptBundle(f"{version}: no model file {missing}")
     return Bundle(manifest, files)
 
 

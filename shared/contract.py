@@ -1,14 +1,15 @@
-"""The feature contract: what a model accepts, in which order, and within which bounds.
+"""The feature contract: what a model accepts, in which order, within which bounds, and what it answers.
 
-It travels inside every bundle's manifest, so the request schema follows the model being served: a
-retrained model with a new island validates it without a code change.
+It is derived from the model's spec and its training data (ranges, levels) and travels inside every
+bundle's manifest, so the request rules follow the model being served: a retrained model with a new
+category level validates it without a code change.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
 
-MAX_STRING_CHARS = 64  # longest category value looked up; anything longer is no level of any contract
+from shared.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class NumericFeature:
     hard_max: float
     train_min: float
     train_max: float
+    required: bool = True
+    unit: str = ""
+    other_units: tuple[tuple[str, float], ...] = ()  # (unit, factor): value * factor in this feature's unit
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,31 @@ class CategoricalFeature:
     name: str
     levels: tuple[str, ...]
     required: bool = True
+    unseen: str = "reject"  # a level never seen in training: "reject" (400) or "missing" (served, with a warning)
+    strip: bool = False  # ignore surrounding whitespace when matching (case is always ignored)
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """A request field accepted and logged but not a feature: an integer within [low, high], or a string."""
+
+    name: str
+    kind: str
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the model answers: class labels, or a value in a unit with plausible bounds and an interval level."""
+
+    name: str
+    task: str
+    labels: tuple[str, ...] = ()
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    interval: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,16 +66,24 @@ class FeatureContract:
 
     numeric: tuple[NumericFeature, ...]
     categorical: tuple[CategoricalFeature, ...]
-    labels: tuple[str, ...]
-    year_range: tuple[int, int] = (1900, 2100)
+    target: Target
+    passthrough: tuple[Passthrough, ...] = ()
 
     @cached_property
     def _hash(self) -> int:
-        return hash((self.numeric, self.categorical, self.labels, self.year_range))
+        return hash((self.numeric, self.categorical, self.target, self.passthrough))
 
     def __hash__(self) -> int:
         # cached: contracts key the per-request caches of schemas and layouts, and never change
         return self._hash
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.target.labels
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.target.task != "regression"
 
     @cached_property
     def columns(self) -> list[str]:
@@ -64,38 +101,55 @@ class FeatureContract:
         """JSON-ready form stored in the manifest."""
         return {
             "columns": self.columns,
-            "numeric": [vars(f) for f in self.numeric],
-            "categorical": [{"name": c.name, "levels": list(c.levels), "required": c.required}
-                            for c in self.categorical],
-            "labels": list(self.labels),
-            "metadata": {"year": {"min": self.year_range[0], "max": self.year_range[1]}},
+            "numeric": [{**vars(f), "other_units": [list(u) for u in f.other_units]} for f in self.numeric],
+            "categorical": [{**vars(c), "levels": list(c.levels)} for c in self.categorical],
+            "passthrough": [vars(p) for p in self.passthrough],
+            "target": {**vars(self.target), "labels": list(self.target.labels)},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureContract:
         """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on a contract it cannot serve."""
+        t = data["target"]
         contract = cls(
             numeric=tuple(NumericFeature(str(f["name"]), float(f["hard_min"]), float(f["hard_max"]),
-                                         float(f["train_min"]), float(f["train_max"]))
+                                         float(f["train_min"]), float(f["train_max"]), bool(f["required"]),
+                                         str(f["unit"]), tuple((str(u), float(k)) for u, k in f["other_units"]))
                           for f in data["numeric"]),
             categorical=tuple(CategoricalFeature(str(c["name"]), tuple(str(v) for v in c["levels"]),
-                                                 bool(c.get("required", True)))
+                                                 bool(c["required"]), str(c["unseen"]), bool(c["strip"]))
                               for c in data["categorical"]),
-            labels=tuple(str(label) for label in data["labels"]),
-            year_range=(int(data["metadata"]["year"]["min"]), int(data["metadata"]["year"]["max"])),
+            target=Target(str(t["name"]), str(t["task"]), tuple(str(v) for v in t["labels"]), str(t["unit"]),
+                          None if t["low"] is None else float(t["low"]),
+                          None if t["high"] is None else float(t["high"]),
+                          None if t["interval"] is None else float(t["interval"])),
+            passthrough=tuple(Passthrough(str(p["name"]), str(p["kind"]), p["low"], p["high"])
+                              for p in data["passthrough"]),
         )
         if "columns" in data and list(data["columns"]) != contract.columns:
             raise ValueError("contract columns do not match its features")
-        if not contract.numeric or len(contract.labels) < 2:
-            raise ValueError("contract has no features or fewer than two labels")
+        if not contract.columns or (contract.is_classifier and len(contract.labels) < 2):
+            raise ValueError("contract has no features, or a classifier with fewer than two labels")
+        if any(c.unseen not in ("reject", "missing") for c in contract.categorical):
+            raise ValueError("unknown policy for unseen categories")
         return contract
 
 
-# Physical limits (low exclusive, high inclusive) of an adult penguin's measurements, generous around
-# every species (the emperor is the largest): values outside are not penguins, not just unusual ones.
-PHYSICAL_LIMITS = {
-    "bill_length_mm": (5.0, 200.0),
-    "bill_depth_mm": (2.0, 100.0),
-    "flipper_length_mm": (50.0, 400.0),
-    "body_mass_g": (500.0, 50_000.0),
-}
+def derive_contract(spec: ModelSpec, train_rows: list[dict], labels: tuple[str, ...] = ()) -> FeatureContract:
+    """The contract of a model trained on `train_rows` (request-shaped dicts): ranges and levels from the data."""
+    numeric = []
+    for f in (f for f in spec.features if f.kind == "numeric"):
+        seen = [row[f.name] for row in train_rows if row.get(f.name) is not None]
+        if not seen:
+            raise ValueError(f"no training value of {f.name}")
+        numeric.append(NumericFeature(f.name, *f.bounds, float(min(seen)), float(max(seen)), f.required, f.unit,
+                                      tuple((u.unit, u.factor) for u in f.other_units)))
+    categorical = tuple(
+        CategoricalFeature(f.name, tuple(sorted({row[f.name] for row in train_rows if row.get(f.name) is not None})),
+                           f.required, f.unseen, f.strip)
+        for f in spec.features if f.kind == "categorical")
+    t = spec.target
+    low, high = t.bounds if t.bounds else (None, None)
+    target = Target(t.name, spec.task, labels or t.labels, t.unit, low, high, t.interval)
+    passthrough = tuple(Passthrough(p.name, p.kind, *(p.bounds or (None, None))) for p in spec.passthrough)
+    return FeatureContract(tuple(numeric), categorical, target, passthrough)

@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from shared.features import FeatureBatch
+    from shared.validation import FeatureBatch
+
+# How margins become outputs: class probabilities (multi:softprob) or the margin itself (reg:squarederror)
+LINKS = {"multi:softprob": "softmax", "reg:squarederror": "identity"}
 
 
 def _softmax(margin: np.ndarray) -> np.ndarray:
@@ -30,7 +33,11 @@ def _softmax(margin: np.ndarray) -> np.ndarray:
 
 
 class TreeEnsemble:
-    """A multi:softprob XGBoost model as flat node arrays: a generated function per row, NumPy per batch."""
+    """An XGBoost model as flat node arrays: a generated function per row, NumPy per batch.
+
+    Its outputs are class probabilities for a multi:softprob model (softmax link) and the margin for a
+    reg:squarederror model (identity link), one column per output group.
+    """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
         self.feature = arrays["feature"].astype(np.intp)
@@ -41,6 +48,9 @@ class TreeEnsemble:
         self.roots = arrays["roots"].astype(np.intp)
         tree_class = arrays["tree_class"].astype(np.intp)
         self.base_margin = arrays["base_margin"].astype(np.float32)
+        self.link = str(arrays["link"]) if "link" in arrays else "softmax"
+        if self.link not in LINKS.values():
+            raise ValueError(f"unknown link {self.link}")
         self.n_classes = int(self.base_margin.shape[0])
         self.depth = int(arrays["depth"])
         self.class_matrix = np.zeros((self.roots.shape[0], self.n_classes), dtype=np.float32)
@@ -63,20 +73,21 @@ class TreeEnsemble:
         return idx
 
     def predict_one(self, row: list[float]) -> list[float]:
-        """Class probabilities of one row (float32 values as Python floats; NaN means missing)."""
+        """The outputs of one row (float32 values as Python floats; NaN means missing)."""
         return self._predict_one(row)
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities for float32 rows (NaN means missing), shape (rows, classes)."""
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """The outputs of float32 rows (NaN means missing), shape (rows, outputs)."""
         if x.shape[0] == 1:
             return np.array([self.predict_one(x[0].tolist())])  # float32 values, exactly as XGBoost sees them
-        margin = self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin
-        return _softmax(margin.astype(np.float64))
+        margin = (self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin).astype(np.float64)
+        return _softmax(margin) if self.link == "softmax" else margin
 
     def max_difference(self, x: np.ndarray, expected: np.ndarray) -> float:
         """Largest gap between `expected` probabilities (XGBoost's) and either evaluator's, row by row or batched."""
         one_by_one = np.array([self.predict_one(row) for row in x.tolist()])
-        return max(float(np.abs(self.predict_proba(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
+        expected = np.asarray(expected, dtype=np.float64).reshape(len(x), -1)
+        return max(float(np.abs(self.outputs(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
 
     def to_bytes(self) -> bytes:
         """Serialise as an .npz file for the bundle."""
@@ -86,7 +97,7 @@ class TreeEnsemble:
                  children=self.children.astype(np.int32), default_left=self.default_left,
                  leaf_value=self.leaf_value, roots=self.roots.astype(np.int32),
                  tree_class=tree_class.astype(np.int32), base_margin=self.base_margin,
-                 depth=np.int32(self.depth))
+                 depth=np.int32(self.depth), link=np.array(self.link))
         return buf.getvalue()
 
     @classmethod
@@ -97,13 +108,13 @@ class TreeEnsemble:
 
     @classmethod
     def from_xgboost_json(cls, model_json: bytes | str) -> TreeEnsemble:
-        """Compile from `Booster.save_raw("json")`; only numeric splits and multi:softprob are supported."""
+        """Compile from `Booster.save_raw("json")`; numeric splits, multi:softprob or reg:squarederror only."""
         learner = json.loads(model_json)["learner"]
         objective = learner["objective"]["name"]
-        if objective != "multi:softprob":
+        if objective not in LINKS:
             raise ValueError(f"unsupported objective {objective}")
         model = learner["gradient_booster"]["model"]
-        n_classes = int(learner["learner_model_param"]["num_class"])
+        n_classes = max(1, int(learner["learner_model_param"]["num_class"]))
         base = learner["learner_model_param"]["base_score"]
         base_margin = np.array(json.loads(base) if base.startswith("[") else [float(base)] * n_classes,
                                dtype=np.float32)
@@ -128,6 +139,7 @@ class TreeEnsemble:
             "children": np.array(children), "default_left": np.array(default_left),
             "leaf_value": np.array(leaf_values, dtype=np.float32), "roots": np.array(roots),
             "tree_class": np.array(model["tree_info"]), "base_margin": base_margin, "depth": np.array(depth),
+            "link": np.array(LINKS[objective]),
         }
         return cls(arrays)
 
@@ -162,14 +174,9 @@ def _compile_single_row(trees: TreeEnsemble) -> Callable[[list[float]], list[flo
     lines += [f"    m{cls} += {expression(root)}"
               for root, cls in zip(trees.roots.tolist(), trees.class_matrix.argmax(axis=1).tolist())]
     margins = ", ".join(f"m{c}" for c in range(trees.n_classes))
-    source = "\n".join([
-        "def predict_one(row):",
-        *lines,
-        f"    top = max({margins})",
-        f"    exps = [exp(m - top) for m in ({margins},)]",
-        "    total = sum(exps)",
-        "    return [e / total for e in exps]",
-    ])
+    link = [f"    top = max({margins})", f"    exps = [exp(m - top) for m in ({margins},)]", "    total = sum(exps)",
+            "    return [e / total for e in exps]"] if trees.link == "softmax" else [f"    return [{margins}]"]
+    source = "\n".join(["def predict_one(row):", *lines, *link])
     namespace = {"exp": math.exp, "inf": math.inf, "nan": math.nan}
     try:
         exec(compile(source, "<tree ensemble>", "exec"), namespace)  # noqa: S102 - numbers only, see docstring
@@ -212,8 +219,8 @@ class BoosterPredictor:
                 self._booster = booster
         return self._booster
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities from XGBoost's in-place prediction."""
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities, or a regressor's margin, from XGBoost's in-place prediction: (rows, outputs)."""
         return np.asarray(self._load().inplace_predict(x), dtype=np.float64).reshape(x.shape[0], -1)
 
 
@@ -225,16 +232,16 @@ class RoutedPredictor:
         self.booster = booster
         self.fast_max_rows = fast_max_rows
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """A float32 matrix's probabilities, from the NumPy walk or XGBoost as `predict` describes."""
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """A float32 matrix's outputs, from the NumPy walk or XGBoost as `predict` describes."""
         if self.fast is not None and x.shape[0] <= self.fast_max_rows:
-            return self.fast.predict_proba(x)
-        return self.booster.predict_proba(x)
+            return self.fast.outputs(x)
+        return self.booster.outputs(x)
 
     def predict(self, batch: FeatureBatch) -> Probabilities:
         """Class probabilities of a validated batch, from one of three evaluators chosen by its size.
 
-        - Rows that `build_batch` kept as Python lists (batches of up to `shared.features.SMALL_BATCH`
+        - Rows that `build_batch` kept as Python lists (batches of up to `shared.validation.SMALL_BATCH`
           rows), when there are no more than `fast_max_rows` of them: one by one through the Python
           function generated from the trees, with no NumPy call at all, since NumPy's fixed cost per
           call would outweigh the work of so few rows. The single-row request, the common one, takes
@@ -251,7 +258,7 @@ class RoutedPredictor:
         if self.fast is not None and rows is not None and len(rows) <= self.fast_max_rows:
             predict_one = self.fast.predict_one
             return Probabilities([predict_one(row) for row in rows])
-        return Probabilities(array=self.predict_proba(batch.matrix))
+        return Probabilities(array=self.outputs(batch.matrix))
 
 
 @dataclass(slots=True)
@@ -274,3 +281,141 @@ class Probabilities:
             return [labels[p.index(max(p))] for p in rows], [[round(v, digits) for v in p] for p in rows]
         return (np.asarray(labels, dtype=object)[self.array.argmax(axis=1)].tolist(),
                 np.round(self.array, digits).tolist())
+
+
+def _group_index(row: list[float], columns: tuple[int, ...]) -> int:
+    """Which level of a one-hot group a row has (-1: missing or never seen in training)."""
+    for i, column in enumerate(columns):
+        if row[column] == 1.0:
+            return i
+    return -1
+
+
+def _group_indices(x: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
+    if not columns:
+        return np.full(x.shape[0], -1)
+    block = x[:, list(columns)] == 1.0
+    return np.where(block.any(axis=1), block.argmax(axis=1), -1)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A regressor's model-free scale: log b(x) = intercept[level of a group] + sum of beta_j * log(x_j).
+
+    The trees learn log(y / b(x)), so a prediction is b(x) * exp(trees): it follows its inputs beyond the
+    targets seen in training instead of stopping at the largest one, as trees alone would.
+    """
+
+    columns: tuple[int, ...]
+    betas: tuple[float, ...]
+    group_columns: tuple[int, ...]  # the one-hot columns of the group feature, in level order
+    intercepts: tuple[float, ...]  # one per group level
+    pooled_intercept: float  # for a missing or unseen group level
+
+    def log_one(self, row: list[float]) -> float:
+        level = _group_index(row, self.group_columns)
+        total = self.intercepts[level] if level >= 0 else self.pooled_intercept
+        for column, beta in zip(self.columns, self.betas):
+            total += beta * math.log(row[column])
+        return total
+
+    def log_batch(self, x: np.ndarray) -> np.ndarray:
+        levels = _group_indices(x, self.group_columns)
+        intercepts = np.append(np.asarray(self.intercepts, dtype=np.float64), self.pooled_intercept)
+        total = intercepts[levels]  # -1 picks the pooled intercept appended last
+        for column, beta in zip(self.columns, self.betas):
+            total = total + beta * np.log(x[:, column].astype(np.float64))
+        return total
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Baseline:
+        return cls(tuple(data["columns"]), tuple(data["betas"]), tuple(data["group_columns"]),
+                   tuple(data["intercepts"]), float(data["pooled_intercept"]))
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A split-conformal half-width on the log scale, per level of the baseline's group (or pooled)."""
+
+    level: float
+    group_columns: tuple[int, ...]
+    q: tuple[float, ...]
+    q_pooled: float
+
+    def one(self, row: list[float]) -> float:
+        level = _group_index(row, self.group_columns)
+        return self.q[level] if level >= 0 else self.q_pooled
+
+    def batch(self, x: np.ndarray) -> np.ndarray:
+        return np.append(np.asarray(self.q, dtype=np.float64), self.q_pooled)[_group_indices(x, self.group_columns)]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Interval:
+        return cls(float(data["level"]), tuple(data["group_columns"]), tuple(data["q"]), float(data["q_pooled"]))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One regime of a regressor: the rows it serves (those with every `needs` column present) and its trees."""
+
+    name: str
+    needs: tuple[int, ...]
+    predictor: RoutedPredictor
+    baseline: Baseline
+    interval: Interval
+
+
+@dataclass(slots=True)
+class Estimates:
+    """A regressor's answers: value, interval bounds and the regime that answered, one per row."""
+
+    values: list[float]
+    lower: list[float]
+    upper: list[float]
+    regimes: list[str]
+
+
+class RegressionPredictor:
+    """Each row goes to the first member whose needed inputs it has; the last member needs none."""
+
+    def __init__(self, members: tuple[Member, ...]) -> None:
+        if not members or members[-1].needs:
+            raise ValueError("a regressor needs members, the last of which serves every row")
+        self.members = members
+
+    def member_of(self, row: list[float]) -> Member:
+        for member in self.members:
+            if all(row[c] == row[c] for c in member.needs):  # NaN != NaN: a missing input
+                return member
+        return self.members[-1]
+
+    def predict(self, batch: FeatureBatch) -> Estimates:
+        """Values and intervals of a validated batch; a few rows in plain Python, more through NumPy or XGBoost."""
+        rows = batch.rows
+        if rows is not None and all(m.predictor.fast is not None for m in self.members) \
+                and len(rows) <= self.members[0].predictor.fast_max_rows:
+            out = Estimates([], [], [], [])
+            for row in rows:
+                member = self.member_of(row)
+                centre = member.baseline.log_one(row) + member.predictor.fast.predict_one(row)[0]
+                q = member.interval.one(row)
+                out.values.append(math.exp(centre))
+                out.lower.append(math.exp(centre - q))
+                out.upper.append(math.exp(centre + q))
+                out.regimes.append(member.name)
+            return out
+        x = batch.matrix
+        chosen = np.full(x.shape[0], len(self.members) - 1)
+        for i in reversed(range(len(self.members) - 1)):
+            needs = list(self.members[i].needs)
+            chosen[~np.isnan(x[:, needs]).any(axis=1)] = i
+        centre, q = np.empty(x.shape[0]), np.empty(x.shape[0])
+        for i, member in enumerate(self.members):
+            rows_i = np.flatnonzero(chosen == i)
+            if rows_i.size:
+                xi = x[rows_i]
+                centre[rows_i] = member.baseline.log_batch(xi) + member.predictor.outputs(xi)[:, 0]
+                q[rows_i] = member.interval.batch(xi)
+        names = np.asarray([m.name for m in self.members], dtype=object)
+        return Estimates(np.exp(centre).tolist(), np.exp(centre - q).tolist(), np.exp(centre + q).tolist(),
+                         names[chosen].tolist())

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.spec import default_model, spec_names
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_STORE = REPO_ROOT / "local_bucket"
 
-MODEL_NAME = "penguins"
+SPECS = spec_names()  # the models with a spec in the repository (specs/<name>/spec.toml)
+DEFAULT_MODEL = default_model()
 
 FUNCTION, JOB = "function", "job"
 BOTH = (FUNCTION, JOB)
@@ -167,6 +170,26 @@ class Choice:
         return word
 
 
+@dataclass(frozen=True)
+class ModelNames:
+    """Comma-separated names of models with a spec in the repository (one name if `single`)."""
+
+    single: bool = False
+
+    @property
+    def accepts(self) -> str:
+        """What the table and the error lines say it accepts."""
+        return ("one of " if self.single else "comma-separated names among ") + ", ".join(SPECS)
+
+    def parse(self, raw: str) -> str | tuple[str, ...]:
+        """The name, or the names in the order given; unknown or repeated names are rejected."""
+        names = tuple(n.strip() for n in raw.split(","))
+        if not names or any(n not in SPECS for n in names) or len(set(names)) != len(names) or \
+                (self.single and len(names) != 1):
+            raise ValueError(raw)
+        return names[0] if self.single else names
+
+
 # a Cloud Storage bucket name: lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -219,7 +242,14 @@ class Settings:
     # read by both
     model_store: str = _setting("MODEL_STORE", StoreUri(), str(DEFAULT_LOCAL_STORE), BOTH,
                                 "where bundles live: a local directory, or gs://bucket/prefix", shown="./local_bucket")
-    model_name: str = _setting("MODEL_NAME", _NAME, MODEL_NAME, BOTH, "the model's folder under `models/`")
+    model_name: str = _setting("MODEL_NAME", ModelNames(single=True), DEFAULT_MODEL, BOTH,
+                               "the job's model (`--model`); the tools' default model", shown="the spec marked default")
+    models: tuple[str, ...] = _setting("MODELS", ModelNames(), SPECS, FUNCTION,
+                                       "the models the function serves, each loaded on its first request",
+                                       shown="every spec in specs/")
+    default_model: str = _setting("DEFAULT_MODEL", ModelNames(single=True), DEFAULT_MODEL, FUNCTION,
+                                  "the model of `POST /predict` (without a model name); one of MODELS (else the first)",
+                                  shown="the spec marked default")
     log_prefix: str = _setting("LOG_PREFIX", Text(), "logs", BOTH,
                                "where prediction log lines are in the store (empty: the bucket root, as the "
                                "Cloud Logging sink writes on GCP)")
@@ -264,12 +294,18 @@ class Settings:
                                      "publish as a model canary taking this share of traffic; 0: straight to stable "
                                      "(`--canary-percent`)")
     dry_run: bool = _setting("DRY_RUN", Boolean(), False, JOB, "train, gate and report; publish nothing (`--dry-run`)")
-    tol_accuracy: float = _setting("TOL_ACCURACY", Number(0), 0.01, JOB,
-                                   "how much lower than stable's a candidate's accuracy may be (`--tol-accuracy`)")
-    tol_macro_f1: float = _setting("TOL_MACRO_F1", Number(0), 0.01, JOB,
-                                   "how much lower than stable's a candidate's macro F1 may be (`--tol-macro-f1`)")
-    tol_log_loss: float = _setting("TOL_LOG_LOSS", Number(0), 0.05, JOB,
-                                   "how much higher than stable's a candidate's log loss may be (`--tol-log-loss`)")
+    tol_accuracy: float | None = _setting("TOL_ACCURACY", Number(0), None, JOB,
+                                          "how much lower than stable's a classifier's accuracy may be "
+                                          "(`--tol-accuracy`)", shown="unset: the spec's [gate]")
+    tol_macro_f1: float | None = _setting("TOL_MACRO_F1", Number(0), None, JOB,
+                                          "how much lower than stable's a classifier's macro F1 may be "
+                                          "(`--tol-macro-f1`)", shown="unset: the spec's [gate]")
+    tol_log_loss: float | None = _setting("TOL_LOG_LOSS", Number(0), None, JOB,
+                                          "how much higher than stable's a classifier's log loss may be "
+                                          "(`--tol-log-loss`)", shown="unset: the spec's [gate]")
+    tol_rmse: float | None = _setting("TOL_RMSE", Number(0), None, JOB,
+                                      "how much higher than stable's a regressor's RMSE (first regime) may be "
+                                      "(`--tol-rmse`)", shown="unset: the spec's [gate]")
     drift_share: float = _setting("DRIFT_SHARE", Number(0, 1), 0.5, JOB,
                                   "share of drifting features at which the data set drifts (`--drift-share`)")
     drift_min_rows: int = _setting("DRIFT_MIN_ROWS", Integer(1), 30, JOB,
@@ -319,6 +355,12 @@ class Settings:
         if "task_index" in values and count_ok and values["task_index"] >= values.get("task_count", 1):
             problems.append(f"CLOUD_RUN_TASK_INDEX={_quoted(environ['CLOUD_RUN_TASK_INDEX'])}: expected an integer "
                             f"below CLOUD_RUN_TASK_COUNT ({values.get('task_count', 1)})")
+        models = values.get("models", SPECS)
+        if "default_model" in values and values["default_model"] not in models:
+            problems.append(f"DEFAULT_MODEL={_quoted(environ['DEFAULT_MODEL'])}: expected one of MODELS "
+                            f"({', '.join(models)})")
+        elif "default_model" not in values and DEFAULT_MODEL not in models:
+            values["default_model"] = models[0]  # the spec's default is not served: the first served model
         if problems:
             raise SettingError(problems)
         return cls(**values)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -19,6 +20,13 @@ EXAMPLES_FILE = "examples.json"
 TASKS = ("multiclass", "binary", "regression")
 UNSEEN_POLICIES = ("reject", "missing")
 PASSTHROUGH_KINDS = ("integer", "string")
+# the gate's main metric per task, and the extra settings its [gate] section may hold
+GATE_METRICS = {"multiclass": "log_loss", "binary": "log_loss", "regression": "rmse"}
+GATE_EXTRAS = {"multiclass": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor"),
+               "binary": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor"),
+               "regression": ("coverage_min", "coverage_max")}
+RESERVED_REGIME = "all"  # the name of a classifier's single member (shared.bundle.ALL_ROWS)
+_REGIME_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class SpecError(ValueError):
@@ -96,6 +104,26 @@ class GateSpec:
 
 
 @dataclass(frozen=True)
+class RegimeSpec:
+    """One input regime of a regressor: the rows having every `needs` input, and its baseline's inputs."""
+
+    name: str
+    needs: tuple[str, ...] = ()
+    baseline: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RegressionSpec:
+    """How a regressor is built: its input regimes (the last serves every row), the categorical feature whose
+    level picks the baseline's intercept and the interval's width, and the conformal calibration."""
+
+    regimes: tuple[RegimeSpec, ...]
+    group: str | None = None
+    calibration_fraction: float = 0.25  # share of the training groups held out to calibrate the intervals
+    min_level_rows: int = 30  # calibration rows a group level needs for a width of its own (else the pooled one)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything about one model, read from its spec file."""
 
@@ -111,6 +139,7 @@ class ModelSpec:
     gate: GateSpec
     search: dict[str, tuple]
     folder: Path
+    regression: RegressionSpec | None = None
 
     @property
     def is_classifier(self) -> bool:
@@ -155,6 +184,90 @@ def _feature(raw: dict, where: str) -> FeatureSpec:
                        others, unseen, bool(raw.get("strip", kind == "categorical" and unseen == "missing")))
 
 
+def _names(value, where: str) -> tuple[str, ...]:
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise SpecError(f"{where}: must be a list of field names")
+    return tuple(value)
+
+
+def _gate(raw: dict, task: str, where: str) -> GateSpec:
+    g = dict(raw)
+    metric, tolerance = str(g.pop("metric")), float(g.pop("tolerance"))
+    if metric != GATE_METRICS[task]:
+        raise SpecError(f"{where} [gate] metric: a {task} model is gated on {GATE_METRICS[task]!r}, not {metric!r}")
+    unknown = sorted(set(g) - set(GATE_EXTRAS[task]))
+    if unknown:
+        raise SpecError(f"{where} [gate]: unknown setting(s) {unknown} (a {task} gate knows "
+                        f"{', '.join(GATE_EXTRAS[task])})")
+    for key, value in g.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SpecError(f"{where} [gate] {key}: must be a number")
+    if task == "regression":
+        low, high = g.get("coverage_min", 0.0), g.get("coverage_max", 1.0)
+        if not 0.0 <= low < high <= 1.0:
+            raise SpecError(f"{where} [gate]: coverage_min and coverage_max must satisfy 0 <= min < max <= 1")
+    return GateSpec(metric, tolerance, {k: float(v) for k, v in g.items()})
+
+
+def _regression(raw: dict | None, task: str, features: tuple[FeatureSpec, ...], target: TargetSpec,
+                where: str) -> RegressionSpec | None:
+    """The [regression] section, checked against the features; SpecError names the field at fault."""
+    if task != "regression":
+        if raw is not None:
+            raise SpecError(f"{where} [regression]: only a regression model has input regimes")
+        return None
+    if raw is None or not raw.get("regimes"):
+        raise SpecError(f"{where} [regression]: a regression model needs at least one [[regression.regimes]]")
+    if target.interval is None or not 0.0 < target.interval < 1.0:
+        raise SpecError(f"{where} target interval: a regression target needs an interval level between 0 and 1")
+    if target.bounds[0] < 0:
+        raise SpecError(f"{where} target bounds: a regressor's baseline works on the log scale, so its target's "
+                        "bounds must start at 0 or above")
+    by_name = {f.name: f for f in features}
+    group = raw.get("group")
+    if group is not None and (group not in by_name or by_name[group].kind != "categorical"):
+        raise SpecError(f"{where} [regression] group: {group!r} is not a categorical feature")
+    regimes = []
+    for i, r in enumerate(raw["regimes"]):
+        name = r.get("name")
+        here = f"{where} [[regression.regimes]] {name!r}"
+        if not isinstance(name, str) or not _REGIME_NAME.fullmatch(name) or name == RESERVED_REGIME:
+            raise SpecError(f"{where} [[regression.regimes]] #{i + 1} name: lower-case letters, digits, '_' or '-', "
+                            f"starting with a letter, not {RESERVED_REGIME!r}")
+        unknown = sorted(set(r) - {"name", "needs", "baseline"})
+        if unknown:
+            raise SpecError(f"{here}: unknown setting(s) {unknown}")
+        needs, baseline = _names(r.get("needs", []), f"{here} needs"), _names(r.get("baseline", []), f"{here} baseline")
+        last = i == len(raw["regimes"]) - 1
+        if last and needs:
+            raise SpecError(f"{here} needs: the last regime serves every row and needs nothing")
+        if not last and not needs:
+            raise SpecError(f"{here} needs: every regime but the last needs at least one input")
+        for n in needs:
+            if n not in by_name or by_name[n].kind != "numeric" or by_name[n].required:
+                raise SpecError(f"{here} needs: {n!r} is not an optional numeric feature")
+        for n in baseline:
+            f = by_name.get(n)
+            if f is None or f.kind != "numeric" or f.bounds[0] <= 0:
+                # its logarithm is taken: a lower bound of 0 would let a denormal through, 0 once rounded to float32
+                raise SpecError(f"{here} baseline: {n!r} is not a numeric feature with a positive lower bound")
+            if not f.required and n not in needs:
+                raise SpecError(f"{here} baseline: {n!r} is optional; a baseline input must be required or needed")
+        regimes.append(RegimeSpec(name, needs, baseline))
+    if len({r.name for r in regimes}) != len(regimes):
+        raise SpecError(f"{where} [[regression.regimes]]: names must be unique")
+    unknown = sorted(set(raw) - {"regimes", "group", "calibration_fraction", "min_level_rows"})
+    if unknown:
+        raise SpecError(f"{where} [regression]: unknown setting(s) {unknown}")
+    fraction = float(raw.get("calibration_fraction", 0.25))
+    if not 0.0 < fraction < 1.0:
+        raise SpecError(f"{where} [regression] calibration_fraction: must be between 0 and 1")
+    min_rows = raw.get("min_level_rows", 30)
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise SpecError(f"{where} [regression] min_level_rows: must be an integer >= 1")
+    return RegressionSpec(tuple(regimes), group, fraction, min_rows)
+
+
 def parse_spec(raw: dict, folder: Path) -> ModelSpec:
     """A ModelSpec from a parsed TOML document; SpecError names what is wrong."""
     where = str(folder / SPEC_FILE)
@@ -185,11 +298,16 @@ def parse_spec(raw: dict, folder: Path) -> ModelSpec:
         h = raw.get("holdout", {})
         holdout = HoldoutSpec(float(h.get("fraction", 0.2)), bool(h.get("stratify", False)),
                               tuple(h.get("group_by", ())))
-        g = dict(raw["gate"])
-        gate = GateSpec(str(g.pop("metric")), float(g.pop("tolerance")), g)
-        search = {k: tuple(v) for k, v in raw["search"].items()}
+        gate = _gate(raw["gate"], task, where)
+        search = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in raw["search"].items()}
+        if not search.get("num_boost_round") or not all(search.values()):
+            raise SpecError(f"{where} [search]: every key needs at least one value, num_boost_round included")
+        unknown_fields = sorted({*h.get("group_by", ()), *data.required} - {*names, target.name})
+        if unknown_fields:
+            raise SpecError(f"{where}: [holdout] group_by or [data] required name unknown field(s) {unknown_fields}")
+        regression = _regression(raw.get("regression"), task, features, target, where)
         return ModelSpec(str(raw["name"]), str(raw.get("title", raw["name"])), str(raw.get("description", "")),
-                         task, target, features, passthrough, data, holdout, gate, search, folder)
+                         task, target, features, passthrough, data, holdout, gate, search, folder, regression)
     except KeyError as exc:
         raise SpecError(f"{where}: missing {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
@@ -214,3 +332,10 @@ def load_spec(name: str, specs_dir: Path = SPECS_DIR) -> ModelSpec:
 def spec_names(specs_dir: Path = SPECS_DIR) -> tuple[str, ...]:
     """Every model with a spec in the folder, sorted."""
     return tuple(sorted(p.parent.name for p in specs_dir.glob(f"*/{SPEC_FILE}")))
+
+
+def default_model(specs_dir: Path = SPECS_DIR) -> str:
+    """The model whose spec says `default = true` (`POST /predict` answers with it), else the first by name."""
+    names = spec_names(specs_dir)
+    marked = [n for n in names if tomllib.loads((specs_dir / n / SPEC_FILE).read_text()).get("default") is True]
+    return (marked or list(names) or [""])[0]

@@ -1,19 +1,20 @@
 # Least privilege: the function reads the bucket; the job writes models, reports and metrics;
-# the scheduler may only run the job. No primitive roles anywhere.
+# the scheduler may only run the jobs (granted per job in modules/model). No primitive roles anywhere.
+# One account of each kind serves every model.
 
 resource "google_service_account" "function" {
-  account_id   = "penguins-fn-${var.environment}"
-  display_name = "Penguin classifier function (${var.environment})"
+  account_id   = "${var.name_prefix}-fn-${var.environment}"
+  display_name = "Model-serving functions (${var.environment})"
 }
 
 resource "google_service_account" "job" {
-  account_id   = "penguins-job-${var.environment}"
-  display_name = "Penguin retraining job (${var.environment})"
+  account_id   = "${var.name_prefix}-job-${var.environment}"
+  display_name = "Model retraining jobs (${var.environment})"
 }
 
 resource "google_service_account" "scheduler" {
-  account_id   = "penguins-sched-${var.environment}"
-  display_name = "Starts the penguin retraining job (${var.environment})"
+  account_id   = "${var.name_prefix}-sched-${var.environment}"
+  display_name = "Starts the model retraining jobs (${var.environment})"
 }
 
 resource "google_storage_bucket_iam_member" "function_reads_models" {
@@ -44,22 +45,6 @@ resource "google_project_iam_member" "function_writes_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.function.email}"
-}
-
-resource "google_cloud_run_v2_job_iam_member" "scheduler_runs_job" {
-  name     = google_cloud_run_v2_job.retrain.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = "serviceAccount:${google_service_account.scheduler.email}"
-}
-
-# Who may call the function: private by default; public only when allow_public_invoker says so.
-resource "google_cloud_run_v2_service_iam_member" "invokers" {
-  for_each = toset(concat(var.invoker_members, var.allow_public_invoker ? ["allUsers"] : []))
-  name     = google_cloud_run_v2_service.function.name
-  location = var.region
-  role     = "roles/run.invoker"
-  member   = each.value
 }
 
 # The log sink's writer identity may only create objects in the bucket.

@@ -1,31 +1,38 @@
 locals {
-  # The function's own request log lines (one JSON line per request on stdout).
+  # Every model's request log lines (one JSON line per request on stdout, with a `model` field).
   function_log_filter = join(" AND ", [
     "resource.type=\"cloud_run_revision\"",
-    "resource.labels.service_name=\"${local.service_name}\"",
+    "resource.labels.service_name=(${join(" OR ", [for name in values(local.service_names) : "\"${name}\""])})",
     "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\"",
   ])
 }
 
-# Prediction log lines into the bucket, where the retraining job's drift report reads them
+# Prediction log lines of every model into the bucket, where each model's retraining job reads its own
+# (by the lines' `model` field) for the drift report
 # (run.googleapis.com/stdout/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json, one LogEntry per line).
 resource "google_logging_project_sink" "predictions" {
   # checkov:skip=CKV2_GCP_4:A Bucket Lock retention policy would make the serving pointer and retired bundles undeletable and un-overwritable; the bucket uses object versioning and lifecycle rules instead.
-  name                   = "penguins-predictions-${var.environment}"
+  name                   = "${var.name_prefix}-predictions-${var.environment}"
   destination            = "storage.googleapis.com/${google_storage_bucket.models.name}"
   filter                 = "${local.function_log_filter} AND jsonPayload.event=\"prediction\""
   unique_writer_identity = true
 }
 
+# Log-based metrics, shared by the models: each series carries the Cloud Run service (resource label
+# service_name) and the `model` label, and each model's alerts and dashboard filter on its service.
 resource "google_logging_metric" "request_latency" {
-  name            = "penguins_request_latency_${var.environment}"
-  description     = "Function-measured request latency (ms), by status and model version."
+  name            = "${var.name_prefix}_request_latency_${var.environment}"
+  description     = "Function-measured request latency (ms), by model, status and model version."
   filter          = "${local.function_log_filter} AND jsonPayload.latency_ms>=0"
   value_extractor = "EXTRACT(jsonPayload.latency_ms)"
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "DISTRIBUTION"
     unit        = "ms"
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
     labels {
       key        = "status"
       value_type = "STRING"
@@ -36,6 +43,7 @@ resource "google_logging_metric" "request_latency" {
     }
   }
   label_extractors = {
+    model         = "EXTRACT(jsonPayload.model)"
     status        = "EXTRACT(jsonPayload.status)"
     model_version = "EXTRACT(jsonPayload.model_version)"
   }
@@ -48,15 +56,22 @@ resource "google_logging_metric" "request_latency" {
   }
 }
 
+# `prediction` keeps a classifier's predicted label ("batch" for batches) and drops a regressor's value:
+# only values that do not start like a number become a label, so a regressor cannot create a series per
+# distinct prediction (its lines count with an empty `prediction`).
 resource "google_logging_metric" "predictions" {
-  name        = "penguins_predictions_${var.environment}"
-  description = "Prediction requests by predicted species (\"batch\" for batches) and serving model version."
+  name        = "${var.name_prefix}_predictions_${var.environment}"
+  description = "Prediction requests by model, predicted class (\"batch\" for batches, empty for regressors) and serving model version."
   filter      = "${local.function_log_filter} AND jsonPayload.event=\"prediction\""
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
     labels {
-      key        = "species"
+      key        = "model"
+      value_type = "STRING"
+    }
+    labels {
+      key        = "prediction"
       value_type = "STRING"
     }
     labels {
@@ -65,27 +80,42 @@ resource "google_logging_metric" "predictions" {
     }
   }
   label_extractors = {
-    species       = "EXTRACT(jsonPayload.species)"
+    model         = "EXTRACT(jsonPayload.model)"
+    prediction    = "REGEXP_EXTRACT(jsonPayload.prediction, \"^([^-+.0-9].*)$\")"
     model_version = "EXTRACT(jsonPayload.model_version)"
   }
 }
 
 resource "google_logging_metric" "fallback_served" {
-  name        = "penguins_fallback_served_${var.environment}"
-  description = "Predictions answered by a fallback model (previous version or the shipped one)."
+  name        = "${var.name_prefix}_fallback_served_${var.environment}"
+  description = "Predictions answered by a fallback model (previous version or the shipped one), by model."
   filter      = "${local.function_log_filter} AND jsonPayload.event=\"prediction\" AND jsonPayload.fallback=true"
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    model = "EXTRACT(jsonPayload.model)"
   }
 }
 
 resource "google_logging_metric" "validation_errors" {
-  name        = "penguins_validation_errors_${var.environment}"
-  description = "Requests rejected with 400 (invalid JSON or fields)."
+  name        = "${var.name_prefix}_validation_errors_${var.environment}"
+  description = "Requests rejected with 400 (invalid JSON or fields), by model (empty when the request named none)."
   filter      = "${local.function_log_filter} AND jsonPayload.status=400"
   metric_descriptor {
     metric_kind = "DELTA"
     value_type  = "INT64"
+    labels {
+      key        = "model"
+      value_type = "STRING"
+    }
+  }
+  label_extractors = {
+    model = "EXTRACT(jsonPayload.model)"
   }
 }

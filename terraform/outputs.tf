@@ -1,30 +1,35 @@
-output "function_url" {
-  description = "URL of the function (stable traffic)."
-  value       = google_cloud_run_v2_service.function.uri
+output "function_urls" {
+  description = "URL of each model's service (stable traffic), by model."
+  value       = { for m, svc in module.model : m => svc.function_url }
 }
 
-output "candidate_url" {
-  description = "Tag URL of the candidate revision, when there is one."
-  value       = var.candidate_revision == "" ? null : [for t in google_cloud_run_v2_service.function.traffic_statuses : t.uri if t.tag == var.candidate_tag][0]
+output "candidate_urls" {
+  description = "Tag URL of each model's candidate revision, for the models that have one."
+  value       = { for m, svc in module.model : m => svc.candidate_url if svc.candidate_url != null }
+}
+
+output "service_names" {
+  description = "Name of each model's Cloud Run service, by model."
+  value       = { for m, svc in module.model : m => svc.service_name }
+}
+
+output "job_names" {
+  description = "Name of each model's retraining Cloud Run Job, by model."
+  value       = { for m, svc in module.model : m => svc.job_name }
 }
 
 output "model_bucket" {
-  description = "Bucket holding bundles, the pointer, drift reports and prediction logs."
+  description = "Bucket holding every model's bundles, pointers, drift reports and the prediction logs."
   value       = google_storage_bucket.models.name
 }
 
 output "model_store" {
-  description = "MODEL_STORE value for the function and the job."
+  description = "MODEL_STORE value for the functions and the jobs."
   value       = "gs://${google_storage_bucket.models.name}"
 }
 
-output "job_name" {
-  description = "Name of the retraining Cloud Run Job."
-  value       = google_cloud_run_v2_job.retrain.name
-}
-
 output "service_accounts" {
-  description = "Service accounts of the function, the job and the scheduler."
+  description = "Service accounts of the functions, the jobs and the scheduler (shared by the models)."
   value = {
     function  = google_service_account.function.email
     job       = google_service_account.job.email

@@ -1,5 +1,6 @@
-# The model bucket: bundles (models/), the serving pointer, drift reports (reports/), labelled data
-# (data/), task scores (runs/) and the prediction logs the sink writes (run.googleapis.com/).
+# The model bucket, shared by every model: bundles and serving pointers (models/MODEL/), drift reports
+# (reports/), labelled data (data/), task scores (runs/) and the prediction logs the sink writes
+# (run.googleapis.com/).
 resource "google_storage_bucket" "models" {
   name                        = var.model_bucket_name
   location                    = var.region

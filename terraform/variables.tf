@@ -1,5 +1,5 @@
 variable "project_id" {
-  description = "Google Cloud project that hosts the service."
+  description = "Google Cloud project that hosts the models' services and jobs."
   type        = string
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
@@ -8,7 +8,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "Region of the function, the job, the scheduler and the bucket."
+  description = "Region of the services, the jobs, the schedulers and the bucket."
   type        = string
   default     = "europe-west1"
 }
@@ -22,8 +22,81 @@ variable "environment" {
   }
 }
 
+variable "name_prefix" {
+  description = "Prefix of the shared resources' names (service accounts, log sink, log-based metrics) and the `app` label."
+  type        = string
+  default     = "tabular"
+  validation {
+    # the longest service account id is NAME_PREFIX-sched-prod: at most 30 characters
+    condition     = can(regex("^[a-z][a-z0-9-]{0,17}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 2-19 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "models" {
+  description = <<-EOT
+    The models to serve, one per folder of specs/, each with its own Cloud Run service (fn-MODEL-ENV), retraining
+    job (retrain-MODEL-ENV) and schedule, alerts and dashboard. Values override the project-wide defaults for that
+    model only: min_instances, max_instances, memory, retrain_schedule, job_task_count, job_canary_percent,
+    alert_5xx_ratio, alert_p95_latency_ms, alert_drift_share, no_retrain_days (unset: the variable of the same name,
+    function_ prefixed for the first three).
+  EOT
+  type = map(object({
+    min_instances        = optional(number)
+    max_instances        = optional(number)
+    memory               = optional(string)
+    retrain_schedule     = optional(string)
+    job_task_count       = optional(number)
+    job_canary_percent   = optional(number)
+    alert_5xx_ratio      = optional(number)
+    alert_p95_latency_ms = optional(number)
+    alert_drift_share    = optional(number)
+    no_retrain_days      = optional(number)
+  }))
+  default = {
+    penguins = {}
+    co2      = {}
+  }
+  validation {
+    condition     = length(var.models) > 0
+    error_message = "models must name at least one model."
+  }
+  validation {
+    # fn-MODEL-prod must leave room for a revision suffix in a 63-character revision name
+    condition     = alltrue([for m in keys(var.models) : can(regex("^[a-z][a-z0-9-]{0,30}[a-z0-9]$", m))])
+    error_message = "Each model name must be 2-32 lowercase letters, digits or dashes, starting with a letter."
+  }
+}
+
+variable "traffic" {
+  description = <<-EOT
+    Per model (a key of models): the revisions serving it. stable_revision (empty: the latest revision),
+    candidate_revision (empty: none) reachable at the candidate_tag URL, candidate_percent of live traffic for it
+    (0 tag only, a canary share, or 100 for the blue-green flip). A model not listed sends all its traffic to its
+    latest revision.
+  EOT
+  type = map(object({
+    stable_revision    = optional(string, "")
+    candidate_revision = optional(string, "")
+    candidate_percent  = optional(number, 0)
+  }))
+  default = {}
+  validation {
+    condition     = alltrue([for m in keys(var.traffic) : contains(keys(var.models), m)])
+    error_message = "traffic may only name models listed in models."
+  }
+  validation {
+    condition     = alltrue([for t in values(var.traffic) : t.candidate_percent >= 0 && t.candidate_percent <= 100])
+    error_message = "candidate_percent must be 0 to 100."
+  }
+  validation {
+    condition     = alltrue([for t in values(var.traffic) : t.candidate_percent == 0 || t.candidate_revision != ""])
+    error_message = "candidate_percent needs a candidate_revision."
+  }
+}
+
 variable "model_bucket_name" {
-  description = "Globally unique name of the bucket holding model bundles, drift reports and prediction logs."
+  description = "Globally unique name of the bucket holding every model's bundles, drift reports and prediction logs (shared)."
   type        = string
   validation {
     condition     = can(regex("^[a-z0-9][a-z0-9._-]{2,62}$", var.model_bucket_name))
@@ -58,7 +131,7 @@ variable "revision_suffix" {
 }
 
 variable "function_memory" {
-  description = "Memory per instance: one worker peaks near 70 MiB on single rows, ~145 MiB after 10,000-row batches load XGBoost (bench/RESULTS.md)."
+  description = "Memory per instance (per model: models[*].memory): one worker peaks near 70 MiB on single rows, ~145 MiB after 10,000-row batches load XGBoost (bench/RESULTS.md)."
   type        = string
   default     = "512Mi"
   validation {
@@ -108,7 +181,7 @@ variable "function_threads" {
 }
 
 variable "function_min_instances" {
-  description = "Instances kept warm (0 scales to zero and pays a cold start)."
+  description = "Instances of each model's service kept warm (0 scales to zero and pays a cold start); per model: models[*].min_instances."
   type        = number
   default     = 0
   validation {
@@ -118,7 +191,7 @@ variable "function_min_instances" {
 }
 
 variable "function_max_instances" {
-  description = "Upper bound on instances (a cost guard)."
+  description = "Upper bound on instances of each model's service (a cost guard); per model: models[*].max_instances."
   type        = number
   default     = 10
   validation {
@@ -138,19 +211,19 @@ variable "function_timeout_s" {
 }
 
 variable "pointer_ttl_s" {
-  description = "How often (at most) the function re-reads serving.json (POINTER_TTL_S)."
+  description = "How often (at most) the function re-reads a model's serving.json (POINTER_TTL_S)."
   type        = number
   default     = 30
 }
 
 variable "allow_public_invoker" {
-  description = "Let anyone on the internet call the function (allUsers invoker). Private by default."
+  description = "Let anyone on the internet call every model's service (allUsers invoker). Private by default."
   type        = bool
   default     = false
 }
 
 variable "invoker_members" {
-  description = "IAM members allowed to call the function (for example serviceAccount:client@...)."
+  description = "IAM members allowed to call every model's service (for example serviceAccount:client@...)."
   type        = list(string)
   default     = []
   validation {
@@ -159,55 +232,29 @@ variable "invoker_members" {
   }
 }
 
-variable "stable_revision" {
-  description = "Revision serving the stable share of traffic; empty means the latest revision."
-  type        = string
-  default     = ""
-}
-
-variable "candidate_revision" {
-  description = "Revision under test (canary or blue-green); empty means none."
-  type        = string
-  default     = ""
-}
-
-variable "candidate_percent" {
-  description = "Share of traffic for the candidate revision: 0 (tag only), a canary share, or 100 (blue-green flip)."
-  type        = number
-  default     = 0
-  validation {
-    condition     = var.candidate_percent >= 0 && var.candidate_percent <= 100
-    error_message = "candidate_percent must be 0 to 100."
-  }
-  validation {
-    condition     = var.candidate_percent == 0 || var.candidate_revision != ""
-    error_message = "candidate_percent needs a candidate_revision."
-  }
-}
-
 variable "candidate_tag" {
-  description = "Tag giving the candidate revision its own URL (https://TAG---SERVICE-HASH.run.app)."
+  description = "Tag giving a candidate revision its own URL (https://TAG---SERVICE-HASH.run.app), in every model's service."
   type        = string
   default     = "candidate"
 }
 
 variable "job_image" {
-  description = "Container image of the retraining job (Artifact Registry)."
+  description = "Container image of the retraining job (Artifact Registry), the same for every model (run with --model MODEL)."
   type        = string
 }
 
 variable "job_task_count" {
-  description = "Parallel tasks of each retraining run; the hyperparameter search is split across them."
+  description = "Parallel tasks of each retraining run; the hyperparameter search is split across them (per model: models[*].job_task_count)."
   type        = number
   default     = 2
   validation {
     condition     = var.job_task_count >= 1 && var.job_task_count <= 18
-    error_message = "job_task_count must be 1 to 18 (the search grid has 18 points)."
+    error_message = "job_task_count must be 1 to 18."
   }
 }
 
 variable "job_canary_percent" {
-  description = "Publish retrained models as a model canary with this share (0: straight to stable)."
+  description = "Publish retrained models as a model canary with this share (0: straight to stable; per model: models[*].job_canary_percent)."
   type        = number
   default     = 0
   validation {
@@ -217,7 +264,7 @@ variable "job_canary_percent" {
 }
 
 variable "retrain_schedule" {
-  description = "Cron schedule of the retraining job."
+  description = "Cron schedule of each model's retraining job (per model: models[*].retrain_schedule)."
   type        = string
   default     = "0 3 * * 1"
 }
@@ -229,25 +276,25 @@ variable "retrain_time_zone" {
 }
 
 variable "notification_channels" {
-  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) that alerts go to."
+  description = "Monitoring notification channel ids (projects/P/notificationChannels/N) that every model's alerts go to."
   type        = list(string)
   default     = []
 }
 
 variable "alert_5xx_ratio" {
-  description = "Alert when the share of 5xx responses over 5 minutes exceeds this."
+  description = "Alert when the share of a service's 5xx responses over 5 minutes exceeds this (per model: models[*].alert_5xx_ratio)."
   type        = number
   default     = 0.01
 }
 
 variable "alert_p95_latency_ms" {
-  description = "Alert when p95 request latency over 5 minutes exceeds this many milliseconds."
+  description = "Alert when a service's p95 request latency over 5 minutes exceeds this many milliseconds (per model: models[*].alert_p95_latency_ms)."
   type        = number
   default     = 250
 }
 
 variable "alert_drift_share" {
-  description = "Alert when the retraining job reports a share of drifted features above this."
+  description = "Alert when a retraining job reports a share of drifted features above this (per model: models[*].alert_drift_share)."
   type        = number
   default     = 0.3
   validation {
@@ -257,7 +304,7 @@ variable "alert_drift_share" {
 }
 
 variable "no_retrain_days" {
-  description = "Alert when no retraining run has succeeded for this many days."
+  description = "Alert when no retraining run of a model has succeeded for this many days (per model: models[*].no_retrain_days)."
   type        = number
   default     = 8
 }

@@ -1,50 +1,62 @@
-"""Fixtures building real files and real servers: stores, a trained bundle, the GCS emulator, the function."""
+"""Fixtures building real files and real servers: stores, a trained bundle, the GCS emulator, the function,
+a Cloud Monitoring server. Helpers the tests import live in tests/support."""
 from __future__ import annotations
 
-import json
-import urllib.request
 import uuid
 from dataclasses import replace
 
 import functions_framework
 import pytest
 
-from function.serving import factory
+from function.serving import factory, logs
 from retrain_job import train
 from retrain_job.data import load_base
-from shared.bundle import Bundle, make_bundle, write_bundle
-from shared.pointer import ServingPointer, read_pointer, write_pointer
+from shared.bundle import Bundle
 from shared.settings import Settings
+from shared.spec import ModelSpec, load_spec
 from shared.store import GcsStore, LocalStore
-from testbed.servers import REPO, FunctionServer, GcsEmulator  # noqa: F401 - REPO is re-exported
+from testbed.monitoring import FakeMetricService
+from testbed.servers import REPO, FunctionServer, GcsEmulator
+from tests.support.bundles import FAST_PARAMS, STABLE, as_version, publish  # noqa: F401 - as_version: see below
+from tests.support.http import get, post  # noqa: F401 - see below
 
-FAST_PARAMS = {"max_depth": 2, "eta": 0.3, "num_boost_round": 40}
+# as_version, get and post are imported here only for tests/function/test_http.py and test_logs.py, which are
+# being edited elsewhere and still import them from this file; drop them once those import from tests.support.
 
 
 @pytest.fixture(scope="session")
-def base_data():
-    return load_base()
+def penguins_spec() -> ModelSpec:
+    return load_spec("penguins")
 
 
 @pytest.fixture(scope="session")
-def trained_bundle(base_data) -> Bundle:
-    """One real trained bundle for the session (training once keeps the suite fast)."""
-    return train.build_candidate(train.prepare(base_data), FAST_PARAMS, [])
+def base_data(penguins_spec):
+    """The penguin classifier's base data, as the job loads it from its spec."""
+    return load_base(penguins_spec)
 
 
-def as_version(bundle: Bundle, version: str) -> Bundle:
-    """The same model under another version id (manifest rebuilt, checksums recomputed)."""
-    sections = {k: v for k, v in bundle.manifest.items() if k not in {"format", "version", "created_at", "files"}}
-    return make_bundle(version, bundle.files, **sections)
+@pytest.fixture(scope="session")
+def trained_bundle(penguins_spec, base_data) -> Bundle:
+    """One real trained penguin bundle for the session (training once keeps the suite fast)."""
+    return train.build_candidate(train.prepare(penguins_spec, base_data), FAST_PARAMS, [])
 
 
-def publish(store, bundle: Bundle, *versions: str, canary: str | None = None, percent: float = 0.0) -> None:
-    """Write bundles under the given versions; the first is stable, the rest its fallbacks."""
-    for v in {*versions, *([canary] if canary else [])}:
-        write_bundle(store, "penguins", as_version(bundle, v))
-    pointer = ServingPointer(stable=versions[0], previous=tuple(versions[1:]), canary=canary, canary_percent=percent)
-    _, generation = read_pointer(store, "penguins")
-    write_pointer(store, "penguins", pointer, generation)
+@pytest.fixture(scope="session")
+def co2_spec() -> ModelSpec:
+    return load_spec("co2")
+
+
+@pytest.fixture(scope="session")
+def co2_data(co2_spec):
+    """The CO2 regressor's base data, as the job loads it from its spec."""
+    return load_base(co2_spec)
+
+
+@pytest.fixture(scope="session")
+def co2_bundle(co2_spec, co2_data) -> Bundle:
+    """One real trained CO2 bundle for the session, with quick fixed parameters per regime (no search)."""
+    quick = {"max_depth": 3, "eta": 0.3, "num_boost_round": 100}
+    return train.build_candidate(train.prepare(co2_spec, co2_data), {"rated": quick, "characteristics": quick}, [])
 
 
 @pytest.fixture
@@ -76,6 +88,14 @@ def any_store(request):
 
 
 @pytest.fixture
+def monitoring():
+    """A local server of the real Cloud Monitoring MetricService protocol, stopped after the test."""
+    fake = FakeMetricService().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
 def settings(local_store) -> Settings:
     return replace(Settings(), model_store=str(local_store.root), pointer_ttl_s=0.2, storage_retry_max_s=0.5)
 
@@ -93,29 +113,6 @@ def serve():
     yield start
     for server in servers:
         server.stop()
-
-
-def post(url: str, body, headers: dict | None = None, raw: bytes | None = None, timeout: float = 10):
-    """POST JSON over real HTTP; returns (status, parsed body, headers)."""
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST",
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read()), dict(err.headers)
-
-
-def get(url: str, timeout: float = 10):
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read()), dict(err.headers)
-
-
-STABLE = "20261101T000000Z-stable00"
 
 
 @pytest.fixture
@@ -139,4 +136,12 @@ def make_client(monkeypatch):
 
 @pytest.fixture
 def client(make_client, published):
-    return make_client(MODEL_STORE=published.root, POINTER_TTL_S=0.2)
+    """The function serving the penguin model published in a local store (and nothing else)."""
+    return make_client(MODEL_STORE=published.root, POINTER_TTL_S=0.2, MODELS="penguins")
+
+
+@pytest.fixture(autouse=True)
+def _flush_request_logs():
+    """Write out the request lines an in-process test left in the background writer's buffers, inside its capture."""
+    yield
+    logs.flush()

@@ -18,7 +18,8 @@ from urllib.parse import unquote
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from testbed.servers import REPO
+
 README_MAX_LINES = 130
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

@@ -14,25 +14,29 @@ import orjson
 from werkzeug.wrappers import Request, Response
 
 from function.serving.errors import ApiError, bad_request, field_violations
-from function.serving.loader import Choice, ModelLoader, NoModel
+from function.serving.loader import Choice, ModelLoader, NoModel, Registry
 from function.serving.logs import MAX_LOGGED_ROWS, RequestLog
-from shared.features import InvalidRows, build_batch
-from shared.predictor import Probabilities
+from shared.model import ServingModel
+from shared.predictor import Estimates, Probabilities
 from shared.settings import Settings
+from shared.validation import InvalidRows, build_batch
 
 log = logging.getLogger(__name__)
+# fixed paths and their methods; `/v1/models/{name}` and `/v1/models/{name}:predict` are matched apart
 ROUTES = {"/predict": "POST", "/": "POST", "/health": "GET", "/model": "GET", "/openapi.json": "GET"}
+V1_PREFIX = "/v1/models/"
 RETRY_AFTER_S = "5"
 HIDDEN_MANIFEST_SECTIONS = ("libraries",)  # responses never reveal library versions
 PROBABILITY_DIGITS = 6  # answers round probabilities to this many decimals
+VALUE_DIGITS = 3  # and a regressor's values and intervals to this many
 
 
 class ServingApp:
     """The whole HTTP surface of the function, framework-agnostic apart from werkzeug's Request."""
 
-    def __init__(self, settings: Settings, loader: ModelLoader, request_log: RequestLog) -> None:
+    def __init__(self, settings: Settings, registry: Registry, request_log: RequestLog) -> None:
         self.settings = settings
-        self.loader = loader
+        self.registry = registry
         self.request_log = request_log
         self._canary_environ_key = "HTTP_" + settings.canary_header.upper().replace("-", "_")
 
@@ -54,46 +58,71 @@ class ServingApp:
         return Response(payload, status=status, headers=headers, content_type="application/json")
 
     def _route(self, request: Request, log_fields: dict) -> tuple[int, dict, dict]:
-        method = ROUTES.get(request.path)
+        path = request.path
+        if path.startswith(V1_PREFIX):
+            name, _, verb = path[len(V1_PREFIX):].partition(":")
+            loader = self.registry.get(name)
+            if loader is None or verb not in ("", "predict"):
+                raise ApiError(404, f"no such model or method; models: {', '.join(self.registry.names)}")
+            method = "POST" if verb else "GET"
+            if request.method != method:
+                raise ApiError(405, f"{path} accepts {method} only", headers={"Allow": method})
+            return self._predict(request, loader, log_fields, batch_answer=True) if verb else self._describe(loader)
+        method = ROUTES.get(path)
         if method is None:
-            raise ApiError(404, f"no such path; try {', '.join(p for p in ROUTES if p != '/')}")
+            raise ApiError(404, f"no such path; try {', '.join(p for p in ROUTES if p != '/')}, "
+                                f"{V1_PREFIX}{{model}}[:predict]")
         if request.method != method:
-            raise ApiError(405, f"{request.path} accepts {method} only", headers={"Allow": method})
-        if request.path == "/health":
+            raise ApiError(405, f"{path} accepts {method} only", headers={"Allow": method})
+        default = self.registry.get(self.settings.default_model)
+        if path == "/health":
             return self._health()
-        if request.path == "/model":
-            choice = self._choose(0)
-            manifest = {k: v for k, v in choice.model.manifest.items() if k not in HIDDEN_MANIFEST_SECTIONS}
-            return 200, {"model_version": choice.model.version, "fallback": choice.fallback, "manifest": manifest}, {}
-        if request.path == "/openapi.json":
+        if path == "/model":
+            return self._describe(default)
+        if path == "/openapi.json":
             from function.serving.openapi import openapi_document  # noqa: PLC0415 - Marshmallow stays out of cold starts
 
-            return 200, openapi_document(self._choose(0).model.contract, self.settings), {}
-        return self._predict(request, log_fields)
+            served = tuple((name, self._choose(self.registry.get(name), 0).model.contract)
+                           for name in self.registry.names)
+            return 200, openapi_document(served, self.settings), {}
+        return self._predict(request, default, log_fields, batch_answer=False)
+
+    def _describe(self, loader: ModelLoader) -> tuple[int, dict, dict]:
+        choice = self._choose(loader, 0)
+        manifest = {k: v for k, v in choice.model.manifest.items() if k not in HIDDEN_MANIFEST_SECTIONS}
+        return 200, {"name": loader.name, "model_version": choice.model.version, "fallback": choice.fallback,
+                     "manifest": manifest}, {}
 
     def _health(self) -> tuple[int, dict, dict]:
-        try:
-            cold = self.loader.choose(0).cold
-        except NoModel:
-            cold = False
-        status = self.loader.status()
-        if not status["ready"]:
-            return 503, {"status": "unavailable", **status}, {"Retry-After": RETRY_AFTER_S}
+        """Every served model's state; 503 while the default model has none, degraded if any is not as it should be."""
+        models, cold = {}, False
+        for name in self.registry.names:
+            loader = self.registry.get(name)
+            try:
+                cold = loader.choose(0).cold or cold
+            except NoModel:
+                pass
+            models[name] = loader.status()
+        default = models[self.settings.default_model]
+        if not default["ready"]:
+            return 503, {"status": "unavailable", **default, "models": models}, {"Retry-After": RETRY_AFTER_S}
+        degraded = any(not m["ready"] or m["fallback"] for m in models.values())
         headers = {"X-Model-Load": "cold"} if cold else {}
-        return 200, {"status": "degraded" if status["fallback"] else "ok", **status}, headers
+        return 200, {"status": "degraded" if degraded else "ok", **default, "models": models}, headers
 
-    def _choose(self, key: int) -> Choice:
+    def _choose(self, loader: ModelLoader, key: int) -> Choice:
         try:
-            return self.loader.choose(key)
+            return loader.choose(key)
         except NoModel:
-            raise ApiError(503, "no model can be loaded right now; retry later",
+            raise ApiError(503, f"no {loader.name} model can be loaded right now; retry later",
                            headers={"Retry-After": RETRY_AFTER_S}) from None
 
-    def _predict(self, request: Request, log_fields: dict) -> tuple[int, dict, dict]:
+    def _predict(self, request: Request, loader: ModelLoader, log_fields: dict,
+                 batch_answer: bool) -> tuple[int, dict, dict]:
         raw = self._read_json_body(request)
         rows, single = self._parse_rows(raw)
         key = request.environ.get(self._canary_environ_key)
-        choice = self._choose(zlib.crc32(key.encode() if key else raw) % 10_000)
+        choice = self._choose(loader, zlib.crc32(key.encode() if key else raw) % 10_000)
         model = choice.model
         try:
             batch = build_batch(model.contract, rows)
@@ -101,17 +130,17 @@ class ServingApp:
             violations = field_violations(exc.errors[0] if single else {"instances": exc.errors})
             log_fields["error_fields"] = sorted({v["field"].split(".")[-1] for v in violations})[:20]
             raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
-        predictions = format_predictions(model.labels, model.predictor.predict(batch), batch.warnings,
-                                         model.version, choice.fallback)
-        species = [p["species"] for p in predictions[:MAX_LOGGED_ROWS]]
-        log_fields.update(model_version=model.version, role=choice.role, fallback=choice.fallback,
-                          rows=len(rows), species=species[0] if single else "batch", predicted=species,
-                          instances=rows[:MAX_LOGGED_ROWS],  # validated: only contract fields and year
+        predictions = format_predictions(model, model.predictor.predict(batch), batch.warnings, choice.fallback)
+        target = model.contract.target.name
+        predicted = [p[target] for p in predictions[:MAX_LOGGED_ROWS]]
+        log_fields.update(model=model.name, model_version=model.version, role=choice.role, fallback=choice.fallback,
+                          rows=len(rows), prediction=predicted[0] if single else "batch", predicted=predicted,
+                          instances=rows[:MAX_LOGGED_ROWS],  # validated: only contract and passthrough fields
                           out_of_range=sum(1 for w in batch.warnings if w))
         headers = {"X-Model-Load": "cold"} if choice.cold else {}
         if choice.cold:
             log_fields["cold"] = True
-        if single:
+        if single and not batch_answer:
             return 200, predictions[0], headers
         return 200, {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback}, headers
 
@@ -172,12 +201,21 @@ class ServingApp:
         })
 
 
-def format_predictions(labels: tuple[str, ...], proba: Probabilities, warnings: list, version: str,
+def format_predictions(model: ServingModel, out: Probabilities | Estimates, warnings: list,
                        fallback: bool) -> list[dict]:
-    """One answer object per row, the same whichever evaluator computed the probabilities."""
-    species, rounded = proba.labels_and_rows(labels, PROBABILITY_DIGITS)
-    return [{"species": s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
-            for s, p, w in zip(species, _by_label(labels)(rounded), warnings)]
+    """One answer object per row, the same whichever evaluator computed it: the prediction under the target's
+    name, then class probabilities or the prediction interval."""
+    target, version = model.contract.target.name, model.version
+    if isinstance(out, Estimates):
+        level = model.contract.target.interval
+        return [{target: round(v, VALUE_DIGITS),
+                 "interval": {"lower": round(lo, VALUE_DIGITS), "upper": round(hi, VALUE_DIGITS), "level": level},
+                 "model_version": version, "fallback": fallback, "warnings": w}
+                for v, lo, hi, w in zip(out.values, out.lower, out.upper, warnings)]
+    labels = model.labels
+    predicted, rounded = out.labels_and_rows(labels, PROBABILITY_DIGITS)
+    return [{target: s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
+            for s, p, w in zip(predicted, _by_label(labels)(rounded), warnings)]
 
 
 @lru_cache(maxsize=8)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from function.serving.app import ServingApp
-from function.serving.loader import ModelLoader
+from function.serving.loader import Registry
 from function.serving.logs import LocalSink, RequestLog
 from shared.settings import FUNCTION, Settings
 
@@ -20,11 +20,11 @@ _lock = threading.Lock()
 
 
 def build_app(settings: Settings) -> ServingApp:
-    """Wire settings, loader and request log together."""
+    """Wire settings, the served models' loaders and the request log together."""
     sink = None
     if settings.log_to_store and not settings.model_store.startswith("gs://"):
         sink = LocalSink(Path(settings.model_store) / settings.log_prefix)  # the function never writes to GCS
-    return ServingApp(settings, ModelLoader(settings), RequestLog(sink))
+    return ServingApp(settings, Registry(settings), RequestLog(sink))
 
 
 def tune_gc() -> None:

@@ -18,13 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from shared.bundle import MODEL_FILE, TREES_FILE, Bundle, CorruptBundle, read_bundle
-from shared.contract import FeatureContract
-from shared.features import InvalidRows, build_batch
+from shared.bundle import CorruptBundle, read_bundle
+from shared.model import ServingModel, load_model
 from shared.pointer import ServingPointer, read_pointer
-from shared.predictor import BoosterPredictor, RoutedPredictor, TreeEnsemble
 from shared.settings import Settings
 from shared.store import LocalStore, NotFound, Store, StoreUnavailable, open_store
 
@@ -34,18 +30,6 @@ log = logging.getLogger(__name__)
 
 class NoModel(Exception):
     """No model at all could be loaded: not from the store, not the shipped one."""
-
-
-@dataclass(frozen=True)
-class ServingModel:
-    """A loaded, verified bundle ready to predict."""
-
-    version: str
-    manifest: dict
-    contract: FeatureContract
-    labels: tuple[str, ...]
-    predictor: RoutedPredictor
-    source: str  # "store" or "shipped"
 
 
 @dataclass(frozen=True)
@@ -77,50 +61,13 @@ class _State:
         return {m.version: m for m in (self.stable, self.canary) if m is not None and m.source == "store"}
 
 
-def load_model(bundle: Bundle, source: str, fast_max_rows: int) -> ServingModel:
-    """Build a ServingModel; CorruptBundle if the model or its contract cannot be served."""
-    try:
-        contract = bundle.contract
-        labels = tuple(bundle.manifest["labels"])
-        if labels != contract.labels:
-            raise ValueError("manifest labels differ from the contract's")
-        booster = BoosterPredictor(bundle.files[MODEL_FILE])
-        fast = _verified_fast_predictor(bundle, contract)
-        if fast is None:
-            booster.predict_proba(np.zeros((1, len(contract.columns)), dtype=np.float32))  # fail now, not later
-    except CorruptBundle:
-        raise
-    except Exception as exc:  # xgboost and numpy raise a variety of errors on bad model bytes
-        raise CorruptBundle(f"{bundle.version}: cannot serve ({type(exc).__name__}: {exc})") from None
-    return ServingModel(bundle.version, bundle.manifest, contract, labels,
-                        RoutedPredictor(fast, booster, fast_max_rows), source)
-
-
-def _verified_fast_predictor(bundle: Bundle, contract: FeatureContract) -> TreeEnsemble | None:
-    """The compiled evaluators, only if they reproduce the probabilities recorded at publish time."""
-    data = bundle.files.get(TREES_FILE)
-    check = bundle.manifest.get("verification")
-    if data is None or not check:
-        return None
-    try:
-        trees = TreeEnsemble.from_bytes(data)
-        x = build_batch(contract, check["rows"]).matrix
-        diff = trees.max_difference(x, np.asarray(check["probabilities"]))
-    except (ValueError, KeyError, IndexError, InvalidRows) as exc:
-        log.warning("fast predictor of %s unusable: %s", bundle.version, exc)
-        return None
-    if diff > float(check.get("tolerance", 1e-5)):
-        log.warning("fast predictor of %s differs from XGBoost by %g; using XGBoost", bundle.version, diff)
-        return None
-    return trees
-
-
 class ModelLoader:
-    """Holds the serving state for one process; `choose` is all a request needs."""
+    """Holds one model's serving state for one process; `choose` is all a request needs."""
 
     def __init__(self, settings: Settings, store_factory: Callable[[], Store] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, name: str | None = None) -> None:
         self.settings = settings
+        self.name = name or settings.default_model
         self._store_factory = store_factory or (lambda: open_store(settings.model_store, settings.storage_timeout_s))
         self._store: Store | None = None
         self._shipped_dir = Path(settings.shipped_model_dir) if settings.shipped_model_dir else SHIPPED_DIR
@@ -178,7 +125,7 @@ class ModelLoader:
         try:
             if self._store is None:
                 self._store = self._store_factory()
-            pointer, generation = read_pointer(self._store, self.settings.model_name)
+            pointer, generation = read_pointer(self._store, self.name)
         except (StoreUnavailable, ValueError, KeyError, TypeError) as exc:
             return self._storage_failed(state, f"{type(exc).__name__}: {exc}", now)
         except Exception as exc:  # a client that cannot even be built (no credentials...) is a storage fault
@@ -207,8 +154,8 @@ class ModelLoader:
         if version in cache:
             return cache[version]
         try:
-            bundle = read_bundle(self._store, self.settings.model_name, version)
-            model = load_model(bundle, "store", self.settings.fast_predictor_max_rows)
+            bundle = read_bundle(self._store, self.name, version)
+            model = load_model(self.name, bundle, "store", self.settings.fast_predictor_max_rows)
         except (NotFound, CorruptBundle, StoreUnavailable) as exc:
             log.error("model version %s unusable: %s", version, exc)
             return None
@@ -230,12 +177,35 @@ class ModelLoader:
                        generation: int | None) -> _State | None:
         try:
             shipped = LocalStore(self._shipped_dir)
-            pointer, _ = read_pointer(shipped, self.settings.model_name)
+            pointer, _ = read_pointer(shipped, self.name)
             if pointer is None:
                 raise NotFound("shipped pointer")
-            model = load_model(read_bundle(shipped, self.settings.model_name, pointer.stable), "shipped",
+            model = load_model(self.name, read_bundle(shipped, self.name, pointer.stable), "shipped",
                                self.settings.fast_predictor_max_rows)
         except (NotFound, CorruptBundle, ValueError) as exc:
             log.error("shipped model unusable: %s", exc)
             return None
         return _State(model, "shipped", None, 0.0, generation, next_check, now, storage_error=error)
+
+
+class Registry:
+    """One lazily loaded ModelLoader per served model, sharing one store client."""
+
+    def __init__(self, settings: Settings, store_factory: Callable[[], Store] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.names = settings.models
+        factory = store_factory or (lambda: open_store(settings.model_store, settings.storage_timeout_s))
+        lock, stores = threading.Lock(), []
+
+        def shared_store() -> Store:
+            with lock:
+                if not stores:
+                    stores.append(factory())
+                return stores[0]
+
+        self.loaders = {name: ModelLoader(settings, shared_store, clock, name) for name in self.names}
+
+    def get(self, name: str) -> ModelLoader | None:
+        """The loader of a served model, or None for a name this function does not serve."""
+        return self.loaders.get(name)

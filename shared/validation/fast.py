@@ -1,8 +1,9 @@
 """Request rows to the model's float32 matrix, in contract order: the one place that knows the layout.
 
-The column-wise fast path checks a whole batch with a handful of set and NumPy operations. It accepts
-only what the Marshmallow schema accepts; when anything looks wrong it hands the batch to Marshmallow,
-which names every bad field. Tests hold the two paths to the same verdicts.
+Valid rows never reach Marshmallow: small batches are checked row by row in plain Python, large ones
+column by column with a few set and NumPy operations, both against the bounds, levels and policies of
+`rules` (and with its warnings). When anything looks wrong the batch goes to the Marshmallow schema,
+which names every bad field with the rules' messages. Tests hold the paths to the same verdicts.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from operator import itemgetter
 
 import numpy as np
 
-from shared.contract import MAX_STRING_CHARS, FeatureContract
+from shared.contract import FeatureContract
+from shared.validation.rules import MAX_STRING_CHARS, CategoryRule, NumericRule
 
 _NUMBER_TYPES = frozenset({int, float})
+_OPTIONAL_NUMBER_TYPES = frozenset({int, float, type(None)})
 _NAN = float("nan")
 
 
@@ -56,33 +59,43 @@ class _Layout:
     allowed: frozenset
     required: frozenset
     width: int
-    numeric: tuple[tuple[str, float, float, float, float], ...]  # name, hard_min, hard_max, train_min, train_max
-    categorical: tuple[tuple[str, dict, int, bool], ...]  # name, lowercase level -> index, levels, required
-    # per categorical feature: lowercase level -> its one-hot columns; None -> NaNs if the feature is optional
-    one_hot: tuple[tuple[str, dict], ...]
+    # name, hard_min, hard_max, train_min, train_max, required, rule: in contract order
+    numeric: tuple[tuple[str, float, float, float, float, bool, NumericRule], ...]
+    # name, normalised level -> its one-hot columns (None -> NaNs if optional), width, rule
+    one_hot: tuple[tuple[str, dict, int, CategoryRule], ...]
+    integers: tuple[tuple[str, int | None, int | None], ...]  # passthrough integers: name, low, high
+    strings: tuple[str, ...]  # passthrough strings
 
     @cached_property
     def numeric_getter(self) -> itemgetter:
         names = [spec[0] for spec in self.numeric]
         return itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
 
+    @cached_property
+    def all_numeric_required(self) -> bool:
+        return all(spec[5] for spec in self.numeric)
 
-@lru_cache(maxsize=8)
+
+@lru_cache(maxsize=16)
 def _layout(contract: FeatureContract) -> _Layout:
-    required = {f.name for f in contract.numeric} | {c.name for c in contract.categorical if c.required}
-    allowed = set(contract.field_names) | {"year"}
-    numeric = tuple((f.name, f.hard_min, f.hard_max, f.train_min, f.train_max) for f in contract.numeric)
-    categorical = tuple((c.name, {level.lower(): i for i, level in enumerate(c.levels)}, len(c.levels), c.required)
-                        for c in contract.categorical)
-    one_hot = tuple((name, _one_hot_table(lookup, n_levels, required)) for name, lookup, n_levels, required
-                    in categorical)
-    return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, categorical, one_hot)
+    required = {f.name for f in contract.numeric if f.required} | {c.name for c in contract.categorical if c.required}
+    allowed = set(contract.field_names) | {p.name for p in contract.passthrough}
+    numeric = tuple((f.name, f.hard_min, f.hard_max, f.train_min, f.train_max, f.required, NumericRule(f))
+                    for f in contract.numeric)
+    one_hot = tuple((c.name, _one_hot_table(CategoryRule(c)), len(c.levels), CategoryRule(c))
+                    for c in contract.categorical)
+    integers = tuple((p.name, p.low, p.high) for p in contract.passthrough if p.kind == "integer")
+    strings = tuple(p.name for p in contract.passthrough if p.kind == "string")
+    return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, one_hot, integers,
+                   strings)
 
 
-def _one_hot_table(lookup: dict[str, int], n_levels: int, required: bool) -> dict:
-    table: dict = {level: tuple(float(i == index) for i in range(n_levels)) for level, index in lookup.items()}
-    if not required:
-        table[None] = (_NAN,) * n_levels  # absent: missing for the model, not "none of the levels"
+def _one_hot_table(rule: CategoryRule) -> dict:
+    levels = rule.feature.levels
+    table: dict = {rule.normalise(level): tuple(float(i == index) for i in range(len(levels)))
+                   for index, level in enumerate(levels)}
+    if not rule.feature.required:
+        table[None] = (_NAN,) * len(levels)  # absent: missing for the model, not "none of the levels"
     return table
 
 
@@ -92,7 +105,7 @@ def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
     if batch is not None:
         return batch
     # imported here: valid requests never need Marshmallow, so cold starts need not pay for importing it
-    from shared.schema import schema_errors  # noqa: PLC0415
+    from shared.validation.schema import schema_errors  # noqa: PLC0415
 
     cleaned, errors = schema_errors(contract, rows)
     if errors:
@@ -107,27 +120,38 @@ def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
     """The batch as a matrix, or None if any row needs Marshmallow's judgement."""
     layout = _layout(contract)
     if len(rows) <= SMALL_BATCH:
-        return _by_rows(layout, contract.year_range, rows)
+        return _by_rows(layout, rows)
     if set(map(type, rows)) != {dict}:
         return None
     for keys in set(map(tuple, rows)):  # batches repeat a handful of key orders: check each once
         if not (layout.required.issubset(keys) and layout.allowed.issuperset(keys)):
             return None
-    return _by_columns(layout, contract.year_range, rows)
+    return _by_columns(layout, rows)
 
 
-def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
-    """Small batches, one row at a time in plain Python: the same rules as `_fast_path`'s for large ones."""
+def _passthrough_ok(layout: _Layout, row: dict) -> bool:
+    for name, low, high in layout.integers:
+        value = row.get(name)
+        if value is not None and (type(value) is not int or (low is not None and not low <= value <= high)):
+            return False
+    for name in layout.strings:
+        value = row.get(name)
+        if value is not None and (type(value) is not str or len(value) > MAX_STRING_CHARS):
+            return False
+    return True
+
+
+def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
+    """Small batches, one row at a time in plain Python: the same rules as the column path's for large ones."""
     values: list[list[float]] = []
-    warnings: list[list[str]] = []
-    low_year, high_year = year_range
+    warnings: list = []
     for row in rows:
         if type(row) is not dict or not (row.keys() >= layout.required and layout.allowed.issuperset(row)):
             return None
         out: list[float] = []
         notes: list[str] = []
-        for name, hard_min, hard_max, train_min, train_max in layout.numeric:
-            number = row[name]
+        for name, hard_min, hard_max, train_min, train_max, required, rule in layout.numeric:
+            number = row.get(name)
             kind = type(number)
             if kind is int:  # exact types: a bool is an int subclass and no measurement
                 try:
@@ -135,84 +159,107 @@ def _by_rows(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> 
                 except OverflowError:
                     return None
             elif kind is not float:
+                if number is None and not required:
+                    out.append(_NAN)
+                    continue
                 return None
             if not hard_min < number <= hard_max:  # the comparison is False for NaN too
                 return None
             if number < train_min or number > train_max:
-                notes.append(_warning(name, number, train_min, train_max))
+                notes.append(rule.warning(number))
             out.append(number)
-        for name, one_hot in layout.one_hot:
+        for name, one_hot, width, rule in layout.one_hot:
             value = row.get(name)
             if type(value) is str:
-                encoded = one_hot.get(value.lower()) if len(value) <= MAX_STRING_CHARS else None
+                if len(value) > MAX_STRING_CHARS:
+                    return None
+                encoded = one_hot.get(rule.normalise(value))
+                if encoded is None and rule.feature.unseen == "missing":
+                    encoded = (_NAN,) * width
+                    notes.append(rule.warning(value))
             else:
                 encoded = one_hot.get(None) if value is None else None  # NaNs, or None if the feature is required
             if encoded is None:
                 return None
             out += encoded
-        year = row.get("year")
-        if year is not None and (type(year) is not int or not low_year <= year <= high_year):
+        if not _passthrough_ok(layout, row):
             return None
         values.append(array("f", out).tolist())  # float32 rounding, as the model sees its inputs
         warnings.append(notes or ())
     return FeatureBatch(warnings, rows=values)
 
 
-def _by_columns(layout: _Layout, year_range: tuple[int, int], rows: list[dict]) -> FeatureBatch | None:
+def _numeric_block(layout: _Layout, rows: list[dict]) -> np.ndarray | None:
+    """The numeric columns as float64 (NaN where an optional one is absent), or None on a wrong type."""
+    n = len(rows)
+    if layout.all_numeric_required:
+        numeric = list(map(layout.numeric_getter, rows))  # one tuple of measurements per row
+        if not set(map(type, chain.from_iterable(numeric))) <= _NUMBER_TYPES:
+            return None
+        return np.array(numeric, dtype=np.float64).reshape(n, len(layout.numeric))
+    block = np.empty((n, len(layout.numeric)), dtype=np.float64)
+    for j, (name, *_, required, _rule) in enumerate(layout.numeric):
+        column = [row.get(name) for row in rows]
+        kinds = set(map(type, column))
+        if not kinds <= (_NUMBER_TYPES if required else _OPTIONAL_NUMBER_TYPES):
+            return None
+        block[:, j] = [_NAN if v is None else v for v in column] if type(None) in kinds else column
+    return block
+
+
+def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
     """Large batches as columns: a few set and NumPy operations per feature."""
     n = len(rows)
     matrix = np.empty((n, layout.width), dtype=np.float32)
-    out_of_range = []
-    numeric = list(map(layout.numeric_getter, rows))  # one tuple of measurements per row
-    if not set(map(type, chain.from_iterable(numeric))) <= _NUMBER_TYPES:
-        return None
+    notes: list = []  # (row mask, message of a row index)
     try:
-        block = np.array(numeric, dtype=np.float64).reshape(n, len(layout.numeric))
+        block = _numeric_block(layout, rows)
     except OverflowError:
         return None
-    for j, (name, hard_min, hard_max, train_min, train_max) in enumerate(layout.numeric):
+    if block is None:
+        return None
+    for j, (_name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
         values = block[:, j]
+        given = values if required else values[~np.isnan(values)]
         # NaN fails both comparisons, so non-finite values are caught here too
-        if not bool(np.all((values > hard_min) & (values <= hard_max))):
+        if not bool(np.all((given > hard_min) & (given <= hard_max))):
             return None
         outside = (values < train_min) | (values > train_max)
         if outside.any():
-            out_of_range.append((name, train_min, train_max, outside, values))
+            notes.append((outside, lambda i, values=values, rule=rule: rule.warning(float(values[i]))))
     matrix[:, :len(layout.numeric)] = block
     col = len(layout.numeric)
-    for name, lookup, n_levels, required in layout.categorical:
+    for name, one_hot, width, rule in layout.one_hot:
         column = [row.get(name) for row in rows]
         kinds = set(map(type, column))
-        if not kinds <= ({str, type(None)} if not required else {str}):
+        if not kinds <= ({str} if rule.feature.required else {str, type(None)}):
             return None
         if max(map(len, filter(None, column)), default=0) > MAX_STRING_CHARS:
             return None
-        if type(None) in kinds:
-            lowered = [v.lower() if v is not None else None for v in column]
-            found = list(map({**lookup, None: -1}.get, lowered))
-        else:
-            found = list(map(lookup.get, map(str.lower, column)))
-        if None in found:  # a level the model does not know
-            return None
+        lookup = {key: i for i, key in enumerate(k for k in one_hot if k is not None)}
+        normalise = rule.normalise
+        found = [lookup.get(normalise(v)) if v is not None else -1 for v in column]
+        unseen = [i for i, code in enumerate(found) if code is None]
+        if unseen:
+            if rule.feature.unseen != "missing":  # a level the model does not know
+                return None
+            mask = np.zeros(n, dtype=bool)
+            mask[unseen] = True
+            notes.append((mask, lambda i, column=column, rule=rule: rule.warning(column[i])))
+            found = [-1 if code is None else code for code in found]
         codes = np.array(found, dtype=np.int64)
-        block = (codes[:, None] == np.arange(n_levels)).astype(np.float32)
-        block[codes < 0] = np.nan  # absent category: missing for the model, not "none of the levels"
-        matrix[:, col:col + n_levels] = block
-        col += n_levels
-    years = [year for year in (row.get("year") for row in rows) if year is not None]
-    if years and (not set(map(type, years)) <= {int} or min(years) < year_range[0] or max(years) > year_range[1]):
+        one_hot_block = (codes[:, None] == np.arange(width)).astype(np.float32)
+        one_hot_block[codes < 0] = np.nan  # absent or unseen category: missing for the model
+        matrix[:, col:col + width] = one_hot_block
+        col += width
+    if (layout.integers or layout.strings) and not all(_passthrough_ok(layout, row) for row in rows):
         return None
-    return FeatureBatch(_warnings(n, out_of_range), _matrix=matrix)
+    return FeatureBatch(_warnings(n, notes), _matrix=matrix)
 
 
-def _warnings(n: int, out_of_range: list) -> list[list[str]]:
+def _warnings(n: int, notes: list) -> list:
     warnings: list = [()] * n  # rows without warnings share one empty (immutable) sequence
-    for name, train_min, train_max, outside, values in out_of_range:
-        for i in np.flatnonzero(outside):
-            warnings[i] = [*warnings[i], _warning(name, float(values[i]), train_min, train_max)]
+    for mask, message in notes:
+        for i in np.flatnonzero(mask):
+            warnings[i] = [*warnings[i], message(int(i))]
     return warnings
-
-
-def _warning(name: str, value: float, train_min: float, train_max: float) -> str:
-    return (f"{name}={value:g} is outside the training range {train_min:g} to {train_max:g}; "
-            "the prediction is less reliable")

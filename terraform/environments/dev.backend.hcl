@@ -1,2 +1,2 @@
-bucket = "penguins-dev-000000-tfstate"
-prefix = "penguins/dev"
+bucket = "tabular-dev-000000-tfstate"
+prefix = "tabular/dev"

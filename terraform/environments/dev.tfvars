@@ -1,10 +1,10 @@
-project_id             = "penguins-dev-000000"
+project_id             = "tabular-dev-000000"
 environment            = "dev"
 region                 = "europe-west1"
-model_bucket_name      = "penguins-dev-000000-models"
-access_log_bucket_name = "penguins-dev-000000-access-logs"
+model_bucket_name      = "tabular-dev-000000-models"
+access_log_bucket_name = "tabular-dev-000000-access-logs"
 revision_suffix        = "initial"
-job_image              = "europe-west1-docker.pkg.dev/penguins-dev-000000/penguins/retrain-job:latest"
+job_image              = "europe-west1-docker.pkg.dev/tabular-dev-000000/tabular/retrain-job:latest"
 function_min_instances = 0
 function_max_instances = 3
 job_task_count         = 1

@@ -1,2 +1,2 @@
-bucket = "penguins-prod-000000-tfstate"
-prefix = "penguins/prod"
+bucket = "tabular-prod-000000-tfstate"
+prefix = "tabular/prod"

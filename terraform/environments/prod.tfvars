@@ -1,10 +1,10 @@
-project_id             = "penguins-prod-000000"
+project_id             = "tabular-prod-000000"
 environment            = "prod"
 region                 = "europe-west1"
-model_bucket_name      = "penguins-prod-000000-models"
-access_log_bucket_name = "penguins-prod-000000-access-logs"
+model_bucket_name      = "tabular-prod-000000-models"
+access_log_bucket_name = "tabular-prod-000000-access-logs"
 revision_suffix        = "initial"
-job_image              = "europe-west1-docker.pkg.dev/penguins-prod-000000/penguins/retrain-job:latest"
+job_image              = "europe-west1-docker.pkg.dev/tabular-prod-000000/tabular/retrain-job:latest"
 function_min_instances = 1
 function_max_instances = 20
 job_task_count         = 3

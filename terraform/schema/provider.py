@@ -129,8 +129,8 @@ def _types(kind: str, schemas: dict) -> list[type]:
     return [type(f"{kind}_{name}", (base,), {"type_name": name, "raw": raw}) for name, raw in sorted(schemas.items())]
 
 
-class StandInResource(Resource):
-    """A managed resource type: validates config against its schema; every other operation fails."""
+class _SchemaBacked:
+    """What both kinds of stand-in type share: a name, the extracted schema, and validation against it."""
 
     type_name = ""
     raw: dict = {}
@@ -152,6 +152,10 @@ class StandInResource(Resource):
     def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
         """What SDKv2 adds to core's checks: computed-only attributes must stay unset."""
         _check(diags, type_name, self.raw["block"], config)
+
+
+class StandInResource(_SchemaBacked, Resource):
+    """A managed resource type: validates config against its schema; every other operation fails."""
 
     def plan(self, ctx: Any, current: Any, planned: Any) -> None:
         """Unsupported."""
@@ -174,29 +178,8 @@ class StandInResource(Resource):
         ctx.diagnostics.add_error("Apply is not supported", UNSUPPORTED)
 
 
-class StandInDataSource(DataSource):
+class StandInDataSource(_SchemaBacked, DataSource):
     """A data source type: validates config against its schema; reading fails."""
-
-    type_name = ""
-    raw: dict = {}
-
-    def __init__(self, provider: Any = None) -> None:
-        self.provider = provider
-
-    @classmethod
-    def get_name(cls) -> str:
-        """The full type name (the provider's model prefix is empty)."""
-        return cls.type_name
-
-    @classmethod
-    def get_schema(cls) -> Schema:
-        """The extracted schema of this type."""
-        block = to_block(cls.raw["block"])
-        return Schema(version=cls.raw.get("version", 0), attributes=block.attributes, block_types=block.block_types)
-
-    def validate(self, diags: Diagnostics, type_name: str, config: Config) -> None:
-        """What SDKv2 adds to core's checks: computed-only attributes must stay unset."""
-        _check(diags, type_name, self.raw["block"], config)
 
     def read(self, ctx: ReadDataContext, config: Config) -> None:
         """Unsupported."""

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 
 from function.serving.app import format_predictions
-from shared.examples import SEED_EXAMPLES
+from shared.contract import FeatureContract, NumericFeature, Target
+from shared.model import ServingModel
 from shared.predictor import Probabilities
-from tests.function.conftest import STABLE
+from tests.support.bundles import STABLE
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import NOT_A_ROUTE
 
 SEED = SEED_EXAMPLES[0][0]
 
@@ -66,8 +69,10 @@ def test_answers_for_any_number_of_labels(labels):
     proba = rng.random((20, len(labels)))
     proba /= proba.sum(axis=1, keepdims=True)
     warnings = [()] * 19 + [["a warning"]]
+    contract = FeatureContract((NumericFeature("x", 0.0, 1.0, 0.0, 1.0),), (), Target("species", "multiclass", labels))
+    model = ServingModel("m", "v1", {}, contract, None, "store")
     for result in (Probabilities(proba.tolist()), Probabilities(array=proba)):
-        answers = format_predictions(labels, result, warnings, "v1", True)
+        answers = format_predictions(model, result, warnings, True)
         assert [a["species"] for a in answers] == [labels[i] for i in proba.argmax(axis=1)]
         assert [list(a["probabilities"]) for a in answers] == [list(labels)] * 20
         np.testing.assert_allclose([list(a["probabilities"].values()) for a in answers], proba, atol=1e-6)
@@ -116,7 +121,7 @@ def test_not_json_is_415(client):
 
 
 def test_unknown_path_is_404_and_wrong_method_405(client):
-    _error(client.get("/nope"), 404)
+    _error(client.get(NOT_A_ROUTE), 404)
     resp = client.get("/predict")
     _error(resp, 405)
     assert resp.headers["Allow"] == "POST"
@@ -129,12 +134,12 @@ def test_health_model_and_openapi(client):
     assert health["status"] == "ok" and health["ready"] and health["model_version"] == STABLE
     assert first.headers["X-Model-Load"] == "cold" and "X-Model-Load" not in client.get("/health").headers
     model = client.get("/model").get_json()
-    assert model["model_version"] == STABLE and model["manifest"]["contract"]["labels"] == ["Adelie", "Chinstrap",
-                                                                                             "Gentoo"]
+    assert model["model_version"] == STABLE and model["manifest"]["contract"]["target"]["labels"] == [
+        "Adelie", "Chinstrap", "Gentoo"]
     assert "libraries" not in model["manifest"]
     doc = client.get("/openapi.json").get_json()
     assert doc["openapi"].startswith("3.") and "/predict" in doc["paths"]
-    instance = doc["components"]["schemas"]["Instance"]
+    instance = doc["components"]["schemas"]["PenguinsInstance"]
     assert set(instance["required"]) == {"bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g",
                                          "island"}
     length = instance["properties"]["bill_length_mm"]

@@ -14,7 +14,7 @@ import json, sys
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 from function.serving.factory import get_app
-from shared.examples import SEED_EXAMPLES
+from tests.support.examples import SEED_EXAMPLES
 
 def post(body):
     environ = EnvironBuilder(method="POST", path="/predict", json=body).get_environ()

@@ -14,7 +14,8 @@ from shared.bundle import MANIFEST_FILE, MODEL_FILE, TREES_FILE
 from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import Settings
 from shared.store import GcsStore, LocalStore, StoreUnavailable
-from tests.conftest import publish
+from tests.support.bundles import publish
+from tests.support.threads import run_threads
 
 V1, V2, V3 = "20261101T000000Z-v1", "20261102T000000Z-v2", "20261103T000000Z-v3"
 
@@ -73,7 +74,7 @@ def test_no_model_at_all_raises(tmp_path):
 
 def test_bad_fast_predictor_falls_back_to_xgboost(chain):
     manifest = json.loads(chain.read(_key(V3, MANIFEST_FILE))[0])
-    manifest["verification"]["probabilities"][0][0] += 0.5  # the evaluator now "disagrees" with XGBoost
+    manifest["verification"]["outputs"]["all"][0][0] += 0.5  # the evaluator now "disagrees" with XGBoost
     chain.write(_key(V3, MANIFEST_FILE), json.dumps(manifest).encode())
     choice = _loader(chain).choose()
     assert choice.model.version == V3 and choice.model.predictor.fast is None
@@ -99,15 +100,11 @@ def test_concurrent_first_requests_load_once(chain):
     loader = ModelLoader(replace(Settings(), model_store=str(chain.root), pointer_ttl_s=60), lambda: store)
     barrier, versions = threading.Barrier(16), []
 
-    def first_request():
+    def first_request(_):
         barrier.wait()
         versions.append(loader.choose().model.version)
 
-    threads = [threading.Thread(target=first_request) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(first_request, range(16))
     assert versions == [V3] * 16
     assert store.reads.count(_key(V3, MODEL_FILE)) == 1
     assert store.reads.count("models/penguins/serving.json") == 1

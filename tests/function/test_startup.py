@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from testbed.servers import FunctionServer, free_port
-from tests.conftest import get
+from tests.support.http import get
 
 BAD = {
     "WORKERS": ("abc", "an integer >= 1"),

@@ -9,21 +9,14 @@ import pytest
 import yaml
 
 from scripts import rollout
-from testbed.monitoring import FakeMetricService
-from tests.conftest import REPO, publish
+from testbed.servers import REPO
+from tests.support.bundles import publish
 
 SCRIPT = [sys.executable, "-m", "scripts.rollout"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*SCRIPT, *args], capture_output=True, text=True, timeout=120, check=False)
-
-
-@pytest.fixture
-def monitoring():
-    fake = FakeMetricService().start()
-    yield fake
-    fake.stop()
 
 
 def test_smoke_passes_against_a_healthy_local_function(serve, local_store, trained_bundle):
@@ -45,7 +38,8 @@ def test_build_source_bundles_code_lock_and_current_stable_model(local_store, tr
     publish(local_store, trained_bundle, "20260101T000000Z-ship")
     archive = rollout.build_source(str(local_store.root), tmp_path / "function-source")
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {"main.py", "function/serving/app.py", "shared/features.py", "requirements.txt",
+    assert {"main.py", "function/serving/app.py", "shared/validation/fast.py", "specs/co2/spec.toml",
+            "requirements.txt",
             "function/shipped_model/models/penguins/serving.json",
             "function/shipped_model/models/penguins/20260101T000000Z-ship/model.ubj"} <= names
     assert "--hash=sha256:" in (tmp_path / "function-source" / "requirements.txt").read_text()

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO
+from testbed.servers import REPO
 
 TF = REPO / "terraform"
 SCHEMA_DIR = TF / "schema"

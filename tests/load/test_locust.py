@@ -19,7 +19,8 @@ def test_every_profile_starts_ends_and_spike_goes_from_1_to_100_users():
 
 
 def test_headless_run_against_a_live_function_reports_cold_requests_apart(serve, published, tmp_path):
-    server = serve({"MODEL_STORE": str(published.root)})  # no request yet: Locust's first one loads the model
+    # no request yet: Locust's first one loads the (only) model
+    server = serve({"MODEL_STORE": str(published.root), "MODELS": "penguins"})
     assert run_locust(server.url, "baseline", tmp_path, run_time="8s") == 0  # exit 1 on any failure
     stats = {row["Name"]: row for row in csv.DictReader((tmp_path / "stats_stats.csv").open())}
     assert int(stats["Aggregated"]["Request Count"]) >= 10 and stats["Aggregated"]["Failure Count"] == "0"

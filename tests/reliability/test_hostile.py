@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.examples import SEED_EXAMPLES
+from shared.spec import load_spec
+from tests.support.bundles import STABLE, publish
+from tests.support.examples import SEED_EXAMPLES
 
 SEED = SEED_EXAMPLES[0][0]
 json_values = st.recursive(
@@ -17,9 +20,10 @@ field_values = st.one_of(json_values, st.integers(min_value=-10**40, max_value=1
                          st.sampled_from([float("inf"), -0.0, 1e308, 5e-324, "39.1", "NaN", True, [], {}]))
 
 
-def _probe(client, tally, case: str, data: bytes | str, content_type: str = "application/json") -> None:
+def _probe(client, tally, case: str, data: bytes | str, content_type: str = "application/json",
+           path: str = "/predict") -> None:
     """POST one hostile body; it must get a 2xx or a documented 4xx JSON error, and leak nothing."""
-    resp = client.post("/predict", data=data, content_type=content_type)
+    resp = client.post(path, data=data, content_type=content_type)
     text = resp.get_data(as_text=True)
     held = resp.status_code < 500 and resp.content_type == "application/json"
     if held and resp.status_code >= 400:
@@ -46,6 +50,31 @@ def test_arbitrary_field_values_single_and_batch(client, tally, overrides, as_ba
     body = {"instances": [SEED, row] * 10} if as_batch else row
     # stdlib json: it writes huge integers and (invalid) Infinity/NaN literals, both worth sending
     _probe(client, tally, "arbitrary field values", json.dumps(body))
+
+
+@pytest.fixture(scope="module", params=["penguins", "co2"])
+def any_model(request):
+    """Each model's name and first example request."""
+    return request.param, load_spec(request.param).examples()[0]["request"]
+
+
+@pytest.fixture
+def both_models_client(make_client, local_store, trained_bundle, co2_bundle):
+    """The function serving both models, each published in a local store."""
+    publish(local_store, trained_bundle, STABLE)
+    publish(local_store, co2_bundle, STABLE, model="co2")
+    return make_client(MODEL_STORE=local_store.root, POINTER_TTL_S=60)
+
+
+@SETTINGS
+@given(st.data(), st.booleans())
+def test_arbitrary_field_values_every_model(both_models_client, tally, any_model, data, as_batch):
+    name, example = any_model
+    overrides = data.draw(st.dictionaries(st.sampled_from([*example, "x" * 100]), field_values, max_size=6))
+    row = {**example, **overrides}
+    body = {"instances": [example, row] * 10 if as_batch else [row]}
+    _probe(both_models_client, tally, f"arbitrary field values, {name} (V1 path)", json.dumps(body),
+           path=f"/v1/models/{name}:predict")
 
 
 @SETTINGS

@@ -7,8 +7,9 @@ from collections import Counter
 
 from retrain_job.publish import promote, resolve_canary
 from shared.bundle import MODEL_FILE, write_bundle
-from shared.examples import SEED_EXAMPLES
-from tests.conftest import as_version, post, publish
+from tests.support.bundles import as_version, publish
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import post
 
 V1, V2, V3 = "20261101T000000Z-swap-v1", "20261102T000000Z-swap-v2", "20261103T000000Z-swap-v3"
 TTL = 0.5

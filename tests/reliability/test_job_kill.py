@@ -8,7 +8,8 @@ import time
 
 from shared.bundle import list_versions, read_bundle
 from shared.pointer import read_pointer
-from tests.conftest import REPO, publish
+from testbed.servers import REPO
+from tests.support.bundles import publish
 
 V0 = "20250101T000000Z-before-kill"
 KILL_AFTER_S = (0.4, 0.9, 1.4, 1.9, 2.2, 2.5, 2.8, 3.2)

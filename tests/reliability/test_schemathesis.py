@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, publish
+from testbed.servers import REPO
+from tests.support.bundles import publish
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

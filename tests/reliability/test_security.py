@@ -13,9 +13,10 @@ import venv
 import pytest
 
 from scripts import rollout
-from shared.examples import SEED_EXAMPLES
-from testbed.servers import FunctionServer
-from tests.conftest import REPO, get, post, publish
+from testbed.servers import REPO, FunctionServer
+from tests.support.bundles import publish
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import NOT_A_ROUTE, get, post
 
 SECRET_PATTERNS = {
     "private key": re.compile(r"-----BEGIN (RSA |EC |OPENSSH |ENCRYPTED )?PRIVATE KEY-----"),
@@ -59,7 +60,7 @@ def test_responses_reveal_no_internals_and_logs_no_headers(serve, local_store, t
     bodies = [post(server.url + "/predict", SEED_EXAMPLES[0][0], headers={"Authorization": token})[1],
               post(server.url + "/predict", {"bill_length_mm": "x"}, headers={"Authorization": token})[1],
               post(server.url + "/predict", None, raw=b"\xff{", headers={"Authorization": token})[1],
-              get(server.url + "/model")[1], get(server.url + "/health")[1], get(server.url + "/nope")[1],
+              get(server.url + "/model")[1], get(server.url + "/health")[1], get(server.url + NOT_A_ROUTE)[1],
               get(server.url + "/openapi.json")[1]]
     leaks = ("Traceback", "/work", "site-packages", str(REPO), "xgboost", "numpy", "scikit", "python3",
              sys.version.split()[0])

@@ -9,12 +9,13 @@ import uuid
 import pytest
 
 from shared.bundle import MANIFEST_FILE, MODEL_FILE, list_versions
-from shared.examples import SEED_EXAMPLES
 from shared.pointer import read_pointer, write_pointer
 from shared.store import GcsStore
 from testbed.servers import GcsEmulator
-from tests.conftest import get, post, publish
-from tests.reliability.conftest import DelayProxy
+from tests.support.bundles import publish
+from tests.support.examples import SEED_EXAMPLES
+from tests.support.http import get, post
+from tests.support.proxy import DelayProxy
 
 V1, V2 = "20261101T000000Z-fault-v1", "20261102T000000Z-fault-v2"
 ROW, SPECIES = SEED_EXAMPLES[1]

@@ -14,7 +14,7 @@ from retrain_job.job import JobOptions
 from retrain_job.metrics import MetricsTarget
 from retrain_job.tasks import Task
 from shared.settings import JOB, SettingError, Settings
-from tests.conftest import REPO
+from testbed.servers import REPO
 
 
 def run_module(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
@@ -58,20 +58,30 @@ def test_dry_run_yes_is_accepted_and_log_level_applies(tmp_path):
 
 def test_flags_default_to_the_environment_and_override_it():
     env = {"DRY_RUN": "On", "LOG_DAYS": "3", "CANARY_PERCENT": "12.5", "DATA_PREFIX": "new/", "MODEL_STORE": "gs://bucket/p",
-           "TOL_ACCURACY": "0.02", "DRIFT_MIN_ROWS": "50", "MIN_LABELLED_FOR_REVIEW": "0"}
+           "TOL_ACCURACY": "0.02", "DRIFT_MIN_ROWS": "50", "MIN_LABELLED_FOR_REVIEW": "0", "MODEL_NAME": "co2"}
     settings = Settings.from_env(env, reader=JOB)
     args = parse_args([], settings)
-    assert (args.dry_run, args.log_days, args.canary_percent, args.data_prefix, args.store) == (
-        True, 3, 12.5, "new/", "gs://bucket/p")
+    assert (args.dry_run, args.log_days, args.canary_percent, args.data_prefix, args.store, args.model) == (
+        True, 3, 12.5, "new/", "gs://bucket/p", "co2")
     assert (args.tol_accuracy, args.drift_min_rows, args.min_labelled_for_review) == (0.02, 50, 0)
-    args = parse_args(["--log-days", "9", "--canary-percent", "5", "--store", "/x", "--data-prefix", "d/"], settings)
+    assert (args.tol_macro_f1, args.tol_log_loss, args.tol_rmse) == (None, None, None)  # unset: the spec's
+    args = parse_args(["--log-days", "9", "--canary-percent", "5", "--store", "/x", "--data-prefix", "d/",
+                       "--model", "penguins", "--tol-rmse", "2"], settings)
     assert (args.log_days, args.canary_percent, args.store, args.data_prefix) == (9, 5.0, "/x", "d/")
+    assert (args.model, args.tol_rmse) == ("penguins", 2.0)
+
+
+def test_model_flag_knows_the_specs(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--model", "nonesuch"], Settings())
+    assert exit_.value.code == 2 and "invalid choice: 'nonesuch'" in capsys.readouterr().err
+    assert parse_args([], Settings()).model == "penguins"  # the spec marked default
 
 
 def test_setting_defaults_agree_with_the_job_defaults():
     s, opts = Settings(), JobOptions()
-    assert (s.tol_accuracy, s.tol_macro_f1, s.tol_log_loss) == (
-        Tolerances.accuracy, Tolerances.macro_f1, Tolerances.log_loss)
+    assert (s.tol_accuracy, s.tol_macro_f1, s.tol_log_loss, s.tol_rmse) == (
+        Tolerances.accuracy, Tolerances.macro_f1, Tolerances.log_loss, Tolerances.rmse) == (None, None, None, None)
     assert (s.drift_share, s.drift_min_rows) == (DriftThresholds.share, DriftThresholds.min_rows)
     assert (s.data_prefix, s.log_prefix, s.log_days, s.canary_percent, s.dry_run, s.min_labelled_for_review) == (
         opts.data_prefix, opts.log_prefix, opts.log_days, opts.canary_percent, opts.dry_run,
@@ -85,7 +95,7 @@ def test_task_and_metrics_target_read_through_the_settings(monkeypatch):
     settings = Settings.from_env(env, reader=JOB)
     assert Task.from_env("random", settings) == Task(1, 3, "exec-7")
     assert MetricsTarget.from_env(settings) == MetricsTarget(project="proj", endpoint=None, location="europe-west1",
-                                                             job="retrain", task="1")
+                                                             job="retrain", task="1", model="penguins")
     for key, value in {**env, "METRICS_PROJECT": "metrics-proj", "CLOUD_RUN_EXECUTION": ""}.items():
         monkeypatch.setenv(key, value)
     assert Task.from_env("random") == Task(1, 3, "random")  # an empty execution name is unset

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import REPO
+from testbed.servers import REPO
 
 DOCKERFILE = (REPO / "retrain_job" / "Dockerfile").read_text()
 
@@ -26,6 +26,11 @@ def test_dependencies_install_before_code_is_copied():
     code_copies = [i for i, (op, arg) in enumerate(steps) if op == "COPY" and "requirements" not in arg]
     assert lock_copy < install < min(code_copies)
     assert "--require-hashes" in steps[install][1]
+
+
+def test_the_model_specs_and_their_data_are_in_the_image():
+    copies = [arg.split() for op, arg in _instructions() if op == "COPY"]
+    assert ["specs/", "specs/"] in copies  # the job trains every model from its spec and its data file
 
 
 def test_runs_as_non_root():

@@ -1,4 +1,4 @@
-"""The whole job on real stores: publishing, labelled data, the gate, races, canaries, task splits."""
+"""The whole job on real stores: publishing, labelled data, the gate, races, canaries, task splits, both models."""
 from __future__ import annotations
 
 import csv
@@ -12,8 +12,10 @@ from retrain_job.job import Candidate, Clock, DriftOutcome, JobOptions, publish_
 from retrain_job.publish import PointerRace, promote
 from shared.bundle import list_versions, read_bundle
 from shared.pointer import read_pointer
+from shared.spec import spec_names
 from shared.store import LocalStore, PreconditionFailed
-from tests.conftest import publish
+from tests.support.bundles import publish
+from tests.support.threads import run_threads
 
 V0 = "20250101T000000Z-oldstable"
 
@@ -44,8 +46,10 @@ def test_first_run_on_local_store_publishes_and_reports(job, local_store):
     assert pointer.stable == summary["candidate"]
     bundle = read_bundle(local_store, "penguins", pointer.stable)
     assert bundle.manifest["metrics"]["holdout"]["accuracy"] >= 0.97
-    assert summary["drift"]["status"] == "not_enough_data"
-    for folder in (summary["drift"]["report"], "reports/drift/latest/"):
+    assert summary["drift"]["status"] == "not_enough_data" and summary["model_task"] == "multiclass"
+    assert summary["drift"]["report"].startswith("reports/penguins/drift/")
+    assert summary["data"]["holdout"]["method"] == "stratified"
+    for folder in (summary["drift"]["report"], "reports/penguins/drift/latest/"):
         assert local_store.read(folder + "report.json")[0] and local_store.read(folder + "report.html")[0]
     assert summary["metrics_sink"] == "log" and summary["durations_s"]["total"] > 0
 
@@ -63,18 +67,23 @@ def test_whole_job_on_gcs_emulator(job, gcs_store, gcs_emulator):
 
 def test_labelled_data_bad_rows_and_duplicates(job, local_store, base_data):
     good = _labelled_rows(base_data, 40)
+    new_level = {**good[4], "sex": "unknown"}  # a level never seen: accepted, that is how a model learns it
     bad = [{**good[0], "body_mass_g": "-5"}, {**good[1], "species": "Emperor"}, {**good[2], "bill_depth_mm": "x"},
-           {**good[3], "sex": "maybe"}]
-    local_store.write("data/labelled/batch-1.csv", _csv(good + bad))
-    local_store.write("data/labelled/copy-of-batch-1.csv", _csv(good + bad))  # same content: counted once
+           {**good[3], "year": "1850"}]
+    local_store.write("data/labelled/batch-1.csv", _csv([*good, new_level, *bad]))
+    local_store.write("data/labelled/copy-of-batch-1.csv", _csv([*good, new_level, *bad]))  # counted once
     local_store.write("data/labelled/garbage.csv", b"\x00\xff not,a\ncsv\x00")
     code, summary = job(str(local_store.root))
     data = summary["data"]
-    assert code == 0 and data["labelled_rows"] == 40 and data["rejected_rows"] == 5
+    assert code == 0 and data["labelled_rows"] == 41 and data["rejected_rows"] == 5
     reasons = " | ".join(r["reason"] for r in data["rejected_sample"])
-    assert "body_mass_g" in reasons and "Emperor" in reasons and "bill_depth_mm" in reasons and "maybe" in reasons
+    assert "body_mass_g='-5': must be greater than 500 and at most 50000 g" in reasons
+    assert "species='Emperor': must be one of Adelie, Chinstrap, Gentoo" in reasons
+    assert "bill_depth_mm='x': must be a number" in reasons and "year='1850'" in reasons
     assert sum(1 for f in data["labelled_files"] if f.get("duplicate_of")) == 1
-    assert data["train_rows"] == 273 + 40
+    assert data["train_rows"] == 273 + 41
+    bundle = read_bundle(local_store, "penguins", summary["candidate"])
+    assert bundle.contract.categorical[1].levels == ("female", "male", "unknown")
 
 
 def test_gate_rejects_sabotaged_candidate(job, local_store, base_data, trained_bundle):
@@ -127,11 +136,7 @@ def test_two_jobs_racing_on_the_pointer_one_loses_cleanly(local_store, trained_b
         except PointerRace:
             outcomes[version] = "lost"
 
-    threads = [threading.Thread(target=contender, args=(v,)) for v in ("20250101T000000Z-a", "20250101T000000Z-b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(contender, ("20250101T000000Z-a", "20250101T000000Z-b"))
     assert sorted(outcomes.values()).count("lost") == 1
     winner = next(v for v in outcomes.values() if v != "lost")
     pointer = read_pointer(local_store, "penguins")[0]
@@ -163,12 +168,7 @@ def test_publish_step_outcomes_without_and_with_a_lost_race(local_store, trained
 def test_two_job_processes_at_once_leave_a_valid_pointer(job, gcs_store, gcs_emulator, trained_bundle):
     publish(gcs_store, trained_bundle, V0)
     env = {"STORAGE_EMULATOR_HOST": gcs_emulator.url}
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(job(gcs_store.uri, env=env))) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_threads(lambda _: job(gcs_store.uri, env=env), range(2))
     assert [code for code, _ in results] == [0, 0], results
     assert {s["decision"] for _, s in results} <= {"promoted", "lost-race"}
     pointer = read_pointer(gcs_store, "penguins")[0]
@@ -192,3 +192,47 @@ def test_bad_canary_percent_fails_the_run_before_any_work(job, local_store, valu
     code, summary = job(str(local_store.root), "--canary-percent", value)
     assert code == 1 and summary["decision"] == "failed" and "canary percent" in summary["error"]
     assert local_store.list("") == []
+
+
+def _co2_labelled(co2_data, n: int, seed: int = 5) -> list[dict]:
+    sample = co2_data.drop(columns=["source"]).sample(n=n, replace=True, random_state=seed)
+    rows = sample.to_dict("records")
+    for row, target in zip(rows, sample["co2_emissions_g_per_km"].sample(frac=1.0, random_state=seed + 1)):
+        row["co2_emissions_g_per_km"] = target
+    return rows
+
+
+def test_co2_job_publishes_through_the_gate_then_rejects_shuffled_targets(job, local_store, co2_data):
+    code, summary = job(str(local_store.root), "--model", "co2")
+    assert code == 0 and summary["decision"] == "promoted" and summary["model"] == "co2", summary
+    assert read_pointer(local_store, "co2")[0].stable == summary["candidate"]
+    assert read_pointer(local_store, "penguins")[0] is None  # one model's run touches no other
+    regimes = summary["regression"]["regimes"]
+    assert list(regimes) == ["rated", "characteristics"]
+    assert all(0.87 <= r["coverage"] <= 0.93 and r["mean_width"] > 0 for r in regimes.values())
+    assert regimes["rated"]["rmse"] < summary["regression"]["baseline"]["rmse"]
+    assert summary["data"]["holdout"]["method"] == "grouped" and summary["data"]["holdout"]["rows"] == 1476
+    assert summary["gate"]["policy"] == {"tolerance": 1.0, "coverage_min": 0.87, "coverage_max": 0.93}
+    assert local_store.read("reports/co2/drift/latest/report.json")[0]
+    assert summary["durations_s"]["total"] < 120  # about 10 s on an idle 2-core machine
+
+    rows = _co2_labelled(co2_data, 3000)
+    bad = [{**rows[0], "engine_size_l": 12}, {**rows[1], "co2_emissions_g_per_km": -3}]
+    local_store.write("data/labelled/shuffled.csv", _csv(rows + bad))
+    code, again = job(str(local_store.root), "--model", "co2")
+    assert code == 0 and again["decision"] == "rejected" and again["gate"]["reasons"], again
+    assert again["data"]["rejected_rows"] == 2 and again["data"]["holdout"]["labelled_rows_set_aside"] > 300
+    reasons = " | ".join(r["reason"] for r in again["data"]["rejected_sample"])
+    assert "engine_size_l=12: must be greater than 0.3 and at most 10 L" in reasons.replace("'", "")
+    assert "must be greater than 0 and at most 1500 g/km" in reasons
+    assert read_pointer(local_store, "co2")[0].stable == summary["candidate"]
+
+
+def test_all_models_trains_each_model_without_one(job, local_store, trained_bundle):
+    publish(local_store, trained_bundle, V0)
+    code, summary = job(str(local_store.root), "--all-models", "--if-no-model")
+    assert code == 0 and summary["decision"] == "all-models" and list(summary["models"]) == list(spec_names())
+    assert summary["models"]["penguins"] == {"decision": "kept", "stable": V0}
+    assert summary["models"]["co2"]["decision"] == "promoted"
+    code, again = job(str(local_store.root), "--all-models", "--if-no-model")
+    assert {m["decision"] for m in again["models"].values()} == {"kept"}

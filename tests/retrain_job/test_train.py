@@ -1,4 +1,4 @@
-"""Training: the first model is accurate, reproducible, and its fast predictor is verified."""
+"""Training a classifier from its spec: accurate, reproducible, searched as the spec says, its trees verified."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,28 +6,62 @@ import numpy as np
 from retrain_job import train
 from retrain_job.data import fingerprint
 from shared.bundle import MODEL_FILE, TREES_FILE
+from shared.model import load_model
 from shared.predictor import BoosterPredictor, TreeEnsemble
-from tests.conftest import FAST_PARAMS
+from shared.validation import build_batch
+from tests.support.bundles import FAST_PARAMS
 
 
 def test_holdout_accuracy_at_least_097(trained_bundle):
     holdout = trained_bundle.manifest["metrics"]["holdout"]
     assert holdout["accuracy"] >= 0.97 and holdout["rows"] >= 60
+    assert holdout["log_loss"] < 0.1 and trained_bundle.manifest["metrics"]["train"]["rows"] == 273
 
 
-def test_same_data_same_metrics(base_data, trained_bundle):
-    again = train.build_candidate(train.prepare(base_data), FAST_PARAMS, [])
+def test_same_data_same_metrics(penguins_spec, base_data, trained_bundle):
+    again = train.build_candidate(train.prepare(penguins_spec, base_data), FAST_PARAMS, [])
     assert again.manifest["metrics"] == trained_bundle.manifest["metrics"]
     assert again.files[MODEL_FILE] == trained_bundle.files[MODEL_FILE]
-    assert fingerprint(base_data) == trained_bundle.manifest["training_data"]["fingerprint"]
+    assert fingerprint(base_data, penguins_spec) == trained_bundle.manifest["training_data"]["fingerprint"]
 
 
-def test_cv_search_is_deterministic(base_data):
-    data = train.prepare(base_data)
+def test_stratified_frozen_holdout_from_the_spec(penguins_spec, base_data):
+    data = train.prepare(penguins_spec, base_data)
+    assert len(base_data) == 342  # two rows lack every measurement: [data] required drops them
+    assert (len(data.split.train), len(data.split.holdout)) == (273, 69)
+    assert data.split.info["method"] == "stratified" and data.split.info["identical_row_in_train"] == 0.0
+    shares = data.split.holdout["species"].value_counts(normalize=True)
+    overall = base_data["species"].value_counts(normalize=True)
+    assert (shares - overall).abs().max() < 0.02
+
+
+def test_cv_search_is_deterministic(penguins_spec, base_data):
+    data = train.prepare(penguins_spec, base_data)
     assert data.labels == ("Adelie", "Chinstrap", "Gentoo")
-    a = train.cv_score(data.x, data.y, FAST_PARAMS, 3)
-    assert a == train.cv_score(data.x, data.y, FAST_PARAMS, 3)
-    assert a["cv_accuracy"] > 0.95
+    items = train.search_items(penguins_spec)
+    assert len(items) == 6 and all(item["rounds"] == [30, 60, 120] for item in items)  # 18 grid points, 6 fits
+    a = train.score_items(data, items[:1])
+    assert a == train.score_items(data, items[:1])
+    assert len(a) == 3 and all(s["cv_accuracy"] > 0.95 for s in a)
+
+
+def test_round_counts_share_one_fit(penguins_spec, base_data):
+    """A score read at 30 rounds off a 120-round fit is the score of a 30-round fit."""
+    data = train.prepare(penguins_spec, base_data)
+    item = train.search_items(penguins_spec)[0]
+    shared_fit = train.score_items(data, [item])[0]
+    alone = train.score_items(data, [{**item, "rounds": [item["rounds"][0]]}])[0]
+    assert shared_fit == alone
+
+
+def test_one_standard_error_rule_picks_the_cheapest_close_point(penguins_spec):
+    scores = [{"member": "all", "params": {"max_depth": 4, "eta": 0.3, "num_boost_round": 120},
+               "cv_log_loss": 0.040, "cv_log_loss_se": 0.010},
+              {"member": "all", "params": {"max_depth": 2, "eta": 0.3, "num_boost_round": 30},
+               "cv_log_loss": 0.049, "cv_log_loss_se": 0.012},
+              {"member": "all", "params": {"max_depth": 2, "eta": 0.1, "num_boost_round": 30},
+               "cv_log_loss": 0.090, "cv_log_loss_se": 0.010}]
+    assert train.best_params(penguins_spec, scores) == {"max_depth": 2, "eta": 0.3, "num_boost_round": 30}
 
 
 def test_contract_reflects_training_data(trained_bundle):
@@ -37,13 +71,19 @@ def test_contract_reflects_training_data(trained_bundle):
     assert not contract.categorical[1].required
     mass = contract.numeric[3]
     assert mass.name == "body_mass_g" and 2500 <= mass.train_min < mass.train_max <= 6500
+    assert contract.target.labels == ("Adelie", "Chinstrap", "Gentoo") and contract.is_classifier
 
 
 def test_fast_predictor_shipped_in_bundle_matches_xgboost(trained_bundle):
+    members = trained_bundle.manifest["members"]
+    assert [(m["name"], m["model_file"], m["trees_file"], m["needs"]) for m in members] == [
+        ("all", MODEL_FILE, TREES_FILE, [])]
     trees = TreeEnsemble.from_bytes(trained_bundle.files[TREES_FILE])
     check = trained_bundle.manifest["verification"]
-    from shared.features import build_batch
     x = build_batch(trained_bundle.contract, check["rows"]).matrix
     booster = BoosterPredictor(trained_bundle.files[MODEL_FILE])
-    assert np.abs(trees.predict_proba(x) - booster.predict_proba(x)).max() < 1e-5
-    assert np.abs(trees.predict_proba(x) - np.asarray(check["probabilities"])).max() < 1e-5
+    assert len(check["rows"]) == 23  # 20 training rows and the spec's 3 examples
+    assert np.abs(trees.outputs(x) - booster.outputs(x)).max() < 1e-5
+    assert np.abs(trees.outputs(x) - np.asarray(check["outputs"]["all"])).max() < 1e-5
+    model = load_model("penguins", trained_bundle, "store", fast_max_rows=64)
+    assert model.predictor.fast is not None  # verified at load time, as the function does

@@ -7,7 +7,7 @@ import pytest
 
 from shared.bundle import MANIFEST_FILE, MODEL_FILE, CorruptBundle, list_versions, read_bundle, write_bundle
 from shared.store import PreconditionFailed
-from tests.conftest import as_version
+from tests.support.bundles import as_version
 
 
 def test_roundtrip_verifies(any_store, trained_bundle):

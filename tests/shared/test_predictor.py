@@ -8,9 +8,9 @@ import pytest
 import xgboost as xgb
 
 from shared.bundle import MODEL_FILE, TREES_FILE
-from shared.examples import SEED_EXAMPLES
-from shared.features import SMALL_BATCH, FeatureBatch, build_batch
 from shared.predictor import MAX_COMPILED_DEPTH, BoosterPredictor, Probabilities, RoutedPredictor, TreeEnsemble
+from shared.validation import SMALL_BATCH, FeatureBatch, build_batch
+from tests.support.examples import SEED_EXAMPLES
 
 
 def _random_model(depth: int, seed: int = 0) -> tuple[xgb.Booster, np.ndarray]:
@@ -29,16 +29,16 @@ def test_matches_xgboost_with_missing_values():
     for depth in (1, 3, 6):
         booster, test = _random_model(depth)
         trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
-        assert np.abs(trees.predict_proba(test) - booster.inplace_predict(test)).max() < 1e-5
+        assert np.abs(trees.outputs(test) - booster.inplace_predict(test)).max() < 1e-5
 
 
 def test_serialised_form_predicts_identically(trained_bundle):
     trees = TreeEnsemble.from_bytes(trained_bundle.files[TREES_FILE])
     again = TreeEnsemble.from_bytes(trees.to_bytes())
     x = np.random.default_rng(1).uniform(0, 60, size=(50, len(trained_bundle.contract.columns))).astype(np.float32)
-    np.testing.assert_array_equal(trees.predict_proba(x), again.predict_proba(x))
+    np.testing.assert_array_equal(trees.outputs(x), again.outputs(x))
     booster = BoosterPredictor(trained_bundle.files[MODEL_FILE])
-    assert np.abs(trees.predict_proba(x) - booster.predict_proba(x)).max() < 1e-5
+    assert np.abs(trees.outputs(x) - booster.outputs(x)).max() < 1e-5
 
 
 def test_routing_by_batch_size(trained_bundle):
@@ -46,9 +46,9 @@ def test_routing_by_batch_size(trained_bundle):
     booster = BoosterPredictor(trained_bundle.files[MODEL_FILE])
     routed = RoutedPredictor(trees, booster, fast_max_rows=4)
     x = np.zeros((4, len(trained_bundle.contract.columns)), dtype=np.float32)
-    routed.predict_proba(x)
+    routed.outputs(x)
     assert booster._booster is None  # small batch never touched XGBoost
-    routed.predict_proba(np.zeros((5, x.shape[1]), dtype=np.float32))
+    routed.outputs(np.zeros((5, x.shape[1]), dtype=np.float32))
     assert booster._booster is not None
 
 
@@ -74,7 +74,7 @@ def test_routed_predict_keeps_small_batches_in_python(trained_bundle):
     batch = _seed_batch(trained_bundle.contract, len(SEED_EXAMPLES))
     small = routed.predict(batch)
     assert small.rows is not None and small.array is None and routed.booster._booster is None
-    np.testing.assert_allclose(np.array(small.rows), routed.booster.predict_proba(batch.matrix), atol=1e-5)
+    np.testing.assert_allclose(np.array(small.rows), routed.booster.outputs(batch.matrix), atol=1e-5)
 
 
 def test_predict_returns_one_type_in_every_regime(trained_bundle):
@@ -92,7 +92,7 @@ def test_predict_returns_one_type_in_every_regime(trained_bundle):
         assert species == [expected[i % len(expected)] for i in range(n)]
         assert len(rounded) == n and all(type(p) is list and len(p) == len(labels) for p in rounded)
         assert all(type(v) is float and round(v, 6) == v for v in rounded[0])
-        np.testing.assert_allclose(np.array(rounded), reference.predict_proba(batch.matrix), atol=1e-5)
+        np.testing.assert_allclose(np.array(rounded), reference.outputs(batch.matrix), atol=1e-5)
 
 
 def test_probabilities_answer_alike_from_lists_and_arrays():

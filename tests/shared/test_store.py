@@ -8,6 +8,7 @@ import pytest
 
 from shared.store import GcsStore, NotFound, PreconditionFailed, StoreUnavailable, open_store
 from testbed.servers import free_port
+from tests.support.threads import run_threads
 
 
 def test_roundtrip_and_generation(any_store):
@@ -48,11 +49,7 @@ def test_concurrent_swaps_have_one_winner(any_store):
         except PreconditionFailed:
             pass
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(contender, range(6))
     assert len(wins) == 1
     assert any_store.read("pointer.json")[0] == f"writer {wins[0]}".encode()
 

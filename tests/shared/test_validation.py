@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.examples import SEED_EXAMPLES
-from shared.features import SMALL_BATCH, InvalidRows, _fast_path, build_batch
-from shared.schema import schema_errors
+from shared.spec import load_spec
+from shared.validation.fast import SMALL_BATCH, InvalidRows, _fast_path, build_batch
+from shared.validation.schema import schema_errors
+from tests.support.examples import SEED_EXAMPLES
 
 GOOD = dict(SEED_EXAMPLES[0][0])
 
@@ -35,11 +36,10 @@ def rows(draw):
     return row
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(rows(), values), min_size=1, max_size=4), st.booleans())
-def test_fast_path_and_schema_agree(contract, batch, as_columns):
+def _agree(contract, batch: list, good: dict, as_columns: bool) -> None:
+    """The fast path accepts only what Marshmallow accepts, and both paths encode and warn alike."""
     if as_columns:  # pad past SMALL_BATCH so the column-wise path decides
-        batch = batch + [dict(GOOD) for _ in range(SMALL_BATCH)]
+        batch = batch + [dict(good) for _ in range(SMALL_BATCH)]
     fast = _fast_path(contract, batch)
     cleaned, errors = schema_errors(contract, batch)
     if fast is not None:
@@ -48,10 +48,45 @@ def test_fast_path_and_schema_agree(contract, batch, as_columns):
         # Marshmallow accepts: the full path succeeds and encodes exactly like the fast path on clean rows
         again = build_batch(contract, batch)
         np.testing.assert_array_equal(again.matrix, _fast_path(contract, cleaned).matrix)
+        assert again.warnings == _fast_path(contract, cleaned).warnings
     else:
         with pytest.raises(InvalidRows) as exc:
             build_batch(contract, batch)
         assert exc.value.errors == errors
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(rows(), values), min_size=1, max_size=4), st.booleans())
+def test_fast_path_and_schema_agree(contract, batch, as_columns):
+    _agree(contract, batch, GOOD, as_columns)
+
+
+CAR = load_spec("co2").examples()[0]["request"]
+car_values = st.one_of(numbers, st.booleans(), st.none(), st.text(max_size=70),
+                       st.sampled_from(["ford", " FORD ", "Brand New Motors", "AS10", "as10 ", "X", "z", "", 1998]))
+
+
+@st.composite
+def car_rows(draw):
+    row = dict(CAR)
+    for _ in range(draw(st.integers(0, 3))):
+        name = draw(st.sampled_from([*CAR, "co2_emissions_g_per_km", "Make"]))
+        if draw(st.booleans()):
+            row.pop(name, None)
+        else:
+            row[name] = draw(car_values)
+    return row
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(car_rows(), car_values), min_size=1, max_size=4), st.booleans())
+def test_fast_path_and_schema_agree_for_the_regressor(co2_contract, batch, as_columns):
+    _agree(co2_contract, batch, CAR, as_columns)
+
+
+@pytest.fixture(scope="module")
+def co2_contract(co2_bundle):
+    return co2_bundle.contract
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,27 @@
-# The function, deployed as a Cloud Run function (built from source by Cloud Build) so that traffic
-# can be split between revisions; google_cloudfunctions2_function has no traffic blocks.
+# One model's Cloud Run service, built from the shared source bundle and told which model it serves
+# (MODELS, DEFAULT_MODEL), so that each model scales, is canaried and is rolled back on its own.
+locals {
+  labels = merge(var.labels, { model = var.model })
+}
+
+# Deployed as a Cloud Run function (built from source by Cloud Build) so that traffic can be split
+# between revisions; google_cloudfunctions2_function has no traffic blocks.
 resource "google_cloud_run_v2_service" "function" {
-  name                = local.service_name
+  name                = var.service_name
   location            = var.region
   ingress             = "INGRESS_TRAFFIC_ALL"
   deletion_protection = true
   labels              = local.labels
 
   build_config {
-    source_location = "gs://${google_storage_bucket.models.name}/${var.function_source_object}"
+    source_location = var.source_location
     function_target = "predict"
     base_image      = var.function_base_image
   }
 
   template {
-    revision                         = "${local.service_name}-${var.revision_suffix}"
-    service_account                  = google_service_account.function.email
+    revision                         = "${var.service_name}-${var.revision_suffix}"
+    service_account                  = var.function_service_account
     max_instance_request_concurrency = var.function_concurrency
     timeout                          = "${var.function_timeout_s}s"
     labels                           = local.labels
@@ -40,7 +46,15 @@ resource "google_cloud_run_v2_service" "function" {
 
       env {
         name  = "MODEL_STORE"
-        value = "gs://${google_storage_bucket.models.name}"
+        value = var.model_store
+      }
+      env {
+        name  = "MODELS"
+        value = var.model
+      }
+      env {
+        name  = "DEFAULT_MODEL"
+        value = var.model
       }
       env {
         name  = "POINTER_TTL_S"

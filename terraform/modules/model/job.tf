@@ -1,6 +1,6 @@
-# The retraining job and the schedule that starts it.
+# The model's retraining job and the schedule that starts it.
 resource "google_cloud_run_v2_job" "retrain" {
-  name                = local.job_name
+  name                = var.job_name
   location            = var.region
   deletion_protection = true
   labels              = local.labels
@@ -10,14 +10,14 @@ resource "google_cloud_run_v2_job" "retrain" {
     parallelism = var.job_task_count
 
     template {
-      service_account = google_service_account.job.email
+      service_account = var.job_service_account
       max_retries     = 1
       timeout         = "1800s"
 
       containers {
         image   = var.job_image
         command = ["python", "-m", "retrain_job"]
-        args    = ["run"]
+        args    = ["run", "--model", var.model]
 
         resources {
           limits = {
@@ -28,7 +28,7 @@ resource "google_cloud_run_v2_job" "retrain" {
 
         env {
           name  = "MODEL_STORE"
-          value = "gs://${google_storage_bucket.models.name}"
+          value = var.model_store
         }
         env {
           name  = "LOG_PREFIX"
@@ -52,11 +52,11 @@ resource "google_cloud_run_v2_job" "retrain" {
 }
 
 resource "google_cloud_scheduler_job" "retrain" {
-  name        = "${local.job_name}-schedule"
+  name        = "${var.job_name}-schedule"
   region      = var.region
   schedule    = var.retrain_schedule
   time_zone   = var.retrain_time_zone
-  description = "Starts the penguin retraining job"
+  description = "Starts the ${var.model} retraining job"
 
   retry_config {
     retry_count = 1
@@ -67,7 +67,7 @@ resource "google_cloud_scheduler_job" "retrain" {
     uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.retrain.name}:run"
 
     oauth_token {
-      service_account_email = google_service_account.scheduler.email
+      service_account_email = var.scheduler_service_account
       scope                 = "https://www.googleapis.com/auth/cloud-platform"
     }
   }

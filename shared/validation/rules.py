@@ -1,0 +1,114 @@
+"""The rules of one request field, derived from the contract: what is accepted, and every message.
+
+Each rule is written here once. The Marshmallow schema (`schema.py`) calls `parse` for its verdicts and
+messages; the fast row and column paths (`fast.py`) read the same bounds, levels and policies to accept
+valid rows without Marshmallow and produce the same warnings; the job's data intake goes through the
+schema. Tests hold the paths to the same verdicts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+from shared.contract import CategoricalFeature, NumericFeature, Passthrough
+
+MAX_STRING_CHARS = 64  # longest category value looked up; anything longer is no level of any contract
+
+
+class Violation(ValueError):
+    """A value breaks its field's rule; the message is what the client reads."""
+
+
+def _number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Violation("must be a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise Violation("is too large") from None
+    if not math.isfinite(number):
+        raise Violation("must be a finite number")
+    return number
+
+
+@dataclass(frozen=True)
+class NumericRule:
+    """A measurement within physical bounds (low, high]; outside the training range only warns."""
+
+    feature: NumericFeature
+
+    def parse(self, value) -> float:
+        """The value as a float, or Violation naming the bound it breaks (and a likely unit mistake)."""
+        f = self.feature
+        number = _number(value)
+        if not f.hard_min < number <= f.hard_max:
+            raise Violation(f"must be greater than {f.hard_min:g} and at most {f.hard_max:g}"
+                            f"{f.unit and ' ' + f.unit}{self.unit_hint(number)}")
+        return number
+
+    def warning(self, number: float) -> str:
+        """What a value outside the training range is told (with a unit hint when one fits)."""
+        f = self.feature
+        return (f"{f.name}={number:g} is outside the training range {f.train_min:g} to {f.train_max:g}"
+                f"{self.unit_hint(number)}; the prediction is less reliable")
+
+    def unit_hint(self, number: float) -> str:
+        """'; 1998 looks like cm3 (1.998 L)' when the value fits the training range in another unit."""
+        f = self.feature
+        for unit, factor in f.other_units:
+            converted = number * factor
+            if f.train_min <= converted <= f.train_max:
+                return f"; {number:g} looks like {unit} ({converted:g}{f.unit and ' ' + f.unit})"
+        return ""
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """A string matched ignoring case (and surrounding spaces, where declared) against the levels."""
+
+    feature: CategoricalFeature
+
+    @cached_property
+    def lookup(self) -> dict[str, str]:
+        """Normalised spelling -> the level's canonical spelling."""
+        return {self.normalise(level): level for level in self.feature.levels}
+
+    def normalise(self, value: str) -> str:
+        return value.strip().lower() if self.feature.strip else value.lower()
+
+    def parse(self, value) -> str | None:
+        """The canonical level; None for a level never seen in training that the policy serves as missing."""
+        f = self.feature
+        if not isinstance(value, str):
+            raise Violation("must be a string")
+        level = self.lookup.get(self.normalise(value)) if len(value) <= MAX_STRING_CHARS else None
+        if level is None and f.unseen != "missing":
+            raise Violation(f"must be one of {', '.join(f.levels)} (any case)")
+        if len(value) > MAX_STRING_CHARS:
+            raise Violation(f"must be at most {MAX_STRING_CHARS} characters")
+        return level
+
+    def warning(self, value: str) -> str:
+        """What a value never seen in training, served as unknown, is told."""
+        return (f"{self.feature.name}={value.strip()!r} was not seen in training; it is treated as unknown and "
+                "the prediction is less reliable")
+
+
+@dataclass(frozen=True)
+class PassthroughRule:
+    """A field accepted and logged but not used by the model: an integer within bounds, or a short string."""
+
+    field: Passthrough
+
+    def parse(self, value):
+        """The value unchanged, or Violation."""
+        p = self.field
+        if p.kind == "integer":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise Violation("must be an integer")
+            if p.low is not None and not p.low <= value <= p.high:
+                raise Violation(f"must be between {p.low} and {p.high}")
+        elif not isinstance(value, str) or len(value) > MAX_STRING_CHARS:
+            raise Violation(f"must be a string of at most {MAX_STRING_CHARS} characters")
+        return value

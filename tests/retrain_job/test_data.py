@@ -1,0 +1,105 @@
+"""Data from specs: the checksummed base sets, labelled CSV files judged by the request rules, serving inputs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from datetime import UTC, datetime
+
+import pytest
+
+from retrain_job.data import columns, load_base, load_labelled, load_serving_inputs
+from shared.spec import SpecError, load_spec
+
+
+def _csv(rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def test_base_sets_are_read_renamed_and_converted(base_data, co2_data, co2_spec):
+    assert len(base_data) == 342 and base_data["sex"].isna().sum() == 9  # an optional field stays missing
+    assert base_data["year"].map(type).eq(int).all() and base_data["source"].eq("penguins.csv").all()
+    assert len(co2_data) == 7385 and list(co2_data.columns) == [*columns(co2_spec), "source"]
+    assert co2_data["engine_size_l"].dtype == float and co2_data["co2_emissions_g_per_km"].between(96, 522).all()
+    assert (co2_data["model"] == "S60 T5 ").any()  # passthrough text as in the file
+    assert co2_data.iloc[0][["make", "model", "fuel_type", "co2_emissions_g_per_km"]].tolist() == [
+        "ACURA", "ILX", "Z", 196.0]
+
+
+def test_a_data_file_that_fails_its_checksum_is_refused(tmp_path):
+    folder = tmp_path / "penguins"
+    shutil.copytree(load_spec("penguins").folder, folder)
+    (folder / "penguins.csv").write_bytes((folder / "penguins.csv").read_bytes() + b"Adelie,Dream,1,1,1,1,,2009\n")
+    spec = load_spec("penguins", tmp_path)
+    with pytest.raises(SpecError, match="sha256"):
+        load_base(spec)
+
+
+def _co2_rows(co2_data, n: int) -> list[dict]:
+    rows = co2_data.drop(columns=["source"]).sample(n=n, random_state=3).to_dict("records")
+    return [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
+
+
+def test_co2_labelled_rows_are_judged_by_the_request_rules(local_store, co2_spec, co2_data):
+    good = _co2_rows(co2_data, 12)
+    good[0] = {**good[0], "make": "Rivian"}  # a make never seen: accepted, that is how a model learns it
+    good[1] = {**good[1], "make": "rivian ", "fuel_consumption_city_l_per_100km": ""}  # same make; optional left out
+    good[2] = {**good[2], "make": "acura"}  # a known make in another case: its canonical spelling
+    bad = [{**good[3], "engine_size_l": "-1"}, {**good[4], "cylinders": "four"},
+           {**good[5], "co2_emissions_g_per_km": "2000"}, {**good[6], "make": ""},
+           {**good[7], "co2_emissions_g_per_km": ""}, {**good[8], "engine_size_l": "1998", "cylinders": "inf"}]
+    local_store.write("data/labelled/co2-batch.csv", _csv(good[:3] + good[9:] + bad))
+    data = load_labelled(local_store, co2_spec, co2_data)
+    assert len(data.rows) == 6 and data.rejected_count == 6
+    assert data.rows["make"].tolist()[:3] == ["Rivian", "Rivian", "ACURA"]
+    assert data.rows["fuel_consumption_city_l_per_100km"].isna().tolist()[:3] == [False, True, False]
+    errors = {r["line"]: r["errors"] for r in data.rejected}
+    assert errors[8] == {"engine_size_l": ["must be greater than 0.3 and at most 10 L"]}
+    assert errors[9] == {"cylinders": ["must be a number"]}
+    assert errors[10] == {"co2_emissions_g_per_km": ["must be greater than 0 and at most 1500 g/km"]}
+    assert errors[11] == {"make": ["Missing data for required field."]}
+    assert errors[12] == {"co2_emissions_g_per_km": ["Missing data for required field."]}
+    assert errors[13]["engine_size_l"] == ["must be greater than 0.3 and at most 10 L; 1998 looks like cm3 (1.998 L)"]
+    assert errors[13]["cylinders"] == ["must be a finite number"]
+    assert "engine_size_l='1998'" in data.rejected[-1]["reason"]
+
+
+def test_penguin_labelled_rows_bad_labels_and_duplicate_files(local_store, penguins_spec, base_data):
+    rows = base_data.drop(columns=["source"]).head(5).to_dict("records")
+    rows = [{k: ("" if v is None else v) for k, v in r.items()} for r in rows]
+    rows[1]["species"] = "emperor"
+    rows[2]["species"] = "gentoo"  # any case
+    rows[3]["year"] = "1850"
+    body = _csv(rows)
+    local_store.write("data/labelled/a.csv", body)
+    local_store.write("data/labelled/b.csv", body)  # the same content: counted once
+    local_store.write("data/labelled/notes.txt", b"ignored")
+    local_store.write("data/labelled/broken.csv", b"species\nAdelie\n")
+    data = load_labelled(local_store, penguins_spec, base_data)
+    assert len(data.rows) == 3 and data.rows["species"].tolist() == ["Adelie", "Gentoo", "Adelie"]
+    reasons = [r["reason"] for r in data.rejected]
+    assert any("species='emperor': must be one of Adelie, Chinstrap, Gentoo (any case)" in r for r in reasons)
+    assert any("year='1850': must be between 1900 and 2100" in r for r in reasons)
+    assert any(r.startswith("missing columns") for r in reasons)
+    assert [f.get("duplicate_of") for f in data.files if f["key"].endswith(("a.csv", "b.csv"))] == [
+        None, "data/labelled/a.csv"]
+
+
+def test_serving_inputs_keep_only_the_model_being_trained(local_store):
+    now = datetime(2026, 3, 4, 12, tzinfo=UTC)
+    lines = [{"jsonPayload": {"event": "prediction", "model": "co2", "instances": [{"make": "FORD", "x": 1}],
+                              "predicted": [250.5]}},
+             {"jsonPayload": {"event": "prediction", "model": "penguins", "instances": [{"island": "Dream"}],
+                              "predicted": ["Adelie"]}},
+             {"jsonPayload": {"event": "request", "model": "co2"}}]
+    body = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
+    local_store.write("logs/run.googleapis.com/stdout/2026/03/04/12:00:00_12:59:59_S0.json", body.encode())
+    local_store.write("logs/run.googleapis.com/stdout/2026/01/01/12:00:00_12:59:59_S0.json", body.encode())  # too old
+    frame, window = load_serving_inputs(local_store, "logs", 7, model="co2", fields=["make", "engine_size_l"], now=now)
+    assert frame.to_dict("records") == [{"make": "FORD", "engine_size_l": None, "predicted": 250.5}]
+    assert (window["files"], window["bad_lines"], window["other_models_lines"]) == (1, 1, 1)
