@@ -141,6 +141,28 @@ def _passthrough_ok(layout: _Layout, row: dict) -> bool:
     return True
 
 
+def _passthrough_columns_ok(layout: _Layout, rows: list[dict]) -> bool:
+    """The column path's passthrough check: a set of types and one min and max per field."""
+    for name, low, high in layout.integers:
+        given = _given(rows, name, int)
+        if given is None or (given and low is not None and (min(given) < low or max(given) > high)):
+            return False
+    for name in layout.strings:
+        given = _given(rows, name, str)
+        if given is None or (given and max(map(len, given)) > MAX_STRING_CHARS):
+            return False
+    return True
+
+
+def _given(rows: list[dict], name: str, kind: type) -> list | None:
+    """The values of a field the rows carry (absent and null left out), or None if any is not of `kind`."""
+    column = [row.get(name) for row in rows]
+    kinds = set(map(type, column))
+    if not kinds <= {kind, type(None)}:
+        return None
+    return [v for v in column if v is not None] if type(None) in kinds else column
+
+
 def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
     """Small batches, one row at a time in plain Python: the same rules as the column path's for large ones."""
     values: list[list[float]] = []
@@ -229,18 +251,22 @@ def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
             notes.append((outside, lambda i, values=values, rule=rule: rule.warning(float(values[i]))))
     matrix[:, :len(layout.numeric)] = block
     col = len(layout.numeric)
-    for name, one_hot, width, rule in layout.one_hot:
+    for name, _table, width, rule in layout.one_hot:
         column = [row.get(name) for row in rows]
         kinds = set(map(type, column))
         if not kinds <= ({str} if rule.feature.required else {str, type(None)}):
             return None
         if max(map(len, filter(None, column)), default=0) > MAX_STRING_CHARS:
             return None
-        lookup = {key: i for i, key in enumerate(k for k in one_hot if k is not None)}
-        normalise = rule.normalise
-        found = [lookup.get(normalise(v)) if v is not None else -1 for v in column]
-        unseen = [i for i, code in enumerate(found) if code is None]
-        if unseen:
+        lookup = rule.index
+        texts = column if type(None) not in kinds else [v if v is not None else "" for v in column]
+        if rule.feature.strip:
+            texts = map(str.strip, texts)
+        found = list(map(lookup.get, map(str.lower, texts)))
+        if type(None) in kinds:  # absent: missing for the model (marked -1), not an unseen level
+            found = [-1 if v is None else code for v, code in zip(column, found)]
+        if None in found:
+            unseen = [i for i, code in enumerate(found) if code is None]
             if rule.feature.unseen != "missing":  # a level the model does not know
                 return None
             mask = np.zeros(n, dtype=bool)
@@ -252,7 +278,7 @@ def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
         one_hot_block[codes < 0] = np.nan  # absent or unseen category: missing for the model
         matrix[:, col:col + width] = one_hot_block
         col += width
-    if (layout.integers or layout.strings) and not all(_passthrough_ok(layout, row) for row in rows):
+    if not _passthrough_columns_ok(layout, rows):
         return None
     return FeatureBatch(_warnings(n, notes), _matrix=matrix)
 

@@ -74,6 +74,11 @@ class CategoryRule:
         """Normalised spelling -> the level's canonical spelling."""
         return {self.normalise(level): level for level in self.feature.levels}
 
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Normalised spelling -> the level's one-hot column."""
+        return {self.normalise(level): i for i, level in enumerate(self.feature.levels)}
+
     def normalise(self, value: str) -> str:
         return value.strip().lower() if self.feature.strip else value.lower()
 

@@ -1,8 +1,6 @@
 """Data from specs: the checksummed base sets, labelled CSV files judged by the request rules, serving inputs."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import shutil
 from datetime import UTC, datetime
@@ -11,14 +9,7 @@ import pytest
 
 from retrain_job.data import columns, load_base, load_labelled, load_serving_inputs
 from shared.spec import SpecError, load_spec
-
-
-def _csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
+from tests.support.csv_files import csv_bytes
 
 
 def test_base_sets_are_read_renamed_and_converted(base_data, co2_data, co2_spec):
@@ -53,7 +44,7 @@ def test_co2_labelled_rows_are_judged_by_the_request_rules(local_store, co2_spec
     bad = [{**good[3], "engine_size_l": "-1"}, {**good[4], "cylinders": "four"},
            {**good[5], "co2_emissions_g_per_km": "2000"}, {**good[6], "make": ""},
            {**good[7], "co2_emissions_g_per_km": ""}, {**good[8], "engine_size_l": "1998", "cylinders": "inf"}]
-    local_store.write("data/labelled/co2-batch.csv", _csv(good[:3] + good[9:] + bad))
+    local_store.write("data/labelled/co2-batch.csv", csv_bytes(good[:3] + good[9:] + bad))
     data = load_labelled(local_store, co2_spec, co2_data)
     assert len(data.rows) == 6 and data.rejected_count == 6
     assert data.rows["make"].tolist()[:3] == ["Rivian", "Rivian", "ACURA"]
@@ -75,7 +66,7 @@ def test_penguin_labelled_rows_bad_labels_and_duplicate_files(local_store, pengu
     rows[1]["species"] = "emperor"
     rows[2]["species"] = "gentoo"  # any case
     rows[3]["year"] = "1850"
-    body = _csv(rows)
+    body = csv_bytes(rows)
     local_store.write("data/labelled/a.csv", body)
     local_store.write("data/labelled/b.csv", body)  # the same content: counted once
     local_store.write("data/labelled/notes.txt", b"ignored")

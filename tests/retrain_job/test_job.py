@@ -1,8 +1,6 @@
 """The whole job on real stores: publishing, labelled data, the gate, races, canaries, task splits, both models."""
 from __future__ import annotations
 
-import csv
-import io
 import threading
 
 import pytest
@@ -15,17 +13,10 @@ from shared.pointer import read_pointer
 from shared.spec import spec_names
 from shared.store import LocalStore, PreconditionFailed
 from tests.support.bundles import publish
+from tests.support.csv_files import csv_bytes
 from tests.support.threads import run_threads
 
 V0 = "20250101T000000Z-oldstable"
-
-
-def _csv(rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def _labelled_rows(base_data, n: int, seed: int = 1, shuffle_labels: bool = False) -> list[dict]:
@@ -70,8 +61,8 @@ def test_labelled_data_bad_rows_and_duplicates(job, local_store, base_data):
     new_level = {**good[4], "sex": "unknown"}  # a level never seen: accepted, that is how a model learns it
     bad = [{**good[0], "body_mass_g": "-5"}, {**good[1], "species": "Emperor"}, {**good[2], "bill_depth_mm": "x"},
            {**good[3], "year": "1850"}]
-    local_store.write("data/labelled/batch-1.csv", _csv([*good, new_level, *bad]))
-    local_store.write("data/labelled/copy-of-batch-1.csv", _csv([*good, new_level, *bad]))  # counted once
+    local_store.write("data/labelled/batch-1.csv", csv_bytes([*good, new_level, *bad]))
+    local_store.write("data/labelled/copy-of-batch-1.csv", csv_bytes([*good, new_level, *bad]))  # counted once
     local_store.write("data/labelled/garbage.csv", b"\x00\xff not,a\ncsv\x00")
     code, summary = job(str(local_store.root))
     data = summary["data"]
@@ -88,7 +79,7 @@ def test_labelled_data_bad_rows_and_duplicates(job, local_store, base_data):
 
 def test_gate_rejects_sabotaged_candidate(job, local_store, base_data, trained_bundle):
     publish(local_store, trained_bundle, V0)
-    local_store.write("data/labelled/shuffled.csv", _csv(_labelled_rows(base_data, 3000, shuffle_labels=True)))
+    local_store.write("data/labelled/shuffled.csv", csv_bytes(_labelled_rows(base_data, 3000, shuffle_labels=True)))
     code, summary = job(str(local_store.root))
     assert code == 0 and summary["decision"] == "rejected" and summary["gate"]["reasons"]
     assert read_pointer(local_store, "penguins")[0].stable == V0
@@ -218,7 +209,7 @@ def test_co2_job_publishes_through_the_gate_then_rejects_shuffled_targets(job, l
 
     rows = _co2_labelled(co2_data, 3000)
     bad = [{**rows[0], "engine_size_l": 12}, {**rows[1], "co2_emissions_g_per_km": -3}]
-    local_store.write("data/labelled/shuffled.csv", _csv(rows + bad))
+    local_store.write("data/labelled/shuffled.csv", csv_bytes(rows + bad))
     code, again = job(str(local_store.root), "--model", "co2")
     assert code == 0 and again["decision"] == "rejected" and again["gate"]["reasons"], again
     assert again["data"]["rejected_rows"] == 2 and again["data"]["holdout"]["labelled_rows_set_aside"] > 300
