@@ -285,6 +285,9 @@ class Settings:
     threads: int | None = _setting("THREADS", Integer(1), None, FUNCTION,
                                    "threads per gunicorn worker (Functions Framework reads it; checked here first)",
                                    shown="unset: Functions Framework's, 4 per CPU")
+    tracing: bool = _setting("TRACING", Boolean(), False, FUNCTION,
+                             "OpenTelemetry spans per request stage, exported to Cloud Trace (install the `tracing` "
+                             "extra); off: OpenTelemetry is never imported")
     # the job
     data_prefix: str = _setting("DATA_PREFIX", Text(), "data/labelled/", JOB,
                                 "where new labelled CSV files are read from (`--data-prefix`)")
@@ -325,8 +328,10 @@ class Settings:
     metrics_project: str | None = _setting("METRICS_PROJECT", _OPTIONAL, None, JOB,
                                            "Cloud Monitoring project of the job's metrics (neither this nor "
                                            "`GOOGLE_CLOUD_PROJECT`: they are logged)")
-    google_cloud_project: str | None = _setting("GOOGLE_CLOUD_PROJECT", _OPTIONAL, None, JOB,
-                                                "the metrics' project when `METRICS_PROJECT` is unset")
+    google_cloud_project: str | None = _setting("GOOGLE_CLOUD_PROJECT", _OPTIONAL, None, BOTH,
+                                                "the project of the function's trace ids in its log lines, and "
+                                                "the job's metrics' project when `METRICS_PROJECT` is unset",
+                                                shown="unset (trace ids: project `local`)")
     metrics_endpoint: str | None = _setting("METRICS_ENDPOINT", _OPTIONAL, None, JOB,
                                             "a plain-gRPC Cloud Monitoring `host:port` instead of Google's (tests)")
     cloud_run_region: str | None = _setting("CLOUD_RUN_REGION", _OPTIONAL, None, JOB, "the metrics' location")

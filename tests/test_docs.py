@@ -20,7 +20,7 @@ import pytest
 
 from testbed.servers import REPO
 
-README_MAX_LINES = 130
+README_MAX_LINES = 160
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")

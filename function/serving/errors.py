@@ -16,12 +16,20 @@ class ApiError(Exception):
     """An error answered to the client as JSON; never carries internals (paths, traces, versions)."""
 
     def __init__(self, code: int, message: str, details: list | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, *, field: str | None = None,
+                 problem: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        if field is not None:  # one bad field: the details name it
+            details = [_bad_request_detail([{"field": field, "description": problem or message}])]
         self.details = details or []
         self.headers = headers or {}
+
+    @property
+    def violations(self) -> list[dict]:
+        """The field violations among the details (empty when the error is not about fields)."""
+        return [v for d in self.details for v in d.get("fieldViolations", ())]
 
     def body(self) -> dict:
         return {"error": {"code": self.code, "status": STATUS_NAMES[self.code], "message": self.message,
@@ -45,7 +53,10 @@ def field_violations(errors: dict, prefix: str = "") -> list[dict]:
     return violations
 
 
+def _bad_request_detail(violations: list[dict]) -> dict:
+    return {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}
+
+
 def bad_request(message: str, violations: list[dict]) -> ApiError:
     """A 400 whose details name every bad field."""
-    return ApiError(400, message, [{"@type": "type.googleapis.com/google.rpc.BadRequest",
-                                    "fieldViolations": violations}])
+    return ApiError(400, message, [_bad_request_detail(violations)])

@@ -1,6 +1,7 @@
 """The process-wide serving app, built once on first use from the validated settings (nothing heavy at import)."""
 from __future__ import annotations
 
+import atexit
 import gc
 import threading
 from pathlib import Path
@@ -24,7 +25,13 @@ def build_app(settings: Settings) -> ServingApp:
     sink = None
     if settings.log_to_store and not settings.model_store.startswith("gs://"):
         sink = LocalSink(Path(settings.model_store) / settings.log_prefix)  # the function never writes to GCS
-    return ServingApp(settings, Registry(settings), RequestLog(sink))
+    tracer = None
+    if settings.tracing:
+        from function.serving.tracing import Tracer  # noqa: PLC0415 - OpenTelemetry only when asked for
+
+        tracer = Tracer(settings.google_cloud_project)
+        atexit.register(tracer.shutdown)
+    return ServingApp(settings, Registry(settings), RequestLog(sink), tracer)
 
 
 def tune_gc() -> None:

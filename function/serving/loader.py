@@ -55,6 +55,7 @@ class _State:
     checked_at: float
     storage_error: str | None = None
     failures: int = 0
+    served: tuple[str, ...] = ()  # every version a request may pin: stable, canary, then the kept fallbacks
 
     def store_models(self) -> dict[str, ServingModel]:
         """A new dict of the loaded store versions in hand, so a refresh need not load them again."""
@@ -74,6 +75,7 @@ class ModelLoader:
         self._clock = clock
         self._lock = threading.Lock()
         self._state: _State | None = None
+        self._pinned: dict[str, ServingModel] = {}  # fallback versions loaded because a request named them
 
     def choose(self, key: int = 0) -> Choice:
         """The model for a request whose canary key is `key` (0-9999); raises NoModel."""
@@ -87,6 +89,29 @@ class ModelLoader:
         if state.canary is not None and key < state.canary_percent * 100:
             return Choice(state.canary, False, "canary", cold)
         return Choice(state.stable, state.stable_role != "stable", state.stable_role, cold)
+
+    def versions(self) -> list[str]:
+        """The versions a request may pin (stable, canary, kept fallbacks); empty before the first load."""
+        state = self._state
+        return list(state.served) if state else []
+
+    def pinned(self, version: str) -> Choice | None:
+        """The named version if it is served or kept as a fallback (loaded on first use), else None."""
+        if self._state is None:
+            self.choose(0)
+        state = self._state
+        for model, role in ((state.stable, state.stable_role), (state.canary, "canary")):
+            if model is not None and model.version == version:
+                return Choice(model, role not in ("stable", "canary"), role)
+        if version not in state.served:
+            return None
+        model = self._pinned.get(version)
+        if model is None:
+            with self._lock:
+                cache = dict(self._pinned)
+                model = self._load_cached(version, cache)
+                self._pinned = {v: m for v, m in cache.items() if v in state.served}
+        return Choice(model, True, "fallback") if model is not None else None
 
     def status(self) -> dict:
         """What /health reports (without triggering a load)."""
@@ -141,7 +166,9 @@ class ModelLoader:
             log.error("no version in the pointer's chain could be loaded; serving the shipped model")
             return self._shipped_state(now, now + ttl, None, generation) or state
         canary = self._load_cached(pointer.canary, cache) if pointer.canary else None
-        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now)
+        served = tuple(dict.fromkeys([stable.version, *([canary.version] if canary else []), *pointer.chain()]))
+        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now,
+                      served=served)
 
     def _first_loadable(self, pointer: ServingPointer, cache: dict) -> tuple[ServingModel | None, str]:
         for i, version in enumerate(pointer.chain()):
@@ -185,7 +212,8 @@ class ModelLoader:
         except (NotFound, CorruptBundle, ValueError) as exc:
             log.error("shipped model unusable: %s", exc)
             return None
-        return _State(model, "shipped", None, 0.0, generation, next_check, now, storage_error=error)
+        return _State(model, "shipped", None, 0.0, generation, next_check, now, storage_error=error,
+                      served=(model.version,))
 
 
 class Registry:

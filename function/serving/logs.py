@@ -32,7 +32,12 @@ import orjson
 from shared.settings import read_setting
 
 LOG_ID = "run.googleapis.com/stdout"
-MAX_LOGGED_ROWS = 100  # a LogEntry is capped at 256 KB; larger batches log a sample of their rows
+# Cloud Logging caps a LogEntry at 256 KB; this leaves room for the entry's own fields around the payload.
+MAX_ENTRY_BYTES = 250_000
+ROWS_PER_ENTRY = 500  # a batch's rows per entry to start from (fewer when its rows are large)
+SINK_EVENTS = frozenset({"prediction", "prediction_rows", "feedback"})  # what the sink routes to the bucket
+CONTINUED = "prediction_rows"  # the event of a batch's later entries: counted by no request metric
+_JSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 # How long a line may wait in memory (what a SIGKILL can lose), and how full a buffer may get before
 # the flusher is woken at once (declared, with their defaults, in shared/settings.py).
 FLUSH_INTERVAL_S: float = read_setting("LOG_FLUSH_INTERVAL_S")
@@ -257,16 +262,47 @@ class RequestLog:
         self.sink = sink
         _flusher.ensure_running()
 
-    def emit(self, payload: dict) -> None:
-        """Log one request; `payload` must carry `severity` and `message`."""
-        line = orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE)
+    def emit(self, payload: dict, per_row: dict | None = None, rows: int = 0, continued: tuple = (),
+             continued_event: str | None = CONTINUED) -> None:
+        """Log one request; `payload` must carry `severity` and `message`.
+
+        `per_row` holds lists (or arrays, or a dict of them) of one value per row, for each of the `rows`
+        rows: every row is logged. Rows that do not fit one entry under MAX_ENTRY_BYTES continue in more
+        entries of `continued_event` (None: the payload's own), each with its `first_row` and only the
+        `continued` fields of `payload`.
+        """
+        if not per_row:
+            self._queue(orjson.dumps(payload, option=_JSON), payload)
+            return
+        step, start, head = min(rows, ROWS_PER_ENTRY), 0, payload
+        while start < rows:
+            part = {**head, "first_row": start, **{k: _rows(v, start, start + step) for k, v in per_row.items()}}
+            line = orjson.dumps(part, option=_JSON)
+            if len(line) > MAX_ENTRY_BYTES and step > 1:
+                step //= 2
+                continue
+            self._queue(line, part)
+            start += step
+            if head is payload:
+                head = {"severity": payload["severity"], "message": payload["message"],
+                        "event": continued_event or payload["event"],
+                        **{k: payload[k] for k in continued if k in payload}}
+
+    def _queue(self, line: bytes, payload: dict) -> None:
         full = _flusher.stdout.add(line)
-        if self.sink is not None and payload.get("event") == "prediction":
+        if self.sink is not None and payload.get("event") in SINK_EVENTS:
             full = self.sink.add(line, payload["severity"], self.sink.clock()) or full
         if full:
             _flusher.wake()
         if _flusher._thread is None:  # first use after a fork
             _flusher.ensure_running()
+
+
+def _rows(values, start: int, stop: int):
+    """Rows start:stop of a per-row field (a list, an array, or a dict of them as for columns)."""
+    if isinstance(values, dict):
+        return {k: v[start:stop] for k, v in values.items()}
+    return values[start:stop]
 
 
 def flush() -> None:

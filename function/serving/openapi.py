@@ -80,7 +80,8 @@ def _error(description: str) -> dict:
 def _prediction_schema(contract: FeatureContract) -> dict:
     """The JSON schema of one answer of this model."""
     target = contract.target
-    common = {"model_version": {"type": "string"}, "fallback": {"type": "boolean"},
+    common = {"id": {"type": "string", "description": "this row's prediction id: the request id, '-', the row"},
+              "model_version": {"type": "string"}, "fallback": {"type": "boolean"},
               "warnings": {"type": "array", "items": {"type": "string"}}}
     if contract.is_classifier:
         answer = {target.name: {"type": "string", "enum": list(target.labels)},
@@ -107,6 +108,14 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
     plugin.converter.add_attribute_function(_custom_field_properties)
     spec.components.schema("Error", schema=Error)
     spec.components.schema("Health", schema=Health)
+    spec.components.schema("Parameters", {
+        "type": "object", "additionalProperties": False, "nullable": True,
+        "description": "Vertex AI's request `parameters` (null: none)",
+        "properties": {"explain": {"type": "boolean", "description": "add per-feature attributions"}}})
+    spec.components.schema("Explanation", {"type": "object", "description": "Vertex AI's Explanation: one "
+                                           "attribution per output (per class of a classifier)",
+                                           "properties": {"attributions": {"type": "array",
+                                                                           "items": {"type": "object"}}}})
     common = {"404": _error("unknown path or model"), "405": _error("wrong method")}
     errors = {"400": _error("invalid JSON or invalid fields; details name each one"),
               "413": _error(f"body over {settings.max_body_bytes} bytes or over {settings.max_batch_rows} rows"),
@@ -117,14 +126,19 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
         spec.components.schema(f"{title}Instance", schema=row_schema(contract))
         spec.components.schema(f"{title}Prediction", _prediction_schema(contract))
         spec.components.schema(f"{title}BatchPrediction", {
-            "type": "object", "required": ["predictions", "model_version", "fallback"],
+            "type": "object", "required": ["predictions", "model_version", "fallback", "request_id"],
             "properties": {"predictions": {"type": "array",
                                            "items": {"$ref": f"#/components/schemas/{title}Prediction"}},
-                           "model_version": {"type": "string"}, "fallback": {"type": "boolean"}}})
+                           "model_version": {"type": "string"}, "fallback": {"type": "boolean"},
+                           "request_id": {"type": "string"}, "deployedModelId": {"type": "string"},
+                           "modelDisplayName": {"type": "string"}, "modelVersionId": {"type": "string"},
+                           "explanations": {"type": "array", "items": {"$ref": "#/components/schemas/Explanation"},
+                                            "description": "with `parameters.explain` or `:explain`"}}})
         spec.components.schema(f"{title}BatchRequest", {
             "type": "object", "additionalProperties": False, "required": ["instances"],
             "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": settings.max_batch_rows,
-                                         "items": {"$ref": f"#/components/schemas/{title}Instance"}}}})
+                                         "items": {"$ref": f"#/components/schemas/{title}Instance"}},
+                           "parameters": {"$ref": "#/components/schemas/Parameters"}}})
         batch_body = {"required": True, "content": {"application/json": {"schema": {"oneOf": [
             {"$ref": f"#/components/schemas/{title}Instance"},
             {"$ref": f"#/components/schemas/{title}BatchRequest"}]}}}}
@@ -132,6 +146,11 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
             "summary": f"{contract.target.name} of a batch under `instances` (KServe V1)", "requestBody": batch_body,
             "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": {
                 "$ref": f"#/components/schemas/{title}BatchPrediction"}}}}, **errors}}})
+        spec.path(path=f"{V1}{name}:explain", operations={"post": {
+            "summary": f"{contract.target.name} of a batch with per-feature attributions (KServe V1 explain)",
+            "requestBody": batch_body,
+            "responses": {"200": {"description": "predictions and explanations", "content": {"application/json": {
+                "schema": {"$ref": f"#/components/schemas/{title}BatchPrediction"}}}}, **errors}}})
         spec.path(path=f"{V1}{name}", operations={"get": {"summary": f"The {name} model's version and manifest",
             "responses": {"200": {"description": "manifest", "content": {"application/json": {"schema": {
                 "type": "object"}}}}, "503": _error("no model"), **common}}})

@@ -8,6 +8,7 @@ which names every bad field with the rules' messages. Tests hold the paths to th
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import chain
@@ -231,15 +232,70 @@ def _numeric_block(layout: _Layout, rows: list[dict]) -> np.ndarray | None:
 
 def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
     """Large batches as columns: a few set and NumPy operations per feature."""
-    n = len(rows)
-    matrix = np.empty((n, layout.width), dtype=np.float32)
-    notes: list = []  # (row mask, message of a row index)
     try:
         block = _numeric_block(layout, rows)
     except OverflowError:
         return None
-    if block is None:
+    if block is None or not _passthrough_columns_ok(layout, rows):
         return None
+    return _encode(layout, block, lambda name: [row.get(name) for row in rows], len(rows))
+
+
+def build_batch_from_columns(contract: FeatureContract, columns: dict[str, list], n: int) -> FeatureBatch:
+    """Validate a batch sent as one list per field (each a list of length `n`) and build its matrix.
+
+    The columnar form maps straight to arrays, so valid columns are checked with vectorised range and
+    level checks, no dict per row; anything wrong is judged row by row by the schema, whose `InvalidRows`
+    names every bad field of every bad row, exactly as for rows.
+    """
+    layout = _layout(contract)
+    batch = None
+    if layout.required.issubset(columns) and layout.allowed.issuperset(columns):
+        batch = _columns_fast_path(layout, columns, n)
+    if batch is not None:
+        return batch
+    return build_batch(contract, [{name: column[i] for name, column in columns.items()} for i in range(n)])
+
+
+def _columns_fast_path(layout: _Layout, columns: dict[str, list], n: int) -> FeatureBatch | None:
+    block = np.empty((n, len(layout.numeric)), dtype=np.float64)
+    for j, (name, *_, required, _rule) in enumerate(layout.numeric):
+        column = columns.get(name)
+        if column is None:
+            block[:, j] = _NAN
+            continue
+        kinds = set(map(type, column))
+        if not kinds <= (_NUMBER_TYPES if required else _OPTIONAL_NUMBER_TYPES):
+            return None
+        try:
+            block[:, j] = column  # None becomes NaN
+        except OverflowError:
+            return None
+    for name, low, high in layout.integers:
+        given = _given_column(columns.get(name), int)
+        if given is None or (given and low is not None and (min(given) < low or max(given) > high)):
+            return None
+    for name in layout.strings:
+        given = _given_column(columns.get(name), str)
+        if given is None or (given and max(map(len, given)) > MAX_STRING_CHARS):
+            return None
+    return _encode(layout, block, lambda name: columns.get(name) or [None] * n, n)
+
+
+def _given_column(column: list | None, kind: type) -> list | None:
+    """The values a column carries (nulls left out), or None if any is not of `kind`."""
+    if column is None:
+        return []
+    kinds = set(map(type, column))
+    if not kinds <= {kind, type(None)}:
+        return None
+    return [v for v in column if v is not None] if type(None) in kinds else column
+
+
+def _encode(layout: _Layout, block: np.ndarray, column_of: Callable[[str], list], n: int) -> FeatureBatch | None:
+    """The matrix of a numeric block (float64, NaN: missing) and each category's column, or None if any is bad."""
+    matrix = np.empty((n, layout.width), dtype=np.float32)
+    notes: list = []  # (row mask, message of a row index)
     for j, (_name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
         values = block[:, j]
         given = values if required else values[~np.isnan(values)]
@@ -252,7 +308,7 @@ def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
     matrix[:, :len(layout.numeric)] = block
     col = len(layout.numeric)
     for name, _table, width, rule in layout.one_hot:
-        column = [row.get(name) for row in rows]
+        column = column_of(name)
         kinds = set(map(type, column))
         if not kinds <= ({str} if rule.feature.required else {str, type(None)}):
             return None
@@ -278,9 +334,61 @@ def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
         one_hot_block[codes < 0] = np.nan  # absent or unseen category: missing for the model
         matrix[:, col:col + width] = one_hot_block
         col += width
-    if not _passthrough_columns_ok(layout, rows):
-        return None
     return FeatureBatch(_warnings(n, notes), _matrix=matrix)
+
+
+def check_matrix(contract: FeatureContract, x: np.ndarray) -> FeatureBatch:
+    """Validate a float32 matrix of encoded columns (NaN: missing), as the model's own input tensor arrives.
+
+    Numeric columns keep their bounds and missing-value policy; each category's one-hot block must hold
+    one 1 and otherwise 0s, or only NaNs where the category may be missing. Raises `InvalidRows` naming
+    the column (`contract.columns`) and row of every bad value.
+    """
+    layout = _layout(contract)
+    errors: dict[int, dict] = {}
+
+    def reject(mask: np.ndarray, column: str, message: str) -> None:
+        for i in np.flatnonzero(mask)[:_MAX_REPORTED_ROWS].tolist():
+            errors.setdefault(i, {}).setdefault(column, []).append(message)
+
+    notes: list = []
+    for j, (name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
+        values = x[:, j].astype(np.float64)
+        missing = np.isnan(values)
+        if required:
+            reject(missing, name, "must be a number")
+        bad = ~missing & ~((values > hard_min) & (values <= hard_max))
+        if bad.any():
+            for i in np.flatnonzero(bad)[:_MAX_REPORTED_ROWS].tolist():
+                try:
+                    rule.parse(float(values[i]))
+                except ValueError as exc:
+                    errors.setdefault(i, {}).setdefault(name, []).append(str(exc))
+        outside = ~missing & ((values < train_min) | (values > train_max))
+        if outside.any():
+            notes.append((outside, lambda i, values=values, rule=rule: rule.warning(float(values[i]))))
+    col = len(layout.numeric)
+    for name, _table, width, rule in layout.one_hot:
+        block = x[:, col:col + width]
+        columns = contract.columns[col:col + width]
+        col += width
+        missing = np.isnan(block)
+        all_missing = missing.all(axis=1)
+        if rule.feature.required and rule.feature.unseen != "missing":
+            reject(all_missing, columns[0], f"{name} is required: its one-hot columns must not be missing")
+        partly = missing.any(axis=1) & ~all_missing
+        reject(partly, columns[0], f"{name}'s one-hot columns must all be given or all be missing")
+        given = ~missing.any(axis=1)
+        binary = np.isin(block, (0.0, 1.0)).all(axis=1)
+        reject(given & ~binary, columns[0], f"{name}'s one-hot columns must be 0 or 1")
+        reject(given & binary & (block.sum(axis=1) != 1.0), columns[0],
+               f"{name}'s one-hot columns must hold exactly one 1 (one level of {', '.join(rule.feature.levels)})")
+    if errors:
+        raise InvalidRows(dict(sorted(errors.items())))
+    return FeatureBatch(_warnings(x.shape[0], notes), _matrix=x)
+
+
+_MAX_REPORTED_ROWS = 100  # a bad tensor names at most this many rows per column
 
 
 def _warnings(n: int, notes: list) -> list:

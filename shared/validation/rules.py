@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from shared.contract import CategoricalFeature, NumericFeature, Passthrough
+from shared.contract import CategoricalFeature, NumericFeature, Passthrough, Target
 
 MAX_STRING_CHARS = 64  # longest category value looked up; anything longer is no level of any contract
 
@@ -117,3 +117,22 @@ class PassthroughRule:
         elif not isinstance(value, str) or len(value) > MAX_STRING_CHARS:
             raise Violation(f"must be a string of at most {MAX_STRING_CHARS} characters")
         return value
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """A true outcome: one of a classifier's labels (any case), or a regressor's number within its plausible bounds."""
+
+    target: Target
+
+    def parse(self, value) -> str | float:
+        """The label in its canonical spelling, or the number; Violation otherwise."""
+        t = self.target
+        if t.task != "regression":
+            level = {label.lower(): label for label in t.labels}.get(value.strip().lower()) \
+                if isinstance(value, str) and len(value) <= MAX_STRING_CHARS else None
+            if level is None:
+                raise Violation(f"must be one of {', '.join(t.labels)} (any case)")
+            return level
+        low, high = (t.low, t.high) if t.low is not None else (-math.inf, math.inf)
+        return NumericRule(NumericFeature(t.name, low, high, low, high, unit=t.unit)).parse(value)

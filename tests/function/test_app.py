@@ -6,7 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from function.serving.app import format_predictions
+from function.serving.dataplane import Inference
+from function.serving.loader import Choice
+from function.serving.v1 import format_predictions
 from shared.contract import FeatureContract, NumericFeature, Target
 from shared.model import ServingModel
 from shared.predictor import Probabilities
@@ -72,7 +74,8 @@ def test_answers_for_any_number_of_labels(labels):
     contract = FeatureContract((NumericFeature("x", 0.0, 1.0, 0.0, 1.0),), (), Target("species", "multiclass", labels))
     model = ServingModel("m", "v1", {}, contract, None, "store")
     for result in (Probabilities(proba.tolist()), Probabilities(array=proba)):
-        answers = format_predictions(model, result, warnings, True)
+        answers = format_predictions(Inference(model, Choice(model, True, "fallback"), result, warnings, None, "r"))
+        assert [a["id"] for a in answers] == [f"r-{i}" for i in range(20)]
         assert [a["species"] for a in answers] == [labels[i] for i in proba.argmax(axis=1)]
         assert [list(a["probabilities"]) for a in answers] == [list(labels)] * 20
         np.testing.assert_allclose([list(a["probabilities"].values()) for a in answers], proba, atol=1e-6)

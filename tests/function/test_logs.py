@@ -273,3 +273,33 @@ def test_sigterm_in_the_middle_of_traffic_loses_no_answered_line(serve, publishe
     printed = [e["instances"][0]["body_mass_g"] for e in stdout if e.get("event") == "prediction"]
     assert len(printed) == len(set(printed))
     assert not answered - set(printed), sorted(answered - set(printed))[:10]
+
+
+def test_every_row_of_a_large_batch_is_logged_in_entries_under_the_size_limit(tmp_path, stdout):
+    rows = [{**SEED_EXAMPLES[0][0], "body_mass_g": i, "island": "x" * 60} for i in range(3_000)]
+    payload = {"severity": "INFO", "message": "POST /predict 200", "event": "prediction", "status": 200,
+               "request_id": "big", "model": "m", "model_version": "v", "rows": len(rows), "latency_ms": 1.0}
+    log = RequestLog(LocalSink(tmp_path))
+    log.emit(payload, {"instances": rows, "predicted": ["Adelie"] * len(rows)}, len(rows),
+             ("request_id", "model", "model_version"))
+    logs.flush()
+    lines = sink_lines(tmp_path)
+    assert len(lines) > 1 and max(map(len, lines)) < logs.MAX_ENTRY_BYTES
+    entries = [orjson.loads(line)["jsonPayload"] for line in lines]
+    assert [e["event"] for e in entries] == ["prediction"] + [logs.CONTINUED] * (len(entries) - 1)
+    assert "latency_ms" in entries[0] and all("latency_ms" not in e for e in entries[1:])  # counted once
+    assert all(e["request_id"] == "big" and e["model_version"] == "v" for e in entries)
+    masses = [(e["first_row"] + j, row["body_mass_g"]) for e in entries for j, row in enumerate(e["instances"])]
+    assert masses == [(i, i) for i in range(len(rows))]
+
+
+def test_a_columnar_batch_is_logged_by_columns_with_numpy_values(tmp_path, stdout):
+    import numpy as np  # noqa: PLC0415
+
+    log = RequestLog(LocalSink(tmp_path))
+    values = np.array([1.5, np.nan, 3.0], dtype=np.float32)
+    log.emit({"severity": "INFO", "message": "m", "event": "prediction"},
+             {"columns": {"x": values, "c": ["a", None, "b"]}, "predicted": ["p", "q", "r"]}, 3)
+    logs.flush()
+    (entry,) = [orjson.loads(line)["jsonPayload"] for line in sink_lines(tmp_path)]
+    assert entry["columns"] == {"x": [1.5, None, 3.0], "c": ["a", None, "b"]} and entry["first_row"] == 0

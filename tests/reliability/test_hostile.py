@@ -103,3 +103,55 @@ def test_limits_are_enforced_before_heavy_work(client, tally):
         assert resp.status_code == expected, (name, resp.status_code)
         held += 1
     tally.add("hostile input", "size, depth and length limits", len(cases), held)
+
+
+def _probe_v2(client, tally, case: str, body: object, path: str) -> None:
+    """POST one hostile Open Inference Protocol body: a 2xx or a 4xx `{"error": str}`, leaking nothing."""
+    resp = client.post(path, data=json.dumps(body), content_type="application/json")
+    text = resp.get_data(as_text=True)
+    held = resp.status_code < 500 and resp.content_type == "application/json"
+    if held and resp.status_code >= 400:
+        answer = json.loads(text)
+        held = set(answer) == {"error"} and isinstance(answer["error"], str) and answer["error"]
+    held = held and not any(leak in text for leak in ("Traceback", "/work/", "site-packages", 'File "'))
+    tally.add("hostile input", case, 1, int(bool(held)))
+    assert held, (resp.status_code, text[:300])
+
+
+datatypes = st.sampled_from(["FP32", "FP64", "INT64", "INT8", "UINT64", "BOOL", "BYTES", "FP16", "FP99", "", None, 3])
+shapes = st.lists(st.integers(min_value=-2, max_value=2**63), max_size=3) | st.sampled_from([[10**12], [3, 10**9]])
+tensors = st.fixed_dictionaries({"name": st.text(max_size=20) | st.none(), "shape": shapes | json_values,
+                                 "datatype": datatypes, "data": st.lists(field_values, max_size=30) | json_values})
+
+
+def _feature_inputs(example: dict) -> list[dict]:
+    return [{"name": k, "shape": [1], "datatype": "BYTES" if isinstance(v, str) else "FP64", "data": [v]}
+            for k, v in example.items()]
+
+
+@SETTINGS
+@given(st.data())
+def test_arbitrary_v2_inputs_every_model(both_models_client, tally, any_model, data):
+    name, example = any_model
+    inputs = _feature_inputs(example)
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(inputs)), tensors), max_size=3))
+    for index, tensor in edits:  # replace an input (or add one) with a hostile tensor
+        inputs[index:index + 1] = [tensor]
+    body = {"inputs": inputs, **data.draw(st.fixed_dictionaries({}, optional={
+        "outputs": st.lists(st.fixed_dictionaries({"name": st.text(max_size=20)}), max_size=3) | json_values,
+        "parameters": st.fixed_dictionaries({}, optional={"explain": json_values}) | json_values,
+        "id": json_values}))}
+    _probe_v2(both_models_client, tally, f"arbitrary V2 inputs, {name}", body, f"/v2/models/{name}/infer")
+
+
+@SETTINGS
+@given(st.lists(field_values, max_size=60), shapes, datatypes)
+def test_arbitrary_v2_encoded_tensors(both_models_client, tally, data, shape, datatype):
+    body = {"inputs": [{"name": "input-0", "shape": shape, "datatype": datatype, "data": data}]}
+    _probe_v2(both_models_client, tally, "arbitrary V2 encoded tensors", body, "/v2/models/penguins/infer")
+
+
+@SETTINGS
+@given(json_values)
+def test_arbitrary_v2_bodies(both_models_client, tally, body):
+    _probe_v2(both_models_client, tally, "arbitrary V2 bodies", body, "/v2/models/co2/infer")

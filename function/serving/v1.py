@@ -1,0 +1,215 @@
+"""Our JSON and Vertex AI's prediction shape: translation to and from the dataplane, nothing else.
+
+`POST /predict` (or `/`) answers the default model: one instance object, or `{"instances": [...],
+"parameters": {...}}` as Vertex AI sends to a custom container. `/v1/models/{name}` describes a model,
+`:predict` and `:explain` (KServe's V1 verbs) answer it. `/health`, `/model` and `/openapi.json` describe
+the service. Errors are in the Google API shape (`errors.ApiError.body`).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+from function.serving.dataplane import DataPlane, Inference, InferenceRequest, InvalidInput, Rows
+from function.serving.errors import ApiError, bad_request, field_violations
+from shared.predictor import Estimates
+from shared.settings import Settings
+
+# fixed paths and their methods; `/v1/models/{name}[:verb]` are matched apart
+ROUTES = {"/predict": "POST", "/": "POST", "/feedback": "POST", "/health": "GET", "/model": "GET",
+          "/openapi.json": "GET"}
+SOURCE_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,64}")  # who sent feedback: a team, a pipeline, a user id
+SOURCE_RULE = "must be 1 to 64 letters, digits or . _ : @ / -"
+PREFIX = "/v1/models/"
+VERBS = {"": "GET", "predict": "POST", "explain": "POST"}
+PARAMETERS = {"explain": bool}  # what `parameters` may hold, and the type of each
+PROBABILITY_DIGITS = 6  # answers round probabilities to this many decimals
+VALUE_DIGITS = 3  # and a regressor's values and intervals to this many
+
+
+class Handler:
+    """Routes our paths to the dataplane and formats its neutral answers as JSON objects."""
+
+    def __init__(self, dataplane: DataPlane, settings: Settings) -> None:
+        self.dataplane = dataplane
+        self.settings = settings
+        self._canary_environ_key = "HTTP_" + settings.canary_header.upper().replace("-", "_")
+
+    @staticmethod
+    def error_body(err: ApiError) -> dict:
+        return err.body()
+
+    def handle(self, call) -> tuple[int, dict, dict]:
+        """Answer one call (see `app.Call`) on our paths; raises ApiError."""
+        path = call.path
+        if path.startswith(PREFIX):
+            name, _, verb = path[len(PREFIX):].partition(":")
+            if verb not in VERBS:
+                raise ApiError(404, f"no method {verb!r}; try {PREFIX}{{model}}[:predict|:explain]")
+            self.dataplane.loader(name)
+            call.allow(VERBS[verb])
+            if not verb:
+                return self._describe(name)
+            return self._predict(call, name, batch_answer=True, explain=verb == "explain")
+        method = ROUTES.get(path)
+        if method is None:
+            raise ApiError(404, f"no such path; try {', '.join(p for p in ROUTES if p != '/')}, "
+                                f"{PREFIX}{{model}}[:predict|:explain], /v2")
+        call.allow(method)
+        default = self.settings.default_model
+        if path == "/health":
+            return self._health()
+        if path == "/model":
+            return self._describe(default)
+        if path == "/feedback":
+            return self._feedback(call)
+        if path == "/openapi.json":
+            from function.serving.openapi import openapi_document  # noqa: PLC0415 - Marshmallow stays out of cold starts
+
+            served = tuple((name, self.dataplane.choose(name).model.contract) for name in self.dataplane.names)
+            return 200, openapi_document(served, self.settings), {}
+        return self._predict(call, default, batch_answer=False, explain=False)
+
+    def _describe(self, name: str) -> tuple[int, dict, dict]:
+        choice, manifest = self.dataplane.describe(name)
+        return 200, {"name": name, "model_version": choice.model.version, "fallback": choice.fallback,
+                     "manifest": manifest}, {}
+
+    def _health(self) -> tuple[int, dict, dict]:
+        """Every served model's state; 503 while the default model has none, degraded if any is not as it should be."""
+        ready, cold, models = self.dataplane.health()
+        default = models[self.settings.default_model]
+        if not ready:
+            return 503, {"status": "unavailable", **default, "models": models}, {"Retry-After": "5"}
+        degraded = any(not m["ready"] or m["fallback"] for m in models.values())
+        headers = {"X-Model-Load": "cold"} if cold else {}
+        return 200, {"status": "degraded" if degraded else "ok", **default, "models": models}, headers
+
+    def _predict(self, call, name: str, batch_answer: bool, explain: bool) -> tuple[int, dict, dict]:
+        raw = call.json_body()
+        rows, single, parameters = self._parse(call.parsed_json(raw))
+        key = call.header(self._canary_environ_key)
+        explain = explain or parameters.get("explain", False)
+        try:
+            inference = self.dataplane.infer(
+                InferenceRequest(name, Rows(rows), call.request_id, key.encode() if key else raw, explain=explain),
+                call.timings)
+        except InvalidInput as exc:
+            violations = field_violations(exc.errors[0] if single else {"instances": exc.errors})
+            raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
+        model, choice = inference.model, inference.choice
+        predictions = format_predictions(inference)
+        target = model.contract.target.name
+        # validated: the rows hold only contract and passthrough fields
+        call.log_inference(inference, [p[target] for p in predictions], {"instances": rows}, single)
+        headers = {"X-Model-Load": "cold"} if choice.cold else {}
+        if single and not batch_answer and not explain:
+            return 200, predictions[0], headers
+        body = {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback,
+                "request_id": inference.request_id,
+                # Vertex AI's names for the same facts, so its clients find them where they look
+                "deployedModelId": model.name, "modelDisplayName": model.name, "modelVersionId": model.version}
+        if inference.explanation is not None:
+            body["explanations"] = inference.explanation.to_vertex()
+        return 200, body, headers
+
+    def _feedback(self, call) -> tuple[int, dict, dict]:
+        """Accept true outcomes for earlier predictions: logged (never looked up) for the monitor to join."""
+        body = call.parsed_json(call.json_body())
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object", field="body", problem="must be a JSON object")
+        name = body.get("model", self.settings.default_model)
+        if not isinstance(name, str):
+            raise ApiError(400, "model must be a served model's name", field="model", problem="must be a string")
+        source = body.get("source", "unknown")
+        if not isinstance(source, str) or not SOURCE_PATTERN.fullmatch(source):
+            raise ApiError(400, f"source {SOURCE_RULE}", field="source", problem=SOURCE_RULE)
+        single = "instances" not in body
+        items = [{k: v for k, v in body.items() if k not in ("model", "source")}] if single else body["instances"]
+        extra = set(body) - {"instances", "model", "source"}
+        if not single and extra:
+            raise bad_request("unknown top-level field",
+                              [{"field": k, "description": "unknown field"} for k in sorted(extra)])
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "instances must be a non-empty list", field="instances",
+                           problem="must be a non-empty list of {id, truth} objects")
+        if len(items) > self.settings.max_batch_rows:
+            raise ApiError(413, f"{len(items)} items exceed the limit of {self.settings.max_batch_rows}")
+        self.dataplane.loader(name)
+        try:
+            accepted = self.dataplane.feedback(name, items)
+        except InvalidInput as exc:
+            violations = field_violations(exc.errors[0] if single else {"instances": exc.errors})
+            raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
+        call.log_feedback(name, source, accepted)
+        return 202, {"accepted": len(accepted), "model": name, "request_id": call.request_id}, {}
+
+    def _parse(self, body: object) -> tuple[list, bool, dict]:
+        """The request's rows, whether it was a single object, and its parameters; 400/413 for anything else."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object", field="body", problem="must be a JSON object")
+        if "instances" not in body:
+            return [body], True, {}
+        rows = body["instances"]
+        extra = set(body) - {"instances", "parameters"}
+        if extra:
+            raise bad_request("unknown top-level field",
+                              [{"field": k, "description": "unknown field"} for k in sorted(extra)])
+        if not isinstance(rows, list) or not rows:
+            raise ApiError(400, "instances must be a non-empty list", field="instances",
+                           problem="must be a non-empty list of objects")
+        if len(rows) > self.settings.max_batch_rows:
+            raise ApiError(413, f"batch of {len(rows)} rows exceeds the limit of {self.settings.max_batch_rows}")
+        return rows, False, parameters(body.get("parameters"))
+
+
+def parameters(given: object) -> dict:
+    """Validated request parameters: only those in PARAMETERS, each of its type; 400 naming any other."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise ApiError(400, "parameters must be an object", field="parameters", problem="must be a JSON object")
+    violations = [{"field": f"parameters.{k}", "description": f"unknown parameter; known: {', '.join(PARAMETERS)}"}
+                  for k in given if k not in PARAMETERS]
+    violations += [{"field": f"parameters.{k}", "description": f"must be a {kind.__name__}"}
+                   for k, kind in PARAMETERS.items() if k in given and type(given[k]) is not kind]
+    if violations:
+        raise bad_request(f"{len(violations)} invalid parameter(s)", violations)
+    return given
+
+
+def format_predictions(inference: Inference) -> list[dict]:
+    """One answer object per row, the same whichever evaluator computed it: its prediction id, the prediction
+    under the target's name, then class probabilities or the prediction interval."""
+    model, out, warnings = inference.model, inference.outputs, inference.warnings
+    target, version, fallback = model.contract.target.name, model.version, inference.choice.fallback
+    ids = inference.prediction_ids()
+    if isinstance(out, Estimates):
+        level = model.contract.target.interval
+        return [{"id": i, target: round(v, VALUE_DIGITS),
+                 "interval": {"lower": round(lo, VALUE_DIGITS), "upper": round(hi, VALUE_DIGITS), "level": level},
+                 "model_version": version, "fallback": fallback, "warnings": w}
+                for i, v, lo, hi, w in zip(ids, out.values, out.lower, out.upper, warnings)]
+    labels = model.labels
+    predicted, rounded = out.labels_and_rows(labels, PROBABILITY_DIGITS)
+    return [{"id": i, target: s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
+            for i, s, p, w in zip(ids, predicted, _by_label(labels)(rounded), warnings)]
+
+
+@lru_cache(maxsize=8)
+def _by_label(labels: tuple[str, ...]) -> Callable[[list[list[float]]], list[dict[str, float]]]:
+    """For these labels, a function from rows of probabilities to one {label: probability} dict per row.
+
+    Generated as a comprehension over one dict display sized to the model's labels, whatever their number:
+    a display is built by a few bytecodes, where dict(zip(labels, row)) makes two calls and an iterator
+    per row, which a large batch pays thousands of times. Only indices reach the source; the labels
+    themselves are passed in as values.
+    """
+    names = [f"p{i}" for i in range(len(labels))]
+    params = ", ".join(f"l{i}" for i in range(len(labels)))
+    display = ", ".join(f"l{i}: {name}" for i, name in enumerate(names))
+    source = f"def by_label({params}):\n    return lambda rows: [{{{display}}} for {', '.join(names)}, in rows]"
+    namespace: dict = {}
+    exec(compile(source, "<labels>", "exec"), namespace)  # noqa: S102 - indices only, see docstring
+    return namespace["by_label"](*labels)
