@@ -16,6 +16,14 @@ from shared.settings import FUNCTION, configure_logging, exit_on_bad_settings
 
 SETTINGS = exit_on_bad_settings("function", FUNCTION)
 configure_logging(SETTINGS.log_level)
+if SETTINGS.tracing:
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("opentelemetry") is None or importlib.util.find_spec("opentelemetry.sdk") is None:
+        sys.stderr.write("function: bad setting TRACING=1: OpenTelemetry is not installed "
+                         "(pip install -e .[function,tracing], or add the tracing extra to the lock)\n")
+        raise SystemExit(2)
 
 from function.serving.factory import get_app  # noqa: E402 - only once the settings are known to be valid
 

@@ -62,3 +62,9 @@ def test_log_level_applies_to_the_function(serve, level, logged):
     server.stop()
     errors = [line for line in server.log_lines() if line.startswith("ERROR function.serving.loader: model store")]
     assert bool(errors) == logged, server.log_lines()
+
+
+def test_tracing_without_opentelemetry_installed_stops_start_up_with_one_line():
+    code, lines = start_and_wait_for_exit({"TRACING": "1"})  # the function's lean venv has no OpenTelemetry
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("function: bad setting TRACING=1: OpenTelemetry is not installed")
