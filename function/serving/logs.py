@@ -274,6 +274,10 @@ class RequestLog:
         if not per_row:
             self._queue(orjson.dumps(payload, option=_JSON), payload)
             return
+        if rows <= ROWS_PER_ENTRY // 8:  # a small request fits one entry whatever its rows: no slicing
+            part = {**payload, "first_row": 0, **per_row}
+            self._queue(orjson.dumps(part, option=_JSON), part)
+            return
         step, start, head = min(rows, ROWS_PER_ENTRY), 0, payload
         while start < rows:
             part = {**head, "first_row": start, **{k: _rows(v, start, start + step) for k, v in per_row.items()}}
