@@ -258,19 +258,20 @@ def build_batch_from_columns(contract: FeatureContract, columns: dict[str, list]
 
 
 def _columns_fast_path(layout: _Layout, columns: dict[str, list], n: int) -> FeatureBatch | None:
-    block = np.empty((n, len(layout.numeric)), dtype=np.float64)
+    by_feature = np.empty((len(layout.numeric), n), dtype=np.float64)  # a row per feature: contiguous writes
     for j, (name, *_, required, _rule) in enumerate(layout.numeric):
         column = columns.get(name)
         if column is None:
-            block[:, j] = _NAN
+            by_feature[j] = _NAN
             continue
         kinds = set(map(type, column))
         if not kinds <= (_NUMBER_TYPES if required else _OPTIONAL_NUMBER_TYPES):
             return None
         try:
-            block[:, j] = column  # None becomes NaN
+            by_feature[j] = column  # None becomes NaN
         except OverflowError:
             return None
+    block = by_feature.T
     for name, low, high in layout.integers:
         given = _given_column(columns.get(name), int)
         if given is None or (given and low is not None and (min(given) < low or max(given) > high)):
@@ -308,33 +309,49 @@ def _encode(layout: _Layout, block: np.ndarray, column_of: Callable[[str], list]
     matrix[:, :len(layout.numeric)] = block
     col = len(layout.numeric)
     for name, _table, width, rule in layout.one_hot:
-        column = column_of(name)
-        kinds = set(map(type, column))
-        if not kinds <= ({str} if rule.feature.required else {str, type(None)}):
+        codes = _category_codes(column_of(name), rule, n)
+        if codes is None:
             return None
-        if max(map(len, filter(None, column)), default=0) > MAX_STRING_CHARS:
-            return None
-        lookup = rule.index
-        texts = column if type(None) not in kinds else [v if v is not None else "" for v in column]
-        if rule.feature.strip:
-            texts = map(str.strip, texts)
-        found = list(map(lookup.get, map(str.lower, texts)))
-        if type(None) in kinds:  # absent: missing for the model (marked -1), not an unseen level
-            found = [-1 if v is None else code for v, code in zip(column, found)]
-        if None in found:
-            unseen = [i for i, code in enumerate(found) if code is None]
-            if rule.feature.unseen != "missing":  # a level the model does not know
-                return None
-            mask = np.zeros(n, dtype=bool)
-            mask[unseen] = True
-            notes.append((mask, lambda i, column=column, rule=rule: rule.warning(column[i])))
-            found = [-1 if code is None else code for code in found]
-        codes = np.array(found, dtype=np.int64)
+        unseen = codes == _UNSEEN
+        if unseen.any():
+            column = column_of(name)
+            notes.append((unseen, lambda i, column=column, rule=rule: rule.warning(column[i])))
         one_hot_block = (codes[:, None] == np.arange(width)).astype(np.float32)
         one_hot_block[codes < 0] = np.nan  # absent or unseen category: missing for the model
         matrix[:, col:col + width] = one_hot_block
         col += width
     return FeatureBatch(_warnings(n, notes), _matrix=matrix)
+
+
+_ABSENT, _UNSEEN = -1, -2  # category codes of a missing value and of a level never seen in training
+
+
+def _category_codes(column: list, rule: CategoryRule, n: int) -> np.ndarray | None:
+    """Each row's level index (or _ABSENT, _UNSEEN), judged once per distinct spelling; None if any is bad.
+
+    A batch repeats a handful of spellings, so each distinct value is checked and normalised once and the
+    column mapped through the result at C speed.
+    """
+    try:
+        distinct = set(column)
+    except TypeError:  # an unhashable value (a list, an object) is no category
+        return None
+    if not set(map(type, distinct)) <= ({str} if rule.feature.required else {str, type(None)}):
+        return None
+    code_of: dict = {}
+    for value in distinct:
+        if value is None:
+            code_of[value] = _ABSENT
+            continue
+        if len(value) > MAX_STRING_CHARS:
+            return None
+        code = rule.index.get(rule.normalise(value))
+        if code is None:
+            if rule.feature.unseen != "missing":  # a level the model does not know
+                return None
+            code = _UNSEEN
+        code_of[value] = code
+    return np.fromiter(map(code_of.__getitem__, column), dtype=np.int64, count=n)
 
 
 def check_matrix(contract: FeatureContract, x: np.ndarray) -> FeatureBatch:
