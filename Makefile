@@ -21,7 +21,7 @@ QUIET_PIP_WARNINGS := 2> >(grep -v "^WARNING: Location" >&2)
 SYSTEM_PACKAGES := chromium wrk
 
 .DEFAULT_GOAL := help
-.PHONY: help serve test system-packages check-system-packages model retrain traffic lint infra-check \
+.PHONY: help serve test system-packages check-system-packages model retrain monitor traffic lint infra-check \
 	reliability bench sweep load clean
 
 help: ## list the targets with one line each
@@ -72,6 +72,9 @@ model: $(VENV)/.installed ## train and publish a first model of every spec into 
 
 retrain: $(VENV)/.installed ## one run of the retraining job for MODEL=name (default: the default spec) on the local bucket
 	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
+
+monitor: $(VENV)/.installed ## live quality from feedback, the canary judged on it, for MODEL=name on the local bucket
+	$(VENV)/bin/python -m retrain_job monitor --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
 
 traffic: $(VENV)/.installed ## synthetic traffic to `make serve`: MODEL=name, SHIFT="--scale FEATURE=1.2"
 	$(VENV)/bin/python -m scripts.send_traffic --url http://$(BIND_HOST):$(PORT) $(if $(MODEL),--model $(MODEL)) --rows $(ROWS) \

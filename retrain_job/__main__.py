@@ -1,9 +1,12 @@
-"""`python -m retrain_job [run | promote-canary | rollback-canary | rollback]`: the Cloud Run Job's command.
+"""`python -m retrain_job [run | monitor | promote-canary | rollback-canary | rollback]`: the Cloud Run Job's command.
 
 `run` (the default) trains, gates, publishes and reports one model (`--model`, default the MODEL_NAME
 setting), or every model with a spec (`--all-models`, one summary line each, then one line naming every
 model's decision); the last output line is a JSON summary. The gate's tolerances are the spec's `[gate]`
 unless a `--tol-*` flag or its TOL_* setting says otherwise.
+`monitor` measures each served version's quality from the truth fed back for its predictions, judges a canary
+on those live labels (promote, roll back, or leave it: `--no-canary-decision` and `--dry-run` only report),
+writes the monitor report and the `live_*` metrics (retrain_job/monitor.py); `--model` or `--all-models` alike.
 Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad flag or environment setting
 (shared/settings.py: one line per bad variable).
 """
@@ -14,12 +17,14 @@ import json
 import logging
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 
 from retrain_job.drift import DriftThresholds
 from retrain_job.gate import Tolerances
 from retrain_job.job import JobOptions, run
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
+from retrain_job.monitor import MonitorOptions, run_monitor
 from retrain_job.publish import PointerRace, resolve_canary, rollback
 from retrain_job.tasks import Task
 from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
@@ -38,7 +43,7 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run",
-                   choices=["run", "promote-canary", "rollback-canary", "rollback"])
+                   choices=["run", "monitor", "promote-canary", "rollback-canary", "rollback"])
     p.add_argument("--store", default=s.model_store,
                    help="gs://bucket/prefix or a local directory (MODEL_STORE)")
     p.add_argument("--model", "--model-name", dest="model", default=s.model_name, choices=spec_names(),
@@ -50,6 +55,8 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p.add_argument("--log-prefix", default=s.log_prefix,
                    help="where the prediction log sink writes (LOG_PREFIX; empty for a sink at the bucket root)")
     p.add_argument("--log-days", type=int, default=s.log_days)
+    p.add_argument("--feedback-days", type=int, default=s.feedback_days,
+                   help="days of feedback the run learns from (FEEDBACK_DAYS; 0: none; default: --log-days)")
     p.add_argument("--canary-percent", type=float, default=s.canary_percent,
                    help="publish as a canary taking this share of traffic (0: straight to stable)")
     p.add_argument("--dry-run", action="store_true", default=s.dry_run,
@@ -61,6 +68,17 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p.add_argument("--drift-share", type=float, default=s.drift_share)
     p.add_argument("--drift-min-rows", type=int, default=s.drift_min_rows)
     p.add_argument("--min-labelled-for-review", type=int, default=s.min_labelled_for_review)
+    monitor = p.add_argument_group("monitor", "flags of `monitor` (with --model/--all-models, --store, "
+                                              "--log-prefix, --dry-run and the --tol-* flags above)")
+    monitor.add_argument("--feedback-hours", type=float, default=s.monitor_feedback_hours,
+                         help="hours of feedback to join (MONITOR_FEEDBACK_HOURS)")
+    monitor.add_argument("--prediction-days", type=float, default=s.monitor_prediction_days,
+                         help="days before the feedback window its predictions may be (MONITOR_PREDICTION_DAYS)")
+    monitor.add_argument("--min-labels", type=int, default=s.monitor_min_labels,
+                         help="labels a version needs for a verdict, realised metrics and a canary decision "
+                              "(MONITOR_MIN_LABELS)")
+    monitor.add_argument("--no-canary-decision", dest="canary_decision", action="store_false",
+                         help="judge the canary on live labels and report it, but leave the pointer alone")
     return p.parse_args(argv)
 
 
@@ -68,11 +86,62 @@ def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTar
     """The run's options from the parsed flags (the task and the metrics target from the settings)."""
     return JobOptions(
         model_name=args.model, data_prefix=args.data_prefix, log_prefix=args.log_prefix, log_days=args.log_days,
+        feedback_days=args.feedback_days,
         canary_percent=args.canary_percent, dry_run=args.dry_run, if_no_model=args.if_no_model,
         min_labelled_for_review=args.min_labelled_for_review,
         tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss, args.tol_rmse),
         thresholds=DriftThresholds(share=args.drift_share, min_rows=args.drift_min_rows),
         task=Task.from_env(uuid.uuid4().hex[:12], settings), metrics=replace(target, model=args.model))
+
+
+def monitor_options(args: argparse.Namespace, target: MetricsTarget) -> MonitorOptions:
+    """The monitor's options from the parsed flags."""
+    return MonitorOptions(
+        model_name=args.model, log_prefix=args.log_prefix, feedback_hours=args.feedback_hours,
+        prediction_days=args.prediction_days, min_labels=args.min_labels, canary_decision=args.canary_decision,
+        dry_run=args.dry_run, tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss,
+                                                    args.tol_rmse),
+        metrics=replace(target, model=args.model))
+
+
+def _monitor_one(store: Store, opts: MonitorOptions) -> tuple[int, dict]:
+    """One model's monitor run as (exit status, summary line)."""
+    try:
+        return 0, run_monitor(store, opts)
+    except Exception as exc:
+        logging.exception("monitoring %s failed", opts.model_name)
+        return 1, {"command": "monitor", "model": opts.model_name, "decision": "failed",
+                   "error": f"{type(exc).__name__}: {exc}"}
+
+
+def monitor_all(store: Store, opts: MonitorOptions) -> tuple[int, dict]:
+    """The monitor for every model with a spec in turn, each summary printed as it ends; 1 if any failed."""
+    def outcome(summary: dict) -> dict:
+        kept = {k: summary[k] for k in ("decision", "error") if k in summary}
+        if "canary" in summary:
+            kept["canary"] = {k: summary["canary"][k] for k in ("canary", "decision", "action")}
+        return kept
+
+    status, outcomes = for_every_model(lambda name: _monitor_one(store, _for_model(opts, name)), outcome)
+    return status, {"command": "monitor", "decision": "all-models", "models": outcomes}
+
+
+def _monitor(store: Store, args: argparse.Namespace, settings: Settings, target: MetricsTarget) -> int:
+    """The `monitor` command: one model or all; only task 0 of an execution acts."""
+    if settings.task_index != 0:
+        print(json.dumps({"command": "monitor", "decision": "skipped",
+                          "reason": f"task {settings.task_index} of {settings.task_count}: the monitor runs in "
+                                    f"task 0 only"}))
+        return 0
+    try:
+        opts = monitor_options(args, target)
+    except ValueError as exc:
+        print(json.dumps({"command": "monitor", "model": args.model, "decision": "failed",
+                          "error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    code, summary = monitor_all(store, opts) if args.all_models else _monitor_one(store, opts)
+    print(json.dumps(summary, default=str))
+    return code
 
 
 def _run_one(store: Store, opts: JobOptions) -> tuple[int, dict]:
@@ -89,13 +158,27 @@ def _run_one(store: Store, opts: JobOptions) -> tuple[int, dict]:
 
 def run_all(store: Store, opts: JobOptions) -> tuple[int, dict]:
     """Every model with a spec in turn, each summary printed as it ends; the status is 1 if any failed."""
-    status, decisions = 0, {}
+    status, decisions = for_every_model(
+        lambda name: _run_one(store, _for_model(opts, name)),
+        lambda summary: {k: summary[k] for k in ("decision", "candidate", "stable", "error") if k in summary})
+    return status, {"decision": "all-models", "models": decisions}
+
+
+def _for_model(opts, name: str):
+    """Options (JobOptions or MonitorOptions) for model `name`, its metrics labelled with it."""
+    return replace(opts, model_name=name, metrics=replace(opts.metrics, model=name))
+
+
+def for_every_model(one: Callable[[str], tuple[int, dict]],
+                    outcome: Callable[[dict], dict]) -> tuple[int, dict[str, dict]]:
+    """Run `one` for every model with a spec, printing each summary as it ends: (worst status, outcomes)."""
+    status, outcomes = 0, {}
     for name in spec_names():
-        code, summary = _run_one(store, replace(opts, model_name=name, metrics=replace(opts.metrics, model=name)))
+        code, summary = one(name)
         print(json.dumps(summary, default=str), flush=True)
         status = max(status, code)
-        decisions[name] = {k: summary[k] for k in ("decision", "candidate", "stable", "error") if k in summary}
-    return status, {"decision": "all-models", "models": decisions}
+        outcomes[name] = outcome(summary)
+    return status, outcomes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     store = open_store(args.store)
     target = replace(MetricsTarget.from_env(settings), model=args.model)
+    if args.command == "monitor":
+        return _monitor(store, args, settings, target)
     if args.command == "run":
         try:
             opts = job_options(args, settings, target)

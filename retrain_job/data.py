@@ -5,7 +5,8 @@ The base set is the spec's CSV (refused unless it matches the spec's sha256), it
 Labelled CSV files (request fields plus the target column) are judged by the request rules of
 `shared.validation` (the messages a client would read), except that a category level never seen before
 is accepted: that is how a model learns a new level. The target must be a known label, or a number
-within the spec's plausible bounds.
+within the spec's plausible bounds. Feedback joined to its predictions (`retrain_job.feedback`) arrives as
+records of the same shape (the logged request's fields plus the truth) and is judged by the same rules.
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from shared.contract import FeatureContract, NumericFeature, derive_contract
+from shared.contract import FeatureContract, derive_contract
 from shared.spec import ModelSpec, SpecError
 from shared.store import Store
-from shared.validation.rules import NumericRule, Violation
+from shared.validation.rules import TargetRule, Violation
 from shared.validation.schema import schema_errors
 
 LABELLED_PREFIX = "data/labelled/"
+FEEDBACK_KEY = "feedback"  # the feedback's entry among the labelled files, and its rows' source
+FEEDBACK_ID = "prediction_id"  # the field naming a feedback record's prediction (never a request field)
 MISSING_TEXT = frozenset({"", "na", "nan", "null", "none"})  # CSV cells that hold no value (any case)
 REQUIRED_MESSAGE = "Missing data for required field."  # Marshmallow's, as the request schema says it
 
@@ -120,11 +123,12 @@ def to_records(df: pd.DataFrame, names: list[str]) -> list[dict]:
 
 @dataclass
 class LabelledData:
-    """New labelled rows from the store, with what was skipped and why."""
+    """New labelled rows from the store and from feedback, with what was skipped and why."""
 
     rows: pd.DataFrame
-    files: list[dict] = field(default_factory=list)
-    rejected: list[dict] = field(default_factory=list)  # {"file", "line", "reason", "errors"}, capped in reports
+    files: list[dict] = field(default_factory=list)  # each CSV file, and the feedback as the pseudo-file "feedback"
+    rejected: list[dict] = field(default_factory=list)  # {"file", "line" or "id", "reason", "errors"}; reports cap it
+    feedback: dict | None = None  # what reading the feedback found (None: not read)
 
     @classmethod
     def none(cls, spec: ModelSpec) -> LabelledData:
@@ -144,8 +148,10 @@ def intake_contract(spec: ModelSpec, base: pd.DataFrame) -> FeatureContract:
     return replace(contract, categorical=open_levels)
 
 
-def load_labelled(store: Store, spec: ModelSpec, base: pd.DataFrame, prefix: str = LABELLED_PREFIX) -> LabelledData:
-    """Every CSV under the prefix, each distinct content once; bad rows skipped with the rules' messages."""
+def load_labelled(store: Store, spec: ModelSpec, base: pd.DataFrame, prefix: str = LABELLED_PREFIX,
+                  feedback: list[dict] | None = None) -> LabelledData:
+    """Every CSV under the prefix, each distinct content once, then the feedback records (None: none read); bad
+    rows skipped with the rules' messages. Feedback is listed in `files` as the pseudo-file "feedback"."""
     contract = intake_contract(spec, base)
     new_levels: dict[tuple[str, str], str] = {}
     frames, files, rejected, seen = [], [], [], {}
@@ -160,6 +166,12 @@ def load_labelled(store: Store, spec: ModelSpec, base: pd.DataFrame, prefix: str
         seen[digest] = key
         good, bad = parse_labelled_csv(raw, key, spec, contract, new_levels)
         files.append({"key": key, "sha256": digest, "rows": int(len(good)), "rejected": len(bad)})
+        frames.append(good)
+        rejected.extend(bad)
+    if feedback is not None:
+        good, bad = parse_labelled_records(feedback, FEEDBACK_KEY, spec, contract, new_levels, id_name=FEEDBACK_ID)
+        files.append({"key": FEEDBACK_KEY, "sha256": fingerprint(good, spec), "rows": int(len(good)),
+                      "rejected": len(bad), "read": len(feedback)})
         frames.append(good)
         rejected.extend(bad)
     rows = pd.concat(frames, ignore_index=True) if frames else empty_frame(spec)
@@ -177,26 +189,28 @@ def _request_value(text: str, kind: str):
     return text
 
 
-def _target_value(text: str, spec: ModelSpec):
-    """The target of one labelled row, or Violation with the message a bad one gets."""
-    t = spec.target
-    if spec.is_classifier:
-        canonical = {label.lower(): label for label in t.labels}.get(text.strip().lower())
-        if canonical is None:
-            raise Violation(f"must be one of {', '.join(t.labels)} (any case)")
-        return canonical
-    low, high = t.bounds
-    try:
-        number = float(text)
-    except ValueError:
-        raise Violation("must be a number") from None
-    return NumericRule(NumericFeature(t.name, low, high, low, high, unit=t.unit)).parse(number)
+def _logged_value(value, kind: str):
+    """A logged request value as the client sent it (an integer field decoded from a tensor comes back as 2007.0)."""
+    if kind == "integer" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _target_value(value, contract: FeatureContract):
+    """The target of one labelled row (CSV text, or a logged truth), or Violation with the message a bad one gets."""
+    if contract.is_classifier:
+        return TargetRule(contract.target).parse(value)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise Violation("must be a number") from None
+    return TargetRule(contract.target).parse(value)
 
 
 def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureContract,
                        new_levels: dict[tuple[str, str], str] | None = None) -> tuple[pd.DataFrame, list[dict]]:
     """Valid rows of one CSV (request fields plus the target) and, for the others, every bad field's message."""
-    new_levels = {} if new_levels is None else new_levels
     try:
         df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -210,23 +224,51 @@ def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureC
     records = df.to_dict("records")
     requests = [{name: _request_value(r[name], kinds[name]) for name in present if not _is_missing(r[name])}
                 for r in records]
+    targets = [None if _is_missing(r[spec.target.name]) else r[spec.target.name] for r in records]
+    where = [{"file": key, "line": i + 2} for i in range(len(records))]  # line 1: the header
+    return _judge_rows(key, spec, contract, new_levels, requests=requests, targets=targets, shown=records,
+                       where=where)
+
+
+def parse_labelled_records(records: list[dict], key: str, spec: ModelSpec, contract: FeatureContract,
+                           new_levels: dict[tuple[str, str], str] | None = None, *,
+                           id_name: str | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Valid rows of request-shaped records with their target (as `retrain_job.feedback.labelled_rows` gives them:
+    JSON values, None or absent where missing), judged as `parse_labelled_csv` judges a CSV's rows; fields
+    that are not request fields are ignored. A bad row is named by its `id_name` value if given, else its index."""
+    kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
+    requests = [{name: _logged_value(r[name], kinds[name]) for name in request_fields(spec) if r.get(name) is not None}
+                for r in records]
+    targets = [r.get(spec.target.name) for r in records]
+    where = [{"file": key, "id": r.get(id_name)} if id_name else {"file": key, "line": i}
+             for i, r in enumerate(records)]
+    return _judge_rows(key, spec, contract, new_levels, requests=requests, targets=targets, shown=records,
+                       where=where)
+
+
+def _judge_rows(key: str, spec: ModelSpec, contract: FeatureContract, new_levels: dict[tuple[str, str], str] | None,
+                *, requests: list[dict], targets: list, shown: list[dict],
+                where: list[dict]) -> tuple[pd.DataFrame, list[dict]]:
+    """The labelled rows' one set of rules: each request through the request schema, each target (None: missing)
+    through `TargetRule`; good rows as a training frame, bad ones with every bad field's message (the value
+    shown is the row's own, from `shown`) at their `where`."""
+    new_levels = {} if new_levels is None else new_levels
     cleaned, errors = schema_errors(contract, requests)
     cleaned_by_row = iter(cleaned)
     good, bad = [], []
-    for i, record in enumerate(records):
+    for i, (record, given) in enumerate(zip(shown, targets)):
         row_errors = {name: list(msgs) for name, msgs in errors.get(i, {}).items()}
         row = None if i in errors else next(cleaned_by_row)
-        text = record[spec.target.name]
         try:
-            if _is_missing(text):
+            if given is None:
                 raise Violation(REQUIRED_MESSAGE)
-            target = _target_value(text, spec)
+            target = _target_value(given, contract)
         except Violation as exc:
             row_errors[spec.target.name] = [str(exc)]
         if row_errors:
             reason = "; ".join(f"{name}={record.get(name, '')!r}: {' '.join(map(str, msgs))}"
                                for name, msgs in row_errors.items())
-            bad.append({"file": key, "line": i + 2, "reason": reason, "errors": row_errors})  # line 1: header
+            bad.append({**where[i], "reason": reason, "errors": row_errors})
             continue
         for c in contract.categorical:  # a new level: one spelling for all its rows (the first seen)
             value = row.get(c.name)
@@ -240,6 +282,20 @@ def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureC
 # ---- serving inputs ----------------------------------------------------------------------------------------
 
 SINK_LOG_ID = "run.googleapis.com/stdout"
+PREDICTION_EVENTS = ("prediction", "prediction_rows")  # a request's first entry, and a large batch's later ones
+
+
+def logged_instances(payload: dict) -> list[dict]:
+    """The request-shaped rows of one prediction entry, whether logged as `instances` or as `columns` (in row
+    order, so they line up with `predicted`; a malformed row is left as it is for the caller to skip)."""
+    instances = payload.get("instances")
+    if isinstance(instances, list):
+        return instances
+    columns = payload.get("columns")
+    if isinstance(columns, dict) and all(isinstance(c, list) for c in columns.values()):
+        names = list(columns)
+        return [dict(zip(names, values)) for values in zip(*columns.values())]
+    return []
 
 
 def load_serving_inputs(store: Store, log_prefix: str, days: int, *, model: str, fields: list[str],
@@ -266,12 +322,12 @@ def load_serving_inputs(store: Store, log_prefix: str, days: int, *, model: str,
             except (ValueError, AttributeError):
                 bad_lines += 1
                 continue
-            if payload.get("event") != "prediction":
+            if payload.get("event") not in PREDICTION_EVENTS:
                 continue
             if payload.get("model") != model:
                 other += 1
                 continue
-            for instance, predicted in zip(payload.get("instances") or [], payload.get("predicted") or []):
+            for instance, predicted in zip(logged_instances(payload), payload.get("predicted") or []):
                 if isinstance(instance, dict):
                     rows.append({**{k: instance.get(k) for k in fields}, "predicted": predicted})
     frame = pd.DataFrame(rows, columns=[*fields, "predicted"])

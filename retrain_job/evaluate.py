@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score
 
 from retrain_job.data import feature_names, to_records
+from retrain_job.live_quality import expected_calibration_error
 from shared.bundle import Bundle
 from shared.model import ServingModel, load_model
 from shared.predictor import Baseline, Estimates
@@ -35,12 +36,13 @@ def serving_model(spec: ModelSpec, bundle: Bundle) -> ServingModel:
 
 
 def classifier_metrics(proba: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, macro F1 and log loss of predicted probabilities."""
+    """Accuracy, macro F1, log loss and expected calibration error (top-label, 10 bins) of predicted probabilities."""
     predicted = proba.argmax(axis=1)
     return {
         "accuracy": round(float(accuracy_score(y, predicted)), 6),
         "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
         "log_loss": round(float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)))), 6),
+        "ece": round(expected_calibration_error(proba, y), 6) if len(y) else None,
         "rows": int(len(y)),
     }
 

@@ -1,8 +1,11 @@
 """One retraining run of one model as named steps: gather data, search, train, gate, drift report, publish, summary.
 
 Everything model-specific comes from the model's spec (`specs/<name>/spec.toml`): its data, holdout, search
-space, gate and examples. Bundles go under `models/<name>/`, drift reports under `reports/<name>/drift/`,
-and the tasks of one execution meet under `runs/<name>/<execution>/`.
+space, gate and examples. Besides the labelled CSV files, the truth fed back for served predictions (of the
+last `feedback_days`, about predictions up to `FEEDBACK_PREDICTION_DAYS` older) is read as labelled rows: the
+logged request's fields with the truth, judged by the same rules, one per prediction id. Bundles go under
+`models/<name>/`, drift reports under `reports/<name>/drift/`, and the tasks of one execution meet under
+`runs/<name>/<execution>/`.
 """
 from __future__ import annotations
 
@@ -15,8 +18,17 @@ from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
 
 from retrain_job import train
-from retrain_job.data import LABELLED_PREFIX, load_base, load_labelled, load_serving_inputs
+from retrain_job.data import (
+    FEEDBACK_ID,
+    FEEDBACK_KEY,
+    LABELLED_PREFIX,
+    LabelledData,
+    load_base,
+    load_labelled,
+    load_serving_inputs,
+)
 from retrain_job.drift import DriftThresholds
+from retrain_job.feedback import Joined, join_feedback, labelled_rows
 from retrain_job.gate import Tolerances, Verdict, judge
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import KEEP_FALLBACKS, PointerRace, apply_retention, promote, stage
@@ -31,6 +43,7 @@ from shared.store import NotFound, Store
 log = logging.getLogger(__name__)
 REVIEW_CANARY_PERCENT = 10.0  # drift with enough new labels: a small canary, promoted after review
 REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
+FEEDBACK_PREDICTION_DAYS = 7  # feedback joins predictions logged up to this long before its window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +57,7 @@ class JobOptions:
     data_prefix: str = LABELLED_PREFIX
     log_prefix: str = "logs"
     log_days: int = 7
+    feedback_days: int | None = None  # days of feedback read as labelled rows; None: log_days; 0: none
     canary_percent: float = 0.0
     dry_run: bool = False
     if_no_model: bool = False
@@ -57,6 +71,10 @@ class JobOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.canary_percent < 100.0:
             raise ValueError("canary percent must be at least 0 and below 100")
+        if self.feedback_days is None:
+            object.__setattr__(self, "feedback_days", self.log_days)
+        if self.feedback_days < 0:
+            raise ValueError("feedback days must be at least 0")
 
 
 def reports_prefix(model: str) -> str:
@@ -190,7 +208,9 @@ class RunSummary:
                        gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons,
                              "policy": self.verdict.policy},
                        drift=self.drift.to_dict(), **self.published.to_dict())
-            if not self.spec.is_classifier:
+            if self.spec.is_classifier:
+                out["calibration"] = self.candidate.bundle.manifest["metrics"].get("calibration")
+            else:
                 out["regression"] = _regression_summary(self.verdict.candidate)
         out["metrics_sink"] = self.metrics_sink
         return out
@@ -254,10 +274,38 @@ def run(store: Store, opts: JobOptions) -> dict:
 
 
 def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock) -> TrainingData:
-    """The spec's base data and the new labelled rows, split with the frozen holdout and encoded once."""
+    """The spec's base data and the new labelled rows (files and feedback), split with the frozen holdout and
+    encoded once."""
     base = clock("data", load_base, spec)
-    labelled = clock("labelled", load_labelled, store, spec, base, opts.data_prefix)
+    joined = clock("feedback", read_feedback, store, spec, opts) if opts.feedback_days else None
+    records = None if joined is None else labelled_rows(joined, spec.target.name, id_name=FEEDBACK_ID)
+    labelled = clock("labelled", load_labelled, store, spec, base, opts.data_prefix, records)
+    if joined is not None:
+        labelled = replace(labelled, feedback=feedback_summary(joined, labelled, opts.feedback_days))
     return clock("prepare", train.prepare, spec, base, labelled)
+
+
+def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime | None = None) -> Joined:
+    """The model's feedback of the last `feedback_days` joined to its logged predictions."""
+    return join_feedback(store, spec.name, now or datetime.now(UTC), opts.log_prefix,
+                         feedback_hours=24.0 * opts.feedback_days, prediction_days=FEEDBACK_PREDICTION_DAYS)
+
+
+def feedback_summary(joined: Joined, labelled: LabelledData, days: int) -> dict:
+    """The summary's account of the feedback: every item in exactly one of malformed, unknown_ids, invalid_truths,
+    duplicates and read (joined to its prediction, the last truth per prediction id); every read row either
+    accepted as a labelled row or rejected by the labelled rows' rules; per source, the same."""
+    c = joined.counts
+    rejected = {r["id"] for r in labelled.rejected if r.get("file") == FEEDBACK_KEY}
+    sources = {name: {"items": n, "read": 0, "accepted": 0} for name, n in c.by_source.items()}
+    for row in joined.rows:
+        counts = sources.setdefault(row.source, {"items": 0, "read": 0, "accepted": 0})
+        counts["read"] += 1
+        counts["accepted"] += row.id not in rejected
+    return {"days": days, "window": joined.window.to_dict(), "items": c.items, "read": c.joined,
+            "accepted": c.joined - len(rejected), "rejected": len(rejected), "malformed": c.malformed,
+            "unknown_ids": c.unknown_ids, "invalid_truths": c.invalid_truths, "duplicates": c.duplicates,
+            "late": c.late, "other_model_lines": c.other_model_lines, "sources": dict(sorted(sources.items()))}
 
 
 def search(store: Store, data: TrainingData, opts: JobOptions, *, clock: Clock) -> SearchResult:
@@ -334,7 +382,7 @@ def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> t
 def _describe(data: TrainingData) -> dict:
     labelled = data.labelled
     return {"base_rows": int(len(data.base)), "labelled_rows": int(len(labelled.rows)),
-            "labelled_files": labelled.files, "rejected_rows": labelled.rejected_count,
+            "labelled_files": labelled.files, "feedback": labelled.feedback, "rejected_rows": labelled.rejected_count,
             "rejected_sample": labelled.rejected[:REJECTED_SAMPLE], "train_rows": int(len(data.split.train)),
             "holdout_rows": int(len(data.split.holdout)), "holdout": data.split.info}
 

@@ -2,7 +2,8 @@
 
 Every series gets one point per request and a request carries at most 200 series. The monitored resource
 is `generic_task`, the type meant for batch work: project, location, namespace, job and task id. Every
-point carries the metric label `model` (the spec's name); regressors' per-regime series also `regime`.
+point carries the metric label `model` (the spec's name); regressors' per-regime series also `regime`; the
+monitor's `live_*` series and `feedback_unknown_ids` also `model_version` and `role` (retrain_job/monitor.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ METRIC_NAMES = (
     "candidate_accuracy", "stable_accuracy", "candidate_log_loss",  # classifiers
     "candidate_rmse", "stable_rmse", "candidate_coverage",  # regressors, labelled by regime
     "promoted", "training_rows", "labelled_rows_rejected", "job_duration_s", "job_success",
+    # the monitor (python -m retrain_job monitor), labelled model_version and role; live_accuracy, live_coverage and
+    # the other realised metrics only for a version with at least MONITOR_MIN_LABELS labels
+    "live_accuracy", "live_accuracy_estimated", "live_macro_f1", "live_log_loss",  # classifiers
+    "live_rmse", "live_mae", "live_coverage",  # regressors
+    "live_labelled", "live_predictions", "feedback_unknown_ids",
 )
 
 

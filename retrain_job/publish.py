@@ -45,11 +45,18 @@ def promote(store: Store, name: str, version: str, canary_percent: float = 0.0,
     return _swap(store, name, before, after, generation)
 
 
-def resolve_canary(store: Store, name: str, accept: bool, keep: int = KEEP_FALLBACKS) -> Published:
-    """Finish a canary: promote it to stable, or roll it back (drop it from the pointer)."""
+def resolve_canary(store: Store, name: str, accept: bool, keep: int = KEEP_FALLBACKS,
+                   expected_canary: str | None = None) -> Published:
+    """Finish a canary: promote it to stable, or roll it back (drop it from the pointer).
+
+    With `expected_canary`, only that canary: PointerRace if the pointer now names another (a decision
+    about one version must never settle the next).
+    """
     before, generation = read_pointer(store, name)
     if before is None or before.canary is None:
         raise ValueError("there is no canary to resolve")
+    if expected_canary is not None and before.canary != expected_canary:
+        raise PointerRace(f"the canary is now {before.canary}, not {expected_canary}; nothing changed")
     if accept:
         after = _made_stable(before, before.canary, keep)
     else:

@@ -7,6 +7,7 @@ raw rows, so its size does not grow with the traffic and no request's values are
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -196,4 +197,155 @@ Current: serving inputs {html.escape(str(cur['window'].get('from', '')))} to
 <span style="background:{_CUR}"></span>current</p>
 <div class="grid">{''.join(_panel(f) for f in report['features'])}</div>
 {mix_html}
+</body></html>"""
+
+
+# ---- the monitor's report (retrain_job/monitor.py) ------------------------------------------------------
+
+_MONITOR_STYLE = _STYLE + """
+.degraded{background:#fde8e8;border:1px solid #f5a3a3}.ok_verdict{background:#e3f9e5;border:1px solid #91d8a0}
+.no_verdict{background:#fff8e1;border:1px solid #f0d27a}.version{border:1px solid #e4e7eb;border-radius:10px;
+padding:4px 16px 8px;margin:0 0 18px}.version h2{font-size:18px}.muted{color:#52606d}
+.badge{border-radius:6px;padding:2px 8px;font-size:13px;margin-left:8px}
+"""
+_VERDICTS = {"ok": ("ok_verdict", "ok"), "degraded": ("degraded", "degraded"), None: ("no_verdict", "no verdict")}
+_CANARY_STYLE = {"rollback": "drift", "promote": "no_drift", "undecided": "not_enough_data", "none": "not_enough_data"}
+_CI, _CBPE, _EXPECTED = "#f0831e", "#9aa5b1", "#1f2933"
+
+
+def _number(value: float | None, digits: str = ".4g") -> str:
+    return "" if value is None else format(value, digits)
+
+
+def _interval_bar(realised: dict | None, estimated: dict | None, expected: float | None) -> str:
+    """A share's scale (from a tenth below the lowest value shown, to 1) with the realised 95% interval (orange),
+    CBPE's range (grey) and the promised value (the tick)."""
+    width, height, pad = 240, 30, 22
+    shown = [v for m in (realised, estimated) if m for v in (m.get("low"), m.get("value")) if v is not None]
+    shown += [expected] if expected is not None else []
+    lo = min(0.9, math.floor(min(shown, default=0.0) * 10) / 10)
+
+    def x(v: float) -> float:
+        return pad + (max(lo, min(1.0, v)) - lo) / (1.0 - lo) * (width - 2 * pad)
+
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+             f'<line x1="{pad}" y1="20" x2="{width - pad}" y2="20" stroke="#cbd2d9"/>',
+             f'<text x="{pad - 3}" y="24" font-size="9" text-anchor="end">{lo:g}</text>',
+             f'<text x="{width - pad + 3}" y="24" font-size="9">1</text>']
+    for metric, colour, y in ((estimated, _CBPE, 4), (realised, _CI, 11)):
+        if metric and metric.get("value") is not None and metric.get("low") is not None:
+            left, span = x(metric["low"]), max(1.0, x(metric["high"]) - x(metric["low"]))
+            parts.append(f'<rect x="{left:.1f}" y="{y}" width="{span:.1f}" height="6" fill="{colour}">'
+                         f'<title>{metric["method"]}: {metric["low"]:.4g} to {metric["high"]:.4g}</title></rect>'
+                         f'<circle cx="{x(metric["value"]):.1f}" cy="{y + 3}" r="3" fill="{_EXPECTED}"/>')
+    if expected is not None:
+        parts.append(f'<line x1="{x(expected):.1f}" y1="2" x2="{x(expected):.1f}" y2="24" stroke="{_EXPECTED}" '
+                     f'stroke-width="2"><title>promised (holdout): {expected:.4g}</title></line>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _when(iso: str) -> str:
+    """An ISO time to the minute, in UTC."""
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return iso
+
+
+def _metric_cell(metric: dict | None) -> str:
+    if not metric or metric.get("value") is None:
+        return '<td class="muted">not measured</td>'
+    if metric.get("low") is None:
+        interval = f' <span class="muted">(n={metric["n"]})</span>'
+    else:
+        interval = (f' <span class="muted">(95% {_number(metric["low"])} to {_number(metric["high"])}, '
+                    f'n={metric["n"]})</span>')
+    return f"<td><b>{_number(metric['value'])}</b>{interval}</td>"
+
+
+def _version_section(v: dict, task: str) -> str:
+    style, word = _VERDICTS.get(v["verdict"], _VERDICTS[None])
+    expected = v.get("expected") or {}
+    names = ("accuracy", "macro_f1", "log_loss") if task == "classifier" else ("rmse", "mae", "coverage")
+    rows = []
+    for name in names:
+        metric = v["metrics"].get(name)
+        estimate = v.get("estimated_accuracy") if name == "accuracy" else None
+        promised = expected.get(name)
+        bar = ""
+        if name in ("accuracy", "coverage"):
+            bar = _interval_bar(metric, estimate, promised if isinstance(promised, int | float) else None)
+        estimate_cell = _metric_cell(estimate) if name == "accuracy" else "<td></td>"
+        rows.append(f"<tr><td>{name}</td>{_metric_cell(metric)}{estimate_cell}"
+                    f"<td>{_number(promised) if isinstance(promised, int | float) else ''}</td><td>{bar}</td></tr>")
+    extras = []
+    if v.get("expected_accuracy_labelled"):
+        extras.append(f"accuracy its probabilities expect on the labelled rows: "
+                      f"{_number(v['expected_accuracy_labelled']['value'])}")
+    if v.get("calibration_error") is not None:
+        extras.append(f"top-label calibration error (ECE) of the labelled rows: {_number(v['calibration_error'])}")
+    mix = expected.get("regime_mix")
+    if mix:
+        extras.append("promise weighted by the labelled rows' regimes: " +
+                      ", ".join(f"{html.escape(k)} {s:.0%}" for k, s in mix.items()))
+    extras.append(f"promise: {html.escape(v.get('expected_note', ''))}")
+    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in v["reasons"])
+    estimated_head = "estimated (CBPE, all predictions)" if task == "classifier" else ""
+    return f"""<div class="version"><h2>{html.escape(v['model_version'])}
+<span class="muted">({html.escape(v['role'])})</span><span class="badge {style}">{word}</span></h2>
+<p>{v['labels']} labelled of {v['predictions']} predictions in the window.</p>
+<table><tr><th>metric</th><th>realised (live labels)</th><th>{estimated_head}</th><th>promised (holdout)</th>
+<th>95% intervals</th></tr>{''.join(rows)}</table>
+<ul>{reasons}</ul><p class="muted">{'<br>'.join(extras)}</p></div>"""
+
+
+def render_monitor_html(report: dict) -> str:
+    """The monitor's report as a self-contained page: the canary decision, a section per version, the feedback."""
+    title = html.escape(report["title"])
+    window, feedback, canary = report["window"], report["feedback"], report["canary"]
+    cards = "".join(f'<div class="card">{label}<b>{value}</b></div>' for label, value in (
+        ("feedback items", feedback["items"]), ("joined", feedback["joined"]),
+        ("unknown ids", feedback["unknown_ids"]), ("duplicates", feedback["duplicates"]),
+        ("late", feedback["late"]), ("invalid truths", feedback["invalid_truths"]),
+        ("malformed", feedback["malformed"]), ("minimum labels", report["min_labels"])))
+    if canary["decision"] == "none":
+        canary_html = '<div class="verdict not_enough_data"><b>No canary</b> in the serving pointer.</div>'
+    else:
+        evidence = "".join(f"<li>{html.escape(line)}</li>" for line in canary["evidence"].split("; "))
+        labels = canary["labels"]
+        canary_html = (f'<div class="verdict {_CANARY_STYLE.get(canary["decision"], "not_enough_data")}">'
+                       f'<b>Canary {html.escape(canary["canary"])} ({canary["percent"]:g}%): '
+                       f'{html.escape(canary["decision"])}</b>, {html.escape(canary["action"])}. Judged on live '
+                       f'labels: canary {labels.get("canary", 0)}, stable {labels.get("stable", 0)} '
+                       f'(at least {labels.get("min_labels", report["min_labels"])} each).<ul>{evidence}</ul></div>')
+    classifier = report["task"] == "classifier"
+    if classifier:
+        guard_head = (f"<th>confident predictions (p &ge; {report['confidence']:g})</th><th>contradicted</th>"
+                      f"<th>share</th>")
+        guard_cells = [f"<td>{g['confident']}</td><td>{g['confident_disagreements']}</td>"
+                       f"<td>{_number(g['confident_disagreement_share'], '.1%')}</td>" for g in report["guards"]]
+    else:
+        guard_head = "<th>truths outside the interval</th>"
+        guard_cells = [f"<td>{g['outside_interval']}</td>" for g in report["guards"]]
+    guards = "".join(f"<tr><td>{html.escape(g['source'])}</td><td>{g['items']}</td><td>{g['joined']}</td>{cells}</tr>"
+                     for g, cells in zip(report["guards"], guard_cells))
+    cbpe_legend = f' <span style="background:{_CBPE}"></span>CBPE range' if classifier else ""
+    versions = "".join(_version_section(v, report["task"]) for v in report["versions"]) or \
+        "<p>No predictions of this model in the window.</p>"
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title} — live quality</title>
+<style>{_MONITOR_STYLE}</style></head><body>
+<h1>{title} — live quality</h1>
+<p class="sub">Model <b>{html.escape(report['model'])}</b> ({html.escape(report['task'])}). Generated
+{html.escape(_when(report['generated_at']))}. Feedback from {html.escape(_when(window['feedback_from']))} to
+{html.escape(_when(window['to']))}, joined to predictions served since
+{html.escape(_when(window['predictions_from']))}.</p>
+{canary_html}
+<div class="cards">{cards}</div>
+<p class="legend">Interval bars: <span style="background:{_CI}"></span>realised 95% interval{cbpe_legend};
+the tick: what the version promised.</p>
+{versions}
+<h2>Feedback sources</h2>
+<table><tr><th>source</th><th>items</th><th>joined (its truth counted)</th>{guard_head}</tr>{guards}</table>
 </body></html>"""

@@ -6,25 +6,36 @@ one booster per input regime with a baseline and conformal intervals (`retrain_j
 The search scores every grid point of the spec by k-fold cross-validation inside the training rows
 (stratified for a classifier, by whole groups for a regressor, each regime on its own); points that
 differ only in their number of rounds share one fit, scored at each round count.
+
+A classifier's calibration is checked at training time: the expected calibration error (top-label, 10 bins)
+of out-of-fold probabilities of the training rows (each from a model fitted without that row's fold, at the
+chosen parameters) and of the holdout. When the training rows' ECE is above `ECE_POOR`, the probabilities are
+temperature-scaled: one T > 0 minimising the log loss of softmax(margin / T) on those out-of-fold margins
+(the holdout is never fitted to, nor consulted for the decision). Dividing every leaf value and the base
+margin of the booster by T keeps it a tree ensemble, so XGBoost and the compiled trees still agree exactly.
 """
 from __future__ import annotations
 
 import itertools
+import json
+import math
 import os
 import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 import sklearn
 import xgboost as xgb
+from scipy.optimize import minimize_scalar
 from sklearn.model_selection import StratifiedKFold
 
 from retrain_job import regression
 from retrain_job.data import LabelledData, feature_names, fingerprint, to_records
 from retrain_job.evaluate import classifier_metrics, score, serving_model
+from retrain_job.live_quality import expected_calibration_error
 from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leakage
 from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
 from shared.contract import FeatureContract, derive_contract
@@ -37,6 +48,10 @@ VERIFY_TOLERANCE = 1e-5
 VERIFY_SAMPLE = 20  # training rows whose outputs ship in the manifest, besides the spec's examples
 VERIFY_TRAIN_ROWS = 1000  # training rows (a seeded sample) the compiled trees must reproduce before publishing
 STRESS_ROWS = 1000  # random rows, beyond the training ranges and with missing values, they must reproduce too
+ECE_POOR = 0.05  # out-of-fold top-label ECE (10 bins) of the training rows above which a classifier is calibrated
+ECE_BINS = 10
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # the temperatures searched
+SCALED_TOLERANCE = 1e-4  # a rescaled booster's margins must be the old ones over T within this
 
 
 @dataclass(frozen=True)
@@ -243,14 +258,21 @@ def fit_members(data: TrainingData, params: dict) -> list[FittedMember]:
 
 
 def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bundle:
-    """Fit, compile and verify every member against XGBoost, assemble the bundle, and score it as served."""
+    """Fit (and calibrate a classifier), compile and verify every member against XGBoost, assemble the bundle,
+    and score it as served."""
     spec, contract = data.spec, data.contract
     check_rows = verification_rows(data)
     check_x = build_batch(contract, check_rows).matrix
     stress = _stress_matrix(data.x)
     sample = data.x[np.random.default_rng(SEED).permutation(len(data.x))[:VERIFY_TRAIN_ROWS]]
+    fitted = fit_members(data, params)
+    calibration = None
+    if spec.is_classifier:
+        [member] = fitted
+        booster, calibration = calibrate(data, params, member.booster)
+        fitted = [replace(member, booster=booster)]
     files, members, outputs = {}, [], {}
-    for member in fit_members(data, params):
+    for member in fitted:
         trees = TreeEnsemble.from_xgboost_json(member.booster.save_raw("json"))
         assert_same_predictions(trees, member.booster, sample, check_x, stress)
         model_file, trees_file = member_files(member.name)
@@ -280,7 +302,109 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
     model = serving_model(spec, make_bundle(version, files, **sections))
     metrics = {"holdout": score(spec, model, data.split.holdout).metrics,
                "train": score(spec, model, data.split.train).metrics}
+    if calibration is not None:
+        calibration["ece_after"]["holdout"] = metrics["holdout"]["ece"]
+        calibration["log_loss_after"]["holdout"] = metrics["holdout"]["log_loss"]
+        metrics["calibration"] = calibration
     return make_bundle(version, files, **sections, metrics=metrics)
+
+
+# ---- calibration -------------------------------------------------------------------------------------------
+
+def softmax(margins: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of margins."""
+    z = np.asarray(margins, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _log_loss(margins: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
+    z = np.asarray(margins, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_p[np.arange(len(y)), y]))
+
+
+def fit_temperature(margins: np.ndarray, y: np.ndarray) -> float:
+    """The T > 0 minimising the log loss of softmax(margins / T) (temperature scaling, Guo et al. 2017)."""
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    found = minimize_scalar(lambda log_t: _log_loss(margins, y, math.exp(log_t)), bounds=(low, high),
+                            method="bounded", options={"xatol": 1e-6})
+    return float(math.exp(found.x))
+
+
+def _fold_margins(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray, params: dict,
+                  n_classes: int) -> np.ndarray:
+    return fit(x[train], y[train], params, n_classes).inplace_predict(x[test], predict_type="margin")
+
+
+def out_of_fold_margins(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int) -> np.ndarray:
+    """Each training row's margins from a model fitted without its fold (stratified, seeded, as the search's)."""
+    folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(x, y))
+    results = _parallel(_fold_margins, [{"x": x, "y": y, "train": tr, "test": te, "params": params,
+                                         "n_classes": n_classes} for tr, te in folds])
+    margins = np.empty((len(y), n_classes), dtype=np.float64)
+    for (_, test), m in zip(folds, results):
+        margins[test] = np.asarray(m, dtype=np.float64).reshape(len(test), n_classes)
+    return margins
+
+
+def scale_margins(booster: xgb.Booster, temperature: float) -> xgb.Booster:
+    """The booster with every leaf value and its base margin divided by T: margins / T from the same trees."""
+    model = json.loads(bytes(booster.save_raw("json")))
+    learner = model["learner"]
+    param = learner["learner_model_param"]
+    base = param["base_score"]
+    vector = base.startswith("[")
+    values = [float(v) / temperature for v in (json.loads(base) if vector else [float(base)])]
+    param["base_score"] = json.dumps(values) if vector else repr(values[0])
+    for tree in learner["gradient_booster"]["model"]["trees"]:
+        tree["split_conditions"] = [value / temperature if left == -1 else value
+                                    for value, left in zip(tree["split_conditions"], tree["left_children"])]
+        tree["base_weights"] = [weight / temperature for weight in tree["base_weights"]]
+    scaled = xgb.Booster()
+    scaled.load_model(bytearray(json.dumps(model).encode()))
+    return scaled
+
+
+def _holdout_probabilities(data: TrainingData, booster: xgb.Booster) -> tuple[np.ndarray, np.ndarray]:
+    holdout = data.split.holdout
+    x = build_batch(data.contract, to_records(holdout, data.contract.field_names)).matrix
+    index = {label: i for i, label in enumerate(data.labels)}
+    y = holdout[data.spec.target.name].map(index).to_numpy(dtype=int)
+    return np.asarray(booster.inplace_predict(x), dtype=np.float64).reshape(len(y), -1), y
+
+
+def calibrate(data: TrainingData, params: dict, booster: xgb.Booster) -> tuple[xgb.Booster, dict]:
+    """A classifier's booster, temperature-scaled if its out-of-fold ECE on the training rows is above ECE_POOR,
+    and the record of it: ECE and log loss before and after, on the training rows out of fold and on the holdout
+    (measured only; the holdout's after is filled in once the bundle is scored as served)."""
+    n_classes = len(data.labels)
+    margins = out_of_fold_margins(data.x, data.y, params, n_classes)
+    temperature = fit_temperature(margins, data.y)
+    before = expected_calibration_error(softmax(margins), data.y, ECE_BINS)
+    applied = before > ECE_POOR
+    proba, y = _holdout_probabilities(data, booster)
+    holdout = classifier_metrics(proba, y) if len(y) else {"ece": None, "log_loss": None}
+    record = {
+        "method": "temperature scaling", "fitted_on": f"out-of-fold margins of the training rows ({CV_FOLDS} folds)",
+        "rows": int(len(data.y)), "threshold": ECE_POOR, "bins": ECE_BINS, "applied": applied,
+        "temperature": round(temperature, 6),
+        "ece_before": {"training_oof": round(before, 6), "holdout": holdout["ece"]},
+        "ece_after": {"training_oof": round(expected_calibration_error(softmax(margins / temperature), data.y, ECE_BINS)
+                                            if applied else before, 6)},
+        "log_loss_before": {"training_oof": round(_log_loss(margins, data.y), 6), "holdout": holdout["log_loss"]},
+        "log_loss_after": {"training_oof": round(_log_loss(margins, data.y, temperature if applied else 1.0), 6)},
+    }
+    if not applied:
+        return booster, record
+    scaled = scale_margins(booster, temperature)
+    check = np.concatenate([data.x, _stress_matrix(data.x)])
+    diff = float(np.max(np.abs(scaled.inplace_predict(check, predict_type="margin")
+                               - booster.inplace_predict(check, predict_type="margin") / temperature)))
+    if diff > SCALED_TOLERANCE:
+        raise AssertionError(f"temperature-scaled booster's margins differ from margins / T by {diff:g}")
+    return scaled, record
 
 
 def assert_same_predictions(trees: TreeEnsemble, booster: xgb.Booster, *matrices: np.ndarray) -> None:

@@ -293,6 +293,9 @@ class Settings:
                                 "where new labelled CSV files are read from (`--data-prefix`)")
     log_days: int = _setting("LOG_DAYS", Integer(1), 7, JOB,
                              "days of serving traffic the drift report reads (`--log-days`)")
+    feedback_days: int | None = _setting("FEEDBACK_DAYS", Integer(0), None, JOB,
+                                         "days of `POST /feedback` a retraining run learns from, joined to its "
+                                         "predictions (0: none; `--feedback-days`)", shown="unset: LOG_DAYS")
     canary_percent: float = _setting("CANARY_PERCENT", Number(0, 100, hi_open=True), 0.0, JOB,
                                      "publish as a model canary taking this share of traffic; 0: straight to stable "
                                      "(`--canary-percent`)")
@@ -316,6 +319,15 @@ class Settings:
     min_labelled_for_review: int = _setting("MIN_LABELLED_FOR_REVIEW", Integer(0), 30, JOB,
                                             "new labelled rows that turn drift into a promotion review "
                                             "(`--min-labelled-for-review`)")
+    monitor_feedback_hours: float = _setting("MONITOR_FEEDBACK_HOURS", Number(0, lo_open=True), 24.0, JOB,
+                                             "hours of feedback (`POST /feedback`) one monitor run joins to its "
+                                             "predictions (`--feedback-hours`)")
+    monitor_prediction_days: float = _setting("MONITOR_PREDICTION_DAYS", Number(0), 7.0, JOB,
+                                              "days before the feedback window a prediction may have been served "
+                                              "and still be joined (`--prediction-days`)")
+    monitor_min_labels: int = _setting("MONITOR_MIN_LABELS", Integer(1), 30, JOB,
+                                       "labelled rows a version needs for a verdict, its realised `live_*` metrics "
+                                       "and a canary decision (`--min-labels`)")
     task_index: int = _setting("CLOUD_RUN_TASK_INDEX", Integer(0), 0, JOB,
                                "this task's index in the execution, below the task count (set by Cloud Run Jobs)")
     task_count: int = _setting("CLOUD_RUN_TASK_COUNT", Integer(1), 1, JOB,

@@ -7,19 +7,24 @@ locals {
   ])
 }
 
-# Prediction log lines of every model into the bucket, where each model's retraining job reads its own
-# (by the lines' `model` field) for the drift report
-# (run.googleapis.com/stdout/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json, one LogEntry per line).
+# Prediction and feedback log lines of every model into the bucket
+# (run.googleapis.com/stdout/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json, one LogEntry per line), where each model's job
+# reads its own (by the lines' `model` field): the retraining run for the drift report, the hourly monitor to join
+# every served row with the truth fed back for it. Three events, function/serving/logs.py's SINK_EVENTS: `prediction`
+# (a request's first entry), `prediction_rows` (a large batch's later entries: more rows, no latency, no status) and
+# `feedback` (POST /feedback's items, a large one's later entries too).
 resource "google_logging_project_sink" "predictions" {
   # checkov:skip=CKV2_GCP_4:A Bucket Lock retention policy would make the serving pointer and retired bundles undeletable and un-overwritable; the bucket uses object versioning and lifecycle rules instead.
   name                   = "${var.name_prefix}-predictions-${var.environment}"
   destination            = "storage.googleapis.com/${google_storage_bucket.models.name}"
-  filter                 = "${local.function_log_filter} AND jsonPayload.event=\"prediction\""
+  filter                 = "${local.function_log_filter} AND jsonPayload.event=(\"prediction\" OR \"prediction_rows\" OR \"feedback\")"
   unique_writer_identity = true
 }
 
 # Log-based metrics, shared by the models: each series carries the Cloud Run service (resource label
-# service_name) and the `model` label, and each model's alerts and dashboard filter on its service.
+# service_name) and the `model` label, and each model's alerts and dashboard filter on its service. Each request is
+# counted once: the metrics that count predictions match event="prediction", a request's first entry only, and the
+# latency metric needs latency_ms, which a batch's later entries (prediction_rows, feedback) do not carry.
 resource "google_logging_metric" "request_latency" {
   name            = "${var.name_prefix}_request_latency_${var.environment}"
   description     = "Function-measured request latency (ms), by model, status and model version."

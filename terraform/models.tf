@@ -1,4 +1,4 @@
-# Each model's service, job, schedule, alerts and dashboard (modules/model), one instance per entry of
+# Each model's service, job, schedules, alerts and dashboard (modules/model), one instance per entry of
 # var.models; the bucket, the log sink, the log-based metrics and the service accounts are shared.
 module "model" {
   source   = "./modules/model"
@@ -42,6 +42,7 @@ module "model" {
   job_task_count     = coalesce(each.value.job_task_count, var.job_task_count)
   job_canary_percent = coalesce(each.value.job_canary_percent, var.job_canary_percent)
   retrain_schedule   = coalesce(each.value.retrain_schedule, var.retrain_schedule)
+  monitor_schedule   = coalesce(each.value.monitor_schedule, var.monitor_schedule)
   retrain_time_zone  = var.retrain_time_zone
 
   log_metric_names = {
@@ -55,4 +56,7 @@ module "model" {
   alert_p95_latency_ms  = coalesce(each.value.alert_p95_latency_ms, var.alert_p95_latency_ms)
   alert_drift_share     = coalesce(each.value.alert_drift_share, var.alert_drift_share)
   no_retrain_days       = coalesce(each.value.no_retrain_days, var.no_retrain_days)
+  # per model only (no project-wide value): the floor of the live metric its spec's kind writes
+  live_accuracy_floor = each.value.live_accuracy_floor
+  live_coverage_floor = each.value.live_coverage_floor
 }

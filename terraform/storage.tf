@@ -1,5 +1,5 @@
-# The model bucket, shared by every model: bundles and serving pointers (models/MODEL/), drift reports
-# (reports/), labelled data (data/), task scores (runs/) and the prediction logs the sink writes
+# The model bucket, shared by every model: bundles and serving pointers (models/MODEL/), drift and monitor reports
+# (reports/MODEL/), labelled data (data/), task scores (runs/) and the prediction and feedback logs the sink writes
 # (run.googleapis.com/).
 resource "google_storage_bucket" "models" {
   name                        = var.model_bucket_name
@@ -28,10 +28,12 @@ resource "google_storage_bucket" "models" {
     }
   }
 
+  # Each model's stamped reports, reports/MODEL/drift/STAMP/ (every retraining run) and reports/MODEL/monitor/STAMP.*
+  # (every hour); the latest/ and latest.* that each run rewrites stay.
   lifecycle_rule {
     condition {
       age            = var.report_retention_days
-      matches_prefix = ["reports/drift/2"]
+      matches_prefix = flatten([for m in keys(var.models) : ["reports/${m}/drift/2", "reports/${m}/monitor/2"]])
     }
     action {
       type = "Delete"

@@ -36,30 +36,43 @@ variable "name_prefix" {
 variable "models" {
   description = <<-EOT
     The models to serve, one per folder of specs/, each with its own Cloud Run service (fn-MODEL-ENV), retraining
-    job (retrain-MODEL-ENV) and schedule, alerts and dashboard. Values override the project-wide defaults for that
-    model only: min_instances, max_instances, memory, retrain_schedule, job_task_count, job_canary_percent,
-    alert_5xx_ratio, alert_p95_latency_ms, alert_drift_share, no_retrain_days (unset: the variable of the same name,
-    function_ prefixed for the first three).
+    job (retrain-MODEL-ENV), retrain and monitor schedules, alerts and dashboard. Values override the project-wide
+    defaults for that model only: min_instances, max_instances, memory, retrain_schedule, monitor_schedule,
+    job_task_count, job_canary_percent, alert_5xx_ratio, alert_p95_latency_ms, alert_drift_share, no_retrain_days
+    (unset: the variable of the same name, function_ prefixed for the first three). Each model also sets exactly one
+    live-quality floor, from its spec's [gate]: live_accuracy_floor (a classifier: accuracy_floor) or
+    live_coverage_floor (a regressor: coverage_min); its alert fires when the monitor's live metric falls below it.
   EOT
   type = map(object({
     min_instances        = optional(number)
     max_instances        = optional(number)
     memory               = optional(string)
     retrain_schedule     = optional(string)
+    monitor_schedule     = optional(string)
     job_task_count       = optional(number)
     job_canary_percent   = optional(number)
     alert_5xx_ratio      = optional(number)
     alert_p95_latency_ms = optional(number)
     alert_drift_share    = optional(number)
     no_retrain_days      = optional(number)
+    live_accuracy_floor  = optional(number)
+    live_coverage_floor  = optional(number)
   }))
   default = {
-    penguins = {}
-    co2      = {}
+    penguins = { live_accuracy_floor = 0.9 }
+    co2      = { live_coverage_floor = 0.87 }
   }
   validation {
     condition     = length(var.models) > 0
     error_message = "models must name at least one model."
+  }
+  validation {
+    condition     = alltrue([for m in values(var.models) : (m.live_accuracy_floor == null) != (m.live_coverage_floor == null)])
+    error_message = "Each model sets exactly one of live_accuracy_floor (a classifier: its spec's [gate] accuracy_floor) and live_coverage_floor (a regressor: coverage_min)."
+  }
+  validation {
+    condition     = alltrue([for m in values(var.models) : alltrue([for f in [m.live_accuracy_floor, m.live_coverage_floor] : f == null ? true : f > 0 && f <= 1])])
+    error_message = "live_accuracy_floor and live_coverage_floor must be in (0, 1]."
   }
   validation {
     # fn-MODEL-prod must leave room for a revision suffix in a 63-character revision name
@@ -270,9 +283,15 @@ variable "retrain_schedule" {
 }
 
 variable "retrain_time_zone" {
-  description = "Time zone of the cron schedule."
+  description = "Time zone of the cron schedules (retrain and monitor)."
   type        = string
   default     = "Etc/UTC"
+}
+
+variable "monitor_schedule" {
+  description = "Cron schedule of each model's monitor run, the retraining job with args monitor --model MODEL (per model: models[*].monitor_schedule)."
+  type        = string
+  default     = "17 * * * *"
 }
 
 variable "notification_channels" {
@@ -310,7 +329,7 @@ variable "no_retrain_days" {
 }
 
 variable "report_retention_days" {
-  description = "Days drift reports are kept."
+  description = "Days stamped drift and monitor reports are kept (each model's latest stays)."
   type        = number
   default     = 90
 }

@@ -21,6 +21,7 @@ ROUTES = {"/predict": "POST", "/": "POST", "/feedback": "POST", "/health": "GET"
           "/openapi.json": "GET"}
 SOURCE_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,64}")  # who sent feedback: a team, a pipeline, a user id
 SOURCE_RULE = "must be 1 to 64 letters, digits or . _ : @ / -"
+FEEDBACK_FIELDS = ("model", "source")  # beside the items of a feedback body
 PREFIX = "/v1/models/"
 VERBS = {"": "GET", "predict": "POST", "explain": "POST"}
 PARAMETERS = {"explain": bool}  # what `parameters` may hold, and the type of each
@@ -126,16 +127,8 @@ class Handler:
         if not isinstance(source, str) or not SOURCE_PATTERN.fullmatch(source):
             raise ApiError(400, f"source {SOURCE_RULE}", field="source", problem=SOURCE_RULE)
         single = "instances" not in body
-        items = [{k: v for k, v in body.items() if k not in ("model", "source")}] if single else body["instances"]
-        extra = set(body) - {"instances", "model", "source"}
-        if not single and extra:
-            raise bad_request("unknown top-level field",
-                              [{"field": k, "description": "unknown field"} for k in sorted(extra)])
-        if not isinstance(items, list) or not items:
-            raise ApiError(400, "instances must be a non-empty list", field="instances",
-                           problem="must be a non-empty list of {id, truth} objects")
-        if len(items) > self.settings.max_batch_rows:
-            raise ApiError(413, f"{len(items)} items exceed the limit of {self.settings.max_batch_rows}")
+        items = [{k: v for k, v in body.items() if k not in FEEDBACK_FIELDS}] if single else \
+            self._instances(body, FEEDBACK_FIELDS, "{id, truth} objects")
         self.dataplane.loader(name)
         try:
             accepted = self.dataplane.feedback(name, items)
@@ -151,17 +144,21 @@ class Handler:
             raise ApiError(400, "body must be a JSON object", field="body", problem="must be a JSON object")
         if "instances" not in body:
             return [body], True, {}
-        rows = body["instances"]
-        extra = set(body) - {"instances", "parameters"}
+        return self._instances(body, ("parameters",), "objects"), False, parameters(body.get("parameters"))
+
+    def _instances(self, body: dict, beside: tuple[str, ...], of: str) -> list:
+        """`body["instances"]`: a non-empty list within the batch limit, with only `beside` next to it."""
+        extra = set(body) - {"instances", *beside}
         if extra:
             raise bad_request("unknown top-level field",
                               [{"field": k, "description": "unknown field"} for k in sorted(extra)])
+        rows = body["instances"]
         if not isinstance(rows, list) or not rows:
             raise ApiError(400, "instances must be a non-empty list", field="instances",
-                           problem="must be a non-empty list of objects")
+                           problem=f"must be a non-empty list of {of}")
         if len(rows) > self.settings.max_batch_rows:
             raise ApiError(413, f"batch of {len(rows)} rows exceeds the limit of {self.settings.max_batch_rows}")
-        return rows, False, parameters(body.get("parameters"))
+        return rows
 
 
 def parameters(given: object) -> dict:

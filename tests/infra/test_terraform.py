@@ -7,8 +7,13 @@ every instance, and the tests check that the instances are exactly the models of
 """
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import hcl2
@@ -20,7 +25,14 @@ from testbed.servers import REPO
 TF = REPO / "terraform"
 MODULE = TF / "modules" / "model"
 DASHBOARD = MODULE / "dashboards" / "model.json"
-MODELS = sorted(tomllib.loads(p.read_text())["name"] for p in (REPO / "specs").glob("*/spec.toml"))
+SPECS = {spec["name"]: spec for spec in (tomllib.loads(p.read_text()) for p in (REPO / "specs").glob("*/spec.toml"))}
+MODELS = sorted(SPECS)
+# Per-model settings of var.models with no project-wide variable behind them: passed as they are.
+PER_MODEL_ONLY = {"live_accuracy_floor", "live_coverage_floor"}
+# The live metric each kind of model's monitor writes, the models field holding its floor, and the spec's [gate]
+# value that floor must be (retrain_job monitor: only when MONITOR_MIN_LABELS labelled rows back it).
+LIVE_FLOORS = {"classifier": ("live_accuracy", "live_accuracy_floor", "accuracy_floor"),
+               "regressor": ("live_coverage", "live_coverage_floor", "coverage_min")}
 # Cloud Run's built-in metrics that alerts and charts may use.
 CLOUD_RUN_METRICS = {"run.googleapis.com/request_count", "run.googleapis.com/request_latencies",
                      "run.googleapis.com/container/instance_count",
@@ -34,13 +46,13 @@ SHARED_TYPES = ("google_storage_bucket", "google_logging_project_sink", "google_
 
 
 def _clean(value):
-    """python-hcl2 keeps string quotes and block markers; strip both."""
+    """python-hcl2 keeps string quotes, block markers and comments inside blocks; strip them."""
     if isinstance(value, str):
         return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
     if isinstance(value, list):
         return [_clean(v) for v in value]
     if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items() if k != "__is_block__"}
+        return {_clean(k): _clean(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
     return value
 
 
@@ -131,7 +143,11 @@ def test_one_module_instance_per_model(tf, mod, call):
     assert {"min_instances", "max_instances", "retrain_schedule", "alert_p95_latency_ms"} <= set(settings)
     arguments = json.dumps(call)
     for setting in settings:
-        assert re.search(rf"coalesce\(each\.value\.{setting}, var\.\w+\)", arguments), setting
+        if setting in PER_MODEL_ONLY:
+            assert call[setting] == f"${{each.value.{setting}}}", setting
+        else:
+            assert re.search(rf"coalesce\(each\.value\.{setting}, var\.\w+\)", arguments), setting
+    assert PER_MODEL_ONLY <= set(settings)
     # rollout state is per model: a candidate in one model's service leaves the others alone
     for field in ("stable_revision", "candidate_revision", "candidate_percent"):
         assert call[field] == f"${{lookup(var.traffic, each.key, local.no_candidate).{field}}}"
@@ -141,12 +157,12 @@ def test_required_resources_exist(tf, mod):
     r, m = tf["resource"], mod["resource"]
     for rtype in ("google_storage_bucket", "google_logging_project_sink"):
         assert r.get(rtype), rtype
-    for rtype in ("google_cloud_run_v2_service", "google_cloud_run_v2_job", "google_cloud_scheduler_job",
-                  "google_monitoring_dashboard"):
+    for rtype in ("google_cloud_run_v2_service", "google_cloud_run_v2_job", "google_monitoring_dashboard"):
         assert len(m.get(rtype, {})) == 1, rtype  # one per model instance
+    assert set(m["google_cloud_scheduler_job"]) == {"retrain", "monitor"}  # two schedules of the one job
     assert len(r["google_service_account"]) == 3
     assert len(r["google_logging_metric"]) >= 4
-    assert len(m["google_monitoring_alert_policy"]) >= 6
+    assert len(m["google_monitoring_alert_policy"]) >= 8  # six, and one of the two live-quality policies
     # per model in the module only; shared in the root only
     assert not set(PER_MODEL_TYPES) & set(r), set(PER_MODEL_TYPES) & set(r)
     assert not set(SHARED_TYPES) & set(m), set(SHARED_TYPES) & set(m)
@@ -157,8 +173,16 @@ def test_bucket_is_private_versioned_and_lifecycled(tf):
     assert bucket["uniform_bucket_level_access"] is True
     assert bucket["public_access_prevention"] == "enforced"
     assert bucket["versioning"][0]["enabled"] is True
-    prefixes = [p for rule in bucket["lifecycle_rule"] for p in rule["condition"][0].get("matches_prefix", [])]
-    assert any(p.startswith("reports/") for p in prefixes) and "${local.sink_log_prefix}" in prefixes
+    prefixes = [rule["condition"][0].get("matches_prefix", []) for rule in bucket["lifecycle_rule"]]
+    assert ["${local.sink_log_prefix}"] in prefixes
+    # every model's stamped reports (retrain_job: reports/MODEL/drift/STAMP/, reports/MODEL/monitor/STAMP.json)
+    from retrain_job.job import reports_prefix
+    from retrain_job.monitor import monitor_prefix
+    reports = next(p for p in prefixes if isinstance(p, str) and "reports/" in p)
+    found = re.fullmatch(r'\$\{flatten\(\[for (\w+) in keys\(var\.models\) : \[(.*)\]\]\)\}', reports)
+    assert found, reports
+    written = [s.replace(f"${{{found.group(1)}}}", "MODEL") for s in re.findall(r'"([^"]+)"', found.group(2))]
+    assert sorted(written) == sorted(f"{prefix}2" for prefix in (reports_prefix("MODEL"), monitor_prefix("MODEL")))
     assert any("days_since_noncurrent_time" in rule["condition"][0] for rule in bucket["lifecycle_rule"])
 
 
@@ -214,7 +238,7 @@ def test_least_privilege_and_no_primitive_roles(tf, mod, call):
                                 if f"google_service_account.{sa}." in member), member)
                     roles.setdefault(who, set()).add(body["role"])
     assert roles["function"] == {"roles/storage.objectViewer", "roles/logging.logWriter"}
-    assert roles["scheduler"] == {"roles/run.invoker"}
+    assert roles["scheduler"] == {"roles/run.jobsExecutorWithOverrides"}  # see test_scheduler_may_override_args
     assert roles["job"] == {"roles/storage.objectUser", "roles/monitoring.metricWriter", "roles/logging.logWriter"}
     # the scheduler may run each model's job, nothing project-wide
     grant = mod["resource"]["google_cloud_run_v2_job_iam_member"]["scheduler_runs_job"]
@@ -222,7 +246,8 @@ def test_least_privilege_and_no_primitive_roles(tf, mod, call):
 
 
 def test_scheduler_runs_the_job_with_oauth(mod, call):
-    sched = _one(mod, "google_cloud_scheduler_job")
+    sched = mod["resource"]["google_cloud_scheduler_job"]["retrain"]
+    assert "body" not in sched["http_target"][0]  # the job as defined: run --model MODEL
     target = sched["http_target"][0]
     assert target["uri"].endswith(":run") and target["http_method"] == "POST"
     assert "google_cloud_run_v2_job.retrain.name" in target["uri"]
@@ -238,6 +263,133 @@ def test_scheduler_runs_the_job_with_oauth(mod, call):
     assert container["args"] == ["run", "--model", "${var.model}"]  # each model's job retrains that model
     assert _passed(call, job["template"][0]["template"][0]["service_account"]) == \
         "${google_service_account.job.email}"
+
+
+def _load_validate():
+    spec = importlib.util.spec_from_file_location("tf_schema_validate", TF / "schema" / "validate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _terraform_eval(expression: str, tmp_path) -> object:
+    """What Terraform itself makes of an expression (`terraform console` in an empty directory: no provider)."""
+    validate = _load_validate()
+    try:
+        terraform = validate.terraform_command()
+    except validate.ToolMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
+           "TF_CLI_CONFIG_FILE": os.devnull, "TF_DATA_DIR": str(tmp_path / ".terraform")}
+    result = subprocess.run([*terraform, "console"], input=expression + "\n", cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_monitor_schedule_runs_the_same_job_with_monitor_args(tf, mod, call, tmp_path):
+    """Hourly, the retraining job's own :run with overrides: args monitor --model MODEL, the command untouched."""
+    retrain = mod["resource"]["google_cloud_scheduler_job"]["retrain"]
+    monitor = mod["resource"]["google_cloud_scheduler_job"]["monitor"]
+    target = monitor["http_target"][0]
+    # the same job, the same way: POST to its :run URI with the scheduler account's OAuth token
+    assert target["uri"] == retrain["http_target"][0]["uri"] and target["uri"].endswith(":run")
+    assert target["http_method"] == "POST"
+    assert target["oauth_token"] == retrain["http_target"][0]["oauth_token"]
+    assert target["headers"] == {"Content-Type": "application/json"}
+    assert monitor["name"] != retrain["name"] and "${var.job_name}" in monitor["name"]
+    # hourly by default, overridable per model like the retrain schedule
+    assert monitor["schedule"] == "${var.monitor_schedule}" and monitor["time_zone"] == "${var.retrain_time_zone}"
+    assert mod["variable"]["monitor_schedule"]["default"] == tf["variable"]["monitor_schedule"]["default"] == \
+        "17 * * * *"
+    assert call["monitor_schedule"] == "${coalesce(each.value.monitor_schedule, var.monitor_schedule)}"
+    # the body, base64 of the JSON RunJobRequest, as Terraform renders it for each model
+    body = target["body"]
+    assert body.startswith("${base64encode(jsonencode(") and body.count("var.") == 1, body
+    for model in MODELS:
+        encoded = _terraform_eval(body[2:-1].replace("var.model", json.dumps(model)), tmp_path)
+        request = json.loads(base64.b64decode(encoded, validate=True))
+        assert request == {"overrides": {"containerOverrides": [{"args": ["monitor", "--model", model]}],
+                                         "taskCount": 1}}, request
+    # the override replaces the args only: the job's command runs the module, its args choose the mode
+    container = _one(mod, "google_cloud_run_v2_job")["template"][0]["template"][0]["containers"][0]
+    assert container["command"] == ["python", "-m", "retrain_job"] and container["args"][0] == "run"
+    assert container["args"][1:] == ["--model", "${var.model}"]
+
+
+def test_scheduler_may_override_args(mod):
+    """run.invoker cannot run a job with overrides; the narrowest role that can, on this job only."""
+    grants = mod["resource"]["google_cloud_run_v2_job_iam_member"]
+    assert set(grants) == {"scheduler_runs_job"}
+    grant = grants["scheduler_runs_job"]
+    assert grant["role"] == "roles/run.jobsExecutorWithOverrides"
+    assert grant["name"] == "${google_cloud_run_v2_job.retrain.name}"
+    assert grant["member"] == "serviceAccount:${var.scheduler_service_account}"
+    for sched in mod["resource"]["google_cloud_scheduler_job"].values():
+        assert sched["http_target"][0]["oauth_token"][0]["service_account_email"] == \
+            "${var.scheduler_service_account}"
+
+
+def _unquoted(text: str) -> str:
+    """A filter as Cloud Logging and Monitoring read it: python-hcl2 keeps the HCL string's \" escapes."""
+    return text.replace('\\"', '"')
+
+
+def test_sink_routes_predictions_their_later_rows_and_feedback(tf):
+    """The monitor joins served rows with fed-back truth: the sink routes the function's three sink events."""
+    from function.serving.logs import SINK_EVENTS
+    sink = _one(tf, "google_logging_project_sink")
+    found = re.fullmatch(r'\$\{local\.function_log_filter\} AND jsonPayload\.event=\((.*)\)', _unquoted(sink["filter"]))
+    assert found, sink["filter"]
+    alternatives = found.group(1).split(" OR ")
+    assert all(re.fullmatch(r'"\w+"', a) for a in alternatives), alternatives
+    assert {a.strip('"') for a in alternatives} == set(SINK_EVENTS) == {"prediction", "prediction_rows", "feedback"}
+    # the metrics that count requests count a request's first entry only (see also test_log_metrics_...)
+    metrics = {name: _unquoted(body["filter"]) for name, body in tf["resource"]["google_logging_metric"].items()}
+    for name in ("predictions", "fallback_served"):
+        assert re.search(r'jsonPayload\.event="prediction"( AND |$)', metrics[name]), name
+        assert "prediction_rows" not in metrics[name] and "feedback" not in metrics[name], name
+    assert "jsonPayload.latency_ms>=0" in metrics["request_latency"]
+
+
+def _kind(spec: dict) -> str:
+    return "regressor" if spec["task"] == "regression" else "classifier"
+
+
+def test_live_quality_alert_per_model_at_its_spec_floor(tf, mod, call):
+    """One policy per model on the live metric its kind writes, below its floor from var.models (the spec's gate)."""
+    alerts = mod["resource"]["google_monitoring_alert_policy"]
+    for metric, field, _gate in LIVE_FLOORS.values():
+        policy = alerts[metric]
+        assert policy["count"] == f"${{var.{field} == null ? 0 : 1}}", policy["count"]
+        (condition,) = policy["conditions"]
+        threshold = condition["condition_threshold"][0]
+        assert f'metric.type="{METRIC_PREFIX}{metric}"' in _unquoted(threshold["filter"])
+        assert 'resource.type="generic_task"' in _unquoted(threshold["filter"])
+        assert threshold["comparison"] == "COMPARISON_LT"
+        assert threshold["threshold_value"] == f"${{var.{field}}}"
+        assert threshold["evaluation_missing_data"] == "EVALUATION_MISSING_DATA_NO_OP"  # no point: too few labels
+        assert "cross_series_reducer" not in threshold["aggregations"][0]  # each version and role on its own
+        assert f"${{var.{field}}}" in policy["display_name"]
+        docs = policy["documentation"][0]["content"]
+        for needed in ("POST /feedback", "MONITOR_MIN_LABELS", "rollback-canary --model ${var.model}",
+                       "rollback --model ${var.model}", "$${metric.label.model_version}", "$${metric.label.role}",
+                       "${local.runbook}"):
+            assert needed in docs, (metric, needed)
+        # the floor is per model, from the models map, validated there and in the module
+        assert call[field] == f"${{each.value.{field}}}"
+        assert mod["variable"][field]["default"] is None
+        assert f"var.{field}" in json.dumps(mod["variable"][field]["validation"])
+    validations = json.dumps(tf["variable"]["models"]["validation"])
+    assert "(m.live_accuracy_floor == null) != (m.live_coverage_floor == null)" in validations
+    assert "f > 0 && f <= 1" in validations
+    # every model in the default sets exactly its kind's floor, and that floor is its spec's gate
+    defaults = tf["variable"]["models"]["default"]
+    for model, spec in SPECS.items():
+        metric, field, gate = LIVE_FLOORS[_kind(spec)]
+        floors = {f: v for f, v in defaults[model].items() if f.startswith("live_")}
+        assert floors == {field: spec["gate"][gate]}, (model, floors)
 
 
 def test_every_variable_is_documented_and_tfvars_set_only_declared_ones(tf, mod):
@@ -307,6 +459,8 @@ def test_alerts_and_dashboard_refer_to_metrics_that_exist(tf, mod, call):
 
     referenced = _referenced_metrics()
     assert len(referenced) >= 8
+    # the monitor's live metrics, which the live-quality policies watch
+    assert {METRIC_PREFIX + "live_accuracy", METRIC_PREFIX + "live_coverage"} <= referenced, referenced
     custom = {m for m in referenced if m.startswith("custom.googleapis.com/")}
     assert custom, referenced
     for metric in referenced:
@@ -323,7 +477,8 @@ def test_alerts_and_dashboard_refer_to_metrics_that_exist(tf, mod, call):
 def test_each_alert_watches_its_own_model(mod):
     """Alerts filter on this model's service or job, and the job's custom metrics on their model label."""
     alerts = mod["resource"]["google_monitoring_alert_policy"]
-    assert {"error_rate", "latency", "fallback", "drift", "retrain_failed", "no_recent_retrain"} <= set(alerts)
+    assert {"error_rate", "latency", "fallback", "drift", "retrain_failed", "no_recent_retrain", "live_accuracy",
+            "live_coverage"} <= set(alerts)
     for name, alert in alerts.items():
         text = json.dumps(alert["conditions"])
         assert "google_cloud_run_v2_service.function.name" in text or \
@@ -356,6 +511,32 @@ def test_log_metrics_read_fields_the_function_really_logs(tf, client, capfd):
     # series are told apart by model wherever the metric has labels
     for name, body in tf["resource"]["google_logging_metric"].items():
         assert body.get("label_extractors", {}).get("model") == "EXTRACT(jsonPayload.model)", name
+
+
+def test_each_request_counts_once_however_many_entries_it_logs(tf, client, capfd):
+    """A large batch or feedback request logs several entries: the sink takes them all, the request metrics one."""
+    from function.serving import logs
+    from tests.support.examples import SEED_EXAMPLES
+    rows = 2 * logs.ROWS_PER_ENTRY + 1
+    assert client.post("/predict", json=SEED_EXAMPLES[0][0]).status_code == 200
+    assert client.post("/predict", json={"instances": [SEED_EXAMPLES[0][0]] * rows}).status_code == 200
+    items = [{"id": f"req{i}-0", "truth": SEED_EXAMPLES[0][1]} for i in range(logs.ROWS_PER_ENTRY + 1)]
+    assert client.post("/feedback", json={"instances": items}).status_code == 202
+    logs.flush()
+    entries = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    entries = [e for e in entries if "event" in e]
+    events = [e["event"] for e in entries]
+    assert set(events) == set(logs.SINK_EVENTS), events  # the three the sink routes, and nothing else here
+    assert events.count("prediction") == 2 and events.count("prediction_rows") >= 2 and events.count("feedback") >= 2
+    # what the log-based metrics match, filter by filter: latency_ms>=0, event="prediction", status=400
+    assert sum("latency_ms" in e for e in entries) == 3  # one per request
+    later = [e for e in entries if e["event"] == "prediction_rows" or (e["event"] == "feedback" and "first_row" in e
+                                                                      and e["first_row"] > 0)]
+    # later entries repeat model, version, role and fallback (the monitor needs them) but no latency or status
+    assert later and not any("latency_ms" in e or "status" in e for e in later), later[0].keys()
+    assert all(e["model"] == "penguins" for e in entries)  # every entry reaches its model's job by its `model`
+    filters = {name: body["filter"] for name, body in tf["resource"]["google_logging_metric"].items()}
+    assert "latency_ms>=0" in filters["request_latency"] and "status=400" in filters["validation_errors"]
 
 
 def test_dashboard_json_renders_and_has_the_charts(mod):

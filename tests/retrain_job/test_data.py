@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from retrain_job.data import columns, load_base, load_labelled, load_serving_inputs
+from retrain_job.data import (
+    FEEDBACK_ID,
+    FEEDBACK_KEY,
+    columns,
+    intake_contract,
+    load_base,
+    load_labelled,
+    load_serving_inputs,
+    parse_labelled_csv,
+    parse_labelled_records,
+)
 from shared.spec import SpecError, load_spec
 from tests.support.csv_files import csv_bytes
 
@@ -94,3 +104,43 @@ def test_serving_inputs_keep_only_the_model_being_trained(local_store):
     frame, window = load_serving_inputs(local_store, "logs", 7, model="co2", fields=["make", "engine_size_l"], now=now)
     assert frame.to_dict("records") == [{"make": "FORD", "engine_size_l": None, "predicted": 250.5}]
     assert (window["files"], window["bad_lines"], window["other_models_lines"]) == (1, 1, 1)
+
+
+def test_feedback_records_are_judged_by_the_rules_of_labelled_csv_files(local_store, penguins_spec, base_data):
+    """Records as `feedback.labelled_rows` gives them (logged request values and the truth) get the same verdicts
+    and messages as the same rows in a labelled CSV file."""
+    rows = base_data.drop(columns=["source"]).head(9).to_dict("records")
+    changes = [{"body_mass_g": -5.0}, {"species": "Emperor"}, {"bill_depth_mm": "x"}, {"year": 1850},
+               {"year": 2008.0},  # an integer field decoded from a tensor: accepted as 2008
+               {"sex": "unknown"},  # a level never seen: accepted, that is how a model learns it
+               {"species": None}, {"island": None}, {"species": "gentoo"}]
+    records = [{**row, **change} for row, change in zip(rows, changes)]
+    contract = intake_contract(penguins_spec, base_data)
+    fed = [{**r, FEEDBACK_ID: f"req-{i}", "note": "not a request field"} for i, r in enumerate(records)]
+    good, bad = parse_labelled_records(fed, FEEDBACK_KEY, penguins_spec, contract, id_name=FEEDBACK_ID)
+    text = [{k: "" if v is None else str(v) for k, v in r.items()} for r in records]
+    csv_good, csv_bad = parse_labelled_csv(csv_bytes(text), "batch.csv", penguins_spec, contract)
+    assert [b["errors"] for b in bad] == [b["errors"] for b in csv_bad] and len(bad) == 6
+    assert [b["id"] for b in bad] == ["req-0", "req-1", "req-2", "req-3", "req-6", "req-7"]
+    assert bad[0]["reason"] == "body_mass_g=-5.0: must be greater than 500 and at most 50000 g"
+    assert bad[4]["errors"] == {"species": ["Missing data for required field."]}
+    assert good.drop(columns="source").equals(csv_good.drop(columns="source"))
+    assert good["year"].tolist() == [2008, 2007, 2007] and good["sex"].tolist()[1] == "unknown"
+    assert good["species"].tolist()[2] == "Gentoo" and set(good["source"]) == {FEEDBACK_KEY}
+
+
+def test_feedback_joins_the_labelled_rows_as_a_pseudo_file(local_store, penguins_spec, base_data):
+    rows = base_data.drop(columns=["source"]).head(4).to_dict("records")
+    local_store.write("data/labelled/a.csv", csv_bytes([{k: "" if v is None else v for k, v in r.items()}
+                                                         for r in rows[:2]]))
+    fed = [{**rows[2], "sex": "UNKNOWN", FEEDBACK_ID: "r-0"}, {**rows[3], "body_mass_g": 1e6, FEEDBACK_ID: "r-1"}]
+    local_store.write("data/labelled/b.csv", csv_bytes([{**rows[0], "sex": "unknown"}]))
+    data = load_labelled(local_store, penguins_spec, base_data, feedback=fed)
+    assert [f["key"] for f in data.files] == ["data/labelled/a.csv", "data/labelled/b.csv", FEEDBACK_KEY]
+    entry = data.files[-1]
+    assert (entry["rows"], entry["rejected"], entry["read"]) == (1, 1, 2) and len(entry["sha256"]) == 64
+    assert len(data.rows) == 4 and data.rows["source"].tolist()[-1] == FEEDBACK_KEY
+    assert data.rows["sex"].tolist()[-2:] == ["unknown", "unknown"]  # a new level: the first spelling seen
+    assert data.rejected == [{"file": FEEDBACK_KEY, "id": "r-1", "reason": data.rejected[0]["reason"],
+                              "errors": {"body_mass_g": ["must be greater than 500 and at most 50000 g"]}}]
+    assert load_labelled(local_store, penguins_spec, base_data).files[-1]["key"] != FEEDBACK_KEY  # none read

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from retrain_job.gate import Verdict
-from retrain_job.job import Candidate, Clock, DriftOutcome, JobOptions, publish_candidate
+from retrain_job.job import Candidate, Clock, DriftOutcome, JobOptions, gather_data, publish_candidate
 from retrain_job.publish import PointerRace, promote
 from shared.bundle import list_versions, read_bundle
 from shared.pointer import read_pointer
@@ -14,6 +15,7 @@ from shared.spec import spec_names
 from shared.store import LocalStore, PreconditionFailed
 from tests.support.bundles import publish
 from tests.support.csv_files import csv_bytes
+from tests.support.feedback_log import FeedbackLog
 from tests.support.threads import run_threads
 
 V0 = "20250101T000000Z-oldstable"
@@ -227,3 +229,54 @@ def test_all_models_trains_each_model_without_one(job, local_store, trained_bund
     assert summary["models"]["co2"]["decision"] == "promoted"
     code, again = job(str(local_store.root), "--all-models", "--if-no-model")
     assert {m["decision"] for m in again["models"].values()} == {"kept"}
+
+
+def test_feedback_is_read_as_labelled_rows_through_the_labelled_rules(job, local_store, penguins_spec, base_data,
+                                                                     trained_bundle):
+    log = FeedbackLog(local_store, penguins_spec, trained_bundle)
+    now = datetime.now(UTC)
+    rows = base_data.sample(n=30, random_state=2)
+    ids = log.predict("req-a", rows, at=now - timedelta(hours=2),  # logged as an older contract accepted them:
+                      instances={0: {"body_mass_g": 60000.0}, 1: {"sex": "unknown"}})
+    truths = rows["species"].tolist()
+    log.feedback([{"id": i, "truth": t} for i, t in zip(ids[:20], truths)], at=now - timedelta(hours=1))
+    log.feedback([{"id": i, "truth": t.lower()} for i, t in zip(ids[20:], truths[20:])]
+                 + [{"id": ids[5], "truth": truths[5]}, {"id": "never-served-0", "truth": "Adelie"}],
+                 at=now - timedelta(minutes=30), source="field-survey")
+    log.feedback([{"id": ids[6], "truth": "Gentoo"}], at=now - timedelta(days=8))  # outside the 7 days read
+    log.flush()
+    code, summary = job(str(local_store.root))
+    data = summary["data"]
+    assert code == 0 and summary["decision"] == "promoted", summary
+    assert data["labelled_rows"] == 29 and data["rejected_rows"] == 1 and data["train_rows"] == 273 + 29
+    assert data["feedback"] == {**data["feedback"], "days": 7, "items": 32, "read": 30, "accepted": 29,
+                                "rejected": 1, "unknown_ids": 1, "duplicates": 1, "malformed": 0,
+                                "invalid_truths": 0}
+    assert data["feedback"]["sources"] == {  # ids[5]'s last truth came from the survey: read as the survey's
+        "field-survey": {"items": 12, "read": 11, "accepted": 11},
+        "labelling-team": {"items": 20, "read": 19, "accepted": 18}}
+    [rejected] = data["rejected_sample"]
+    assert (rejected["file"], rejected["id"]) == ("feedback", ids[0])
+    assert rejected["reason"] == "body_mass_g=60000.0: must be greater than 500 and at most 50000 g"
+    assert {"key": "feedback", "rows": 29, "rejected": 1, "read": 30}.items() <= data["labelled_files"][-1].items()
+    bundle = read_bundle(local_store, "penguins", summary["candidate"])
+    assert bundle.contract.categorical[1].levels == ("female", "male", "unknown")  # learnt from feedback
+    assert {"name": "feedback", "rows": 29}.items() <= bundle.manifest["training_data"]["sources"][-1].items()
+    cal = summary["calibration"]
+    assert cal == bundle.manifest["metrics"]["calibration"] and cal["ece_after"]["holdout"] == \
+        summary["metrics"]["candidate"]["ece"] == bundle.manifest["metrics"]["holdout"]["ece"]
+
+
+def test_feedback_days_default_to_log_days_and_zero_reads_none(local_store, penguins_spec, base_data,
+                                                               trained_bundle):
+    assert JobOptions(log_days=3).feedback_days == 3 and JobOptions(log_days=3, feedback_days=1).feedback_days == 1
+    with pytest.raises(ValueError, match="feedback days"):
+        JobOptions(feedback_days=-1)
+    log = FeedbackLog(local_store, penguins_spec, trained_bundle)
+    ids = log.predict("r", base_data.head(3), at=datetime.now(UTC) - timedelta(hours=2))
+    log.feedback([{"id": i, "truth": "Adelie"} for i in ids], at=datetime.now(UTC) - timedelta(hours=1))
+    log.flush()
+    on = gather_data(local_store, penguins_spec, JobOptions(), clock=Clock())
+    off = gather_data(local_store, penguins_spec, JobOptions(feedback_days=0), clock=Clock())
+    assert len(on.labelled.rows) == 3 and on.labelled.feedback["accepted"] == 3
+    assert len(off.labelled.rows) == 0 and off.labelled.feedback is None and off.labelled.files == []

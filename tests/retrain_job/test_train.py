@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import xgboost as xgb
 
 from retrain_job import train
-from retrain_job.data import fingerprint
+from retrain_job.data import fingerprint, to_records
+from retrain_job.live_quality import expected_calibration_error
 from shared.bundle import MODEL_FILE, TREES_FILE
 from shared.model import load_model
 from shared.predictor import BoosterPredictor, TreeEnsemble
@@ -87,3 +90,64 @@ def test_fast_predictor_shipped_in_bundle_matches_xgboost(trained_bundle):
     assert np.abs(trees.outputs(x) - np.asarray(check["outputs"]["all"])).max() < 1e-5
     model = load_model("penguins", trained_bundle, "store", fast_max_rows=64)
     assert model.predictor.fast is not None  # verified at load time, as the function does
+
+
+def test_holdout_calibration_is_measured_and_a_calibrated_model_left_alone(trained_bundle):
+    metrics = trained_bundle.manifest["metrics"]
+    cal = metrics["calibration"]
+    assert 0 <= metrics["holdout"]["ece"] < train.ECE_POOR and cal["ece_before"]["holdout"] == metrics["holdout"]["ece"]
+    assert cal["ece_before"]["training_oof"] <= train.ECE_POOR and not cal["applied"]
+    assert cal["ece_after"] == cal["ece_before"] and cal["rows"] == 273 and cal["temperature"] > 0
+
+
+@pytest.fixture(scope="module")
+def overconfident(penguins_spec, base_data):
+    """A model that is sure of answers it often gets wrong: a quarter of the labels (holdout too) randomised, deep
+    trees and a high learning rate that memorise them."""
+    rng = np.random.default_rng(0)
+    noisy = base_data.copy()
+    flip = rng.random(len(noisy)) < 0.25
+    noisy.loc[flip, "species"] = rng.choice(list(penguins_spec.target.labels), int(flip.sum()))
+    data = train.prepare(penguins_spec, noisy)
+    params = {"max_depth": 6, "eta": 0.5, "num_boost_round": 100}
+    return data, params, train.build_candidate(data, params, [])
+
+
+def test_an_overconfident_model_is_temperature_scaled_and_its_ece_falls(overconfident):
+    _, _, bundle = overconfident
+    metrics = bundle.manifest["metrics"]
+    cal = metrics["calibration"]
+    assert cal["applied"] and cal["temperature"] > 1.5  # softened
+    assert cal["ece_before"]["training_oof"] > train.ECE_POOR and cal["ece_before"]["holdout"] > 0.15
+    assert cal["ece_after"]["training_oof"] < cal["ece_before"]["training_oof"] / 2
+    assert cal["ece_after"]["holdout"] == metrics["holdout"]["ece"] < cal["ece_before"]["holdout"] - 0.05
+    assert cal["log_loss_after"]["holdout"] == metrics["holdout"]["log_loss"] < cal["log_loss_before"]["holdout"]
+
+
+def test_a_calibrated_model_is_still_one_booster_its_compiled_trees_reproduce(overconfident):
+    data, params, bundle = overconfident
+    temperature = bundle.manifest["metrics"]["calibration"]["temperature"]
+    x = build_batch(data.contract, to_records(data.split.holdout, data.contract.field_names)).matrix
+    raw = train.fit(data.x, data.y, params, len(data.labels)).inplace_predict(x, predict_type="margin")
+    served = BoosterPredictor(bundle.files[MODEL_FILE]).outputs(x)
+    assert np.abs(served - train.softmax(raw / temperature)).max() < 1e-5  # softmax(margin / T), nothing else
+    model = load_model("penguins", bundle, "store", fast_max_rows=64)  # verification of the compiled trees passes
+    assert model.predictor.fast is not None
+    assert np.abs(model.predictor.fast.outputs(x) - served).max() < 1e-5
+    assert np.abs(model.predictor.outputs(x) - served).max() < 1e-5
+    y = data.split.holdout["species"].map({label: i for i, label in enumerate(data.labels)}).to_numpy()
+    assert round(expected_calibration_error(served, y), 6) == bundle.manifest["metrics"]["holdout"]["ece"]
+
+
+def test_temperature_scaling_rewrites_leaves_and_base_margin(penguins_spec, base_data):
+    data = train.prepare(penguins_spec, base_data)
+    booster = train.fit(data.x, data.y, FAST_PARAMS, 3)
+    scaled = train.scale_margins(booster, 2.5)
+    margins = booster.inplace_predict(data.x, predict_type="margin")
+    assert np.abs(scaled.inplace_predict(data.x, predict_type="margin") - margins / 2.5).max() < 1e-5
+    assert isinstance(scaled, xgb.Booster) and scaled.num_boosted_rounds() == booster.num_boosted_rounds()
+    trees = TreeEnsemble.from_xgboost_json(scaled.save_raw("json"))
+    assert trees.max_difference(data.x, scaled.inplace_predict(data.x)) < 1e-6
+    y = np.array([0, 1, 2, 0])
+    sharp = np.log(np.array([[0.98, 0.01, 0.01], [0.01, 0.98, 0.01], [0.98, 0.01, 0.01], [0.01, 0.98, 0.01]]))
+    assert train.fit_temperature(sharp, y) > 1  # half right at 98%: softened

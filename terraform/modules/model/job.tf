@@ -1,4 +1,5 @@
-# The model's retraining job and the schedule that starts it.
+# The model's retraining job and the two schedules that start it: the weekly retrain (the job as defined,
+# `python -m retrain_job run --model MODEL`) and the hourly monitor (the same job and image, its args overridden).
 resource "google_cloud_run_v2_job" "retrain" {
   name                = var.job_name
   location            = var.region
@@ -14,6 +15,7 @@ resource "google_cloud_run_v2_job" "retrain" {
       max_retries     = 1
       timeout         = "1800s"
 
+      # The command and the mode apart, so that a run's overrides replace only the mode's args (the monitor).
       containers {
         image   = var.job_image
         command = ["python", "-m", "retrain_job"]
@@ -65,6 +67,42 @@ resource "google_cloud_scheduler_job" "retrain" {
   http_target {
     http_method = "POST"
     uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.retrain.name}:run"
+
+    oauth_token {
+      service_account_email = var.scheduler_service_account
+      scope                 = "https://www.googleapis.com/auth/cloud-platform"
+    }
+  }
+}
+
+# Hourly: the same Cloud Run Job in its monitor mode, `python -m retrain_job monitor --model MODEL`, which joins the
+# served predictions with the truth fed back (the sink's files) and writes the live_* metrics. The :run request's
+# overrides (for this execution only) replace the container's args, the command stays, and run a single task: the
+# job's task_count splits the retraining search, and more tasks would only repeat the monitor. Cloud Scheduler takes
+# the body base64-encoded; Google APIs want it typed as JSON (the default type is application/octet-stream).
+resource "google_cloud_scheduler_job" "monitor" {
+  name        = "${var.job_name}-monitor"
+  region      = var.region
+  schedule    = var.monitor_schedule
+  time_zone   = var.retrain_time_zone
+  description = "Starts the ${var.model} job in monitor mode: live quality from fed-back truth"
+
+  retry_config {
+    retry_count = 1
+  }
+
+  http_target {
+    http_method = "POST"
+    uri         = "https://run.googleapis.com/v2/projects/${var.project_id}/locations/${var.region}/jobs/${google_cloud_run_v2_job.retrain.name}:run"
+    headers = {
+      "Content-Type" = "application/json"
+    }
+    body = base64encode(jsonencode({
+      overrides = {
+        containerOverrides = [{ args = ["monitor", "--model", var.model] }]
+        taskCount          = 1
+      }
+    }))
 
     oauth_token {
       service_account_email = var.scheduler_service_account

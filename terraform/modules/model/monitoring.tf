@@ -82,7 +82,7 @@ resource "google_monitoring_alert_policy" "drift" {
   notification_channels = var.notification_channels
   user_labels           = local.labels
   documentation {
-    content   = "The last ${var.model} retraining run found more than ${var.alert_drift_share * 100}% of features drifting between serving inputs and training data. Open the run's drift report (reports/drift/ in the bucket); collect labels for the drifted inputs before retraining on them. ${local.runbook}"
+    content   = "The last ${var.model} retraining run found more than ${var.alert_drift_share * 100}% of features drifting between serving inputs and training data. Open the run's drift report (reports/${var.model}/drift/latest/report.html in the bucket); collect labels for the drifted inputs before retraining on them. ${local.runbook}"
     mime_type = "text/markdown"
   }
   conditions {
@@ -106,7 +106,7 @@ resource "google_monitoring_alert_policy" "retrain_failed" {
   notification_channels = var.notification_channels
   user_labels           = local.labels
   documentation {
-    content   = "A ${var.model} retraining execution failed. Its last log line is a JSON summary with the error; a rejected candidate is not a failure. Rerun with gcloud run jobs execute ${var.job_name}. ${local.runbook}"
+    content   = "A ${var.model} execution of the job failed: a retraining run, or an hourly monitor run (its args start with monitor). Its last log line is a JSON summary with the error; a rejected candidate is not a failure. Rerun a retraining with gcloud run jobs execute ${var.job_name}; a monitor run is retried by the next hour's. ${local.runbook}"
     mime_type = "text/markdown"
   }
   conditions {
@@ -140,6 +140,64 @@ resource "google_monitoring_alert_policy" "no_recent_retrain" {
       query               = "absent_over_time({\"__name__\"=\"custom.googleapis.com/tabular/job_success\",\"monitored_resource\"=\"generic_task\",\"job\"=\"${google_cloud_run_v2_job.retrain.name}\",\"model\"=\"${var.model}\"}[${var.no_retrain_days}d]) or max_over_time({\"__name__\"=\"custom.googleapis.com/tabular/job_success\",\"monitored_resource\"=\"generic_task\",\"job\"=\"${google_cloud_run_v2_job.retrain.name}\",\"model\"=\"${var.model}\"}[${var.no_retrain_days}d]) < 1"
       duration            = "0s"
       evaluation_interval = "3600s"
+    }
+  }
+}
+
+# Realised quality of each served version (model_version, role) from the truth fed back through POST /feedback: the
+# hourly monitor writes live_accuracy (classifiers) or live_coverage (regressors) only when at least
+# MONITOR_MIN_LABELS labelled predictions back the value, so the label count needs no condition of its own. Exactly
+# one of the two policies exists, the one whose floor var.models sets for this model (its spec's [gate]). Every
+# series is judged alone (no reducer), so the incident names the version and the role. A missing point means too few
+# labels, not recovery: the condition keeps its state until a point above the floor arrives.
+resource "google_monitoring_alert_policy" "live_accuracy" {
+  count                 = var.live_accuracy_floor == null ? 0 : 1
+  display_name          = "${var.model} ${var.environment}: live accuracy below ${var.live_accuracy_floor}"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+  documentation {
+    content   = "Realised accuracy of ${var.model} version $${metric.label.model_version} (role $${metric.label.role}) fell below ${var.live_accuracy_floor}, its spec's gate floor (accuracy_floor), on at least MONITOR_MIN_LABELS predictions whose truth came back through POST /feedback. Read the monitor's report, reports/${var.model}/monitor/latest.html in the bucket, and first its feedback guards: a source whose truths contradict confident predictions is a labeller to fix, not a model. A canary: the monitor itself rolls it back once it is worse than stable by more than the gate's tolerance; to drop it now, python -m retrain_job rollback-canary --model ${var.model}. The stable version: python -m retrain_job rollback --model ${var.model} if the previous version did better live, otherwise retrain (the fed-back labels are training data: gcloud run jobs execute ${var.job_name}) and read its drift report. ${local.runbook}"
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "live_accuracy below the floor"
+    condition_threshold {
+      filter                  = "metric.type=\"custom.googleapis.com/tabular/live_accuracy\" AND resource.type=\"generic_task\" AND resource.labels.job=\"${google_cloud_run_v2_job.retrain.name}\" AND metric.labels.model=\"${var.model}\""
+      comparison              = "COMPARISON_LT"
+      threshold_value         = var.live_accuracy_floor
+      duration                = "0s"
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_NO_OP"
+      aggregations {
+        alignment_period   = "3600s"
+        per_series_aligner = "ALIGN_MIN"
+      }
+    }
+  }
+}
+
+resource "google_monitoring_alert_policy" "live_coverage" {
+  count                 = var.live_coverage_floor == null ? 0 : 1
+  display_name          = "${var.model} ${var.environment}: live interval coverage below ${var.live_coverage_floor}"
+  combiner              = "OR"
+  notification_channels = var.notification_channels
+  user_labels           = local.labels
+  documentation {
+    content   = "Realised prediction-interval coverage of ${var.model} version $${metric.label.model_version} (role $${metric.label.role}) fell below ${var.live_coverage_floor}, its spec's gate floor (coverage_min): fewer fed-back truths than promised land inside the served intervals, on at least MONITOR_MIN_LABELS predictions whose truth came back through POST /feedback. Read the monitor's report, reports/${var.model}/monitor/latest.html in the bucket, and first its feedback guards: a source with many truths outside the interval may send wrong values or units, not a model's fault. A canary: the monitor itself rolls it back once it is worse than stable by more than the gate's tolerance; to drop it now, python -m retrain_job rollback-canary --model ${var.model}. The stable version: python -m retrain_job rollback --model ${var.model} if the previous version did better live, otherwise retrain (the fed-back labels are training data: gcloud run jobs execute ${var.job_name}) and read its drift report. ${local.runbook}"
+    mime_type = "text/markdown"
+  }
+  conditions {
+    display_name = "live_coverage below the floor"
+    condition_threshold {
+      filter                  = "metric.type=\"custom.googleapis.com/tabular/live_coverage\" AND resource.type=\"generic_task\" AND resource.labels.job=\"${google_cloud_run_v2_job.retrain.name}\" AND metric.labels.model=\"${var.model}\""
+      comparison              = "COMPARISON_LT"
+      threshold_value         = var.live_coverage_floor
+      duration                = "0s"
+      evaluation_missing_data = "EVALUATION_MISSING_DATA_NO_OP"
+      aggregations {
+        alignment_period   = "3600s"
+        per_series_aligner = "ALIGN_MIN"
+      }
     }
   }
 }

@@ -23,6 +23,11 @@ output "scheduler_job_name" {
   value       = google_cloud_scheduler_job.retrain.name
 }
 
+output "monitor_scheduler_job_name" {
+  description = "Name of the Cloud Scheduler job that starts the job hourly in monitor mode."
+  value       = google_cloud_scheduler_job.monitor.name
+}
+
 output "alert_policies" {
   description = "Resource names of the model's alert policies, by alert."
   value = {
@@ -32,6 +37,7 @@ output "alert_policies" {
     drift             = google_monitoring_alert_policy.drift.name
     retrain_failed    = google_monitoring_alert_policy.retrain_failed.name
     no_recent_retrain = google_monitoring_alert_policy.no_recent_retrain.name
+    live_quality      = one(concat(google_monitoring_alert_policy.live_accuracy[*].name, google_monitoring_alert_policy.live_coverage[*].name))
   }
 }
 

@@ -76,7 +76,7 @@ variable "job_service_account" {
 }
 
 variable "scheduler_service_account" {
-  description = "Email of the (shared) service account Cloud Scheduler starts the job as; granted run.invoker on this job only."
+  description = "Email of the (shared) service account Cloud Scheduler starts the job as; granted run.jobsExecutorWithOverrides on this job only."
   type        = string
 }
 
@@ -214,8 +214,18 @@ variable "retrain_schedule" {
 }
 
 variable "retrain_time_zone" {
-  description = "Time zone of the cron schedule."
+  description = "Time zone of the cron schedules (retrain and monitor)."
   type        = string
+}
+
+variable "monitor_schedule" {
+  description = "Cron schedule of this model's monitor run (the job with args monitor --model MODEL): live quality from fed-back truth."
+  type        = string
+  default     = "17 * * * *"
+  validation {
+    condition     = length(split(" ", trimspace(var.monitor_schedule))) == 5
+    error_message = "monitor_schedule must be a five-field cron expression."
+  }
 }
 
 variable "log_metric_names" {
@@ -256,4 +266,29 @@ variable "alert_drift_share" {
 variable "no_retrain_days" {
   description = "Alert when no retraining run of this model has succeeded for this many days."
   type        = number
+}
+
+# Exactly one is set: the floor of the live metric this model's monitor writes, from its spec's [gate].
+variable "live_accuracy_floor" {
+  description = "Classifiers: alert when a served version's realised live_accuracy falls below this (the spec's [gate] accuracy_floor); null for a regressor."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.live_accuracy_floor == null ? true : var.live_accuracy_floor > 0 && var.live_accuracy_floor <= 1
+    error_message = "live_accuracy_floor must be in (0, 1]."
+  }
+  validation {
+    condition     = (var.live_accuracy_floor == null) != (var.live_coverage_floor == null)
+    error_message = "Set exactly one of live_accuracy_floor (classifiers) and live_coverage_floor (regressors)."
+  }
+}
+
+variable "live_coverage_floor" {
+  description = "Regressors: alert when a served version's realised live_coverage (share of truths inside the prediction interval) falls below this (the spec's [gate] coverage_min); null for a classifier."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.live_coverage_floor == null ? true : var.live_coverage_floor > 0 && var.live_coverage_floor <= 1
+    error_message = "live_coverage_floor must be in (0, 1]."
+  }
 }

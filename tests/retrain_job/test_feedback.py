@@ -1,0 +1,211 @@
+"""The feedback join on real sink files: LogEntry lines written by the function's own LocalSink into a LocalStore."""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from function.serving import logs
+from function.serving.logs import LocalSink, sink_path
+from retrain_job.feedback import Joined, join_feedback, labelled_rows, read_log_entries
+from shared.store import LocalStore
+
+NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
+LABELS = ["a", "b", "c"]
+PREFIX = "logs"
+
+
+def instance(k: int) -> dict:
+    """A request-shaped row told apart by `x`."""
+    return {"x": float(k), "colour": "red" if k % 2 else "blue"}
+
+
+class SinkLog:
+    """Prediction and feedback entries written as the function writes them: LogEntry lines in the sink layout."""
+
+    def __init__(self, store: LocalStore, prefix: str = PREFIX) -> None:
+        self.store = store
+        self.root = store.root / prefix
+        self.sink = LocalSink(self.root)
+
+    def prediction(self, request_id: str, predicted: list, *, at: datetime, model: str = "clf", version: str = "v1",
+                   role: str = "stable", first_row: int | None = 0, rows: int | None = None,
+                   instances: list[dict] | None = None, probabilities: list | None = None,
+                   intervals: list | None = None, labels: list[str] | None = None) -> None:
+        """One prediction entry; probabilities or intervals are left out when not given (as old lines)."""
+        start = first_row or 0
+        payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:predict 200", "event": "prediction",
+                   "status": 200, "request_id": request_id, "model": model, "model_version": version, "role": role,
+                   "fallback": role == "fallback", "rows": rows if rows is not None else start + len(predicted),
+                   "instances": instances or [instance(start + j) for j in range(len(predicted))],
+                   "predicted": predicted}
+        if first_row is not None:
+            payload["first_row"] = first_row
+        if probabilities is not None:
+            payload["labels"] = labels or LABELS
+            payload["probabilities"] = probabilities
+        if intervals is not None:
+            payload["intervals"] = intervals
+        self.sink.append(payload, "INFO", at)
+
+    def feedback(self, items: list[dict], *, at: datetime, model: str = "clf", source: str | None = "labelling-team",
+                 ) -> None:
+        """One feedback entry (no `source` key when source is None)."""
+        payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:feedback 200", "event": "feedback",
+                   "model": model, "items": items}
+        if source is not None:
+            payload["source"] = source
+        self.sink.append(payload, "INFO", at)
+
+    def join(self, model: str = "clf", **kwargs) -> Joined:
+        """Everything written so far on disk, then the join at NOW."""
+        logs.flush()
+        return join_feedback(self.store, model, NOW, PREFIX, **kwargs)
+
+
+@pytest.fixture
+def log(tmp_path) -> SinkLog:
+    return SinkLog(LocalStore(tmp_path / "bucket"))
+
+
+def probs(*rows: tuple[float, float, float]) -> list[list[float]]:
+    return [list(r) for r in rows]
+
+
+def test_feedback_joins_its_predictions_row_by_row_with_everything_logged(log):
+    at = NOW - timedelta(hours=3)
+    log.prediction("r1", ["a", "b", "c"], at=at,
+                   probabilities=probs((0.8, 0.1, 0.1), (0.2, 0.7, 0.1), (0.1, 0.1, 0.8)))
+    log.feedback([{"id": "r1-0", "truth": "a"}, {"id": "r1-2", "truth": "b"}], at=at + timedelta(minutes=5))
+    joined = log.join()
+    assert [(r.id, r.predicted, r.truth) for r in joined.rows] == [("r1-0", "a", "a"), ("r1-2", "c", "b")]
+    row = joined.rows[1]
+    assert (row.model_version, row.role, row.source, row.instance) == ("v1", "stable", "labelling-team", instance(2))
+    assert row.labels == ("a", "b", "c") and row.probabilities == (0.1, 0.1, 0.8) and row.interval is None
+    assert row.feedback_time == at + timedelta(minutes=5) and row.prediction_time == at and not row.late
+    assert row.predicted_probability == 0.8
+    assert len(joined.predictions) == 3  # labelled or not: the estimate reads them all
+    c = joined.counts
+    assert (c.lines, c.items, c.joined, c.unknown_ids, c.duplicates, c.late) == (1, 2, 2, 0, 0, 0)
+    assert dict(c.by_source) == {"labelling-team": 2}
+    assert labelled_rows(joined, "target") == [{**instance(0), "target": "a"}, {**instance(2), "target": "b"}]
+
+
+def test_unknown_id_is_dropped_and_counted(log):
+    log.prediction("r1", ["a"], at=NOW - timedelta(hours=2))
+    log.feedback([{"id": "r1-0", "truth": "a"}, {"id": "nobody-0", "truth": "b"}, {"id": "r1-7", "truth": "b"}],
+                 at=NOW - timedelta(hours=1))
+    joined = log.join()
+    assert [r.id for r in joined.rows] == ["r1-0"]
+    assert joined.counts.unknown_ids == 2 and joined.counts.items == 3 and joined.counts.joined == 1
+
+
+def test_duplicate_feedback_counts_once_and_the_last_truth_wins(log):
+    log.prediction("r1", ["a", "b"], at=NOW - timedelta(hours=5))
+    log.feedback([{"id": "r1-0", "truth": "c"}], at=NOW - timedelta(hours=1), source="team-b")  # newest: wins
+    log.feedback([{"id": "r1-0", "truth": "b"}], at=NOW - timedelta(hours=3))  # written later, stamped earlier
+    same = NOW - timedelta(hours=2)
+    log.feedback([{"id": "r1-1", "truth": "a"}], at=same)
+    log.feedback([{"id": "r1-1", "truth": "c"}], at=same)  # same timestamp: file order decides
+    joined = log.join()
+    assert {r.id: (r.truth, r.source) for r in joined.rows} == {"r1-0": ("c", "team-b"),
+                                                                "r1-1": ("c", "labelling-team")}
+    assert joined.counts.duplicates == 2 and joined.counts.joined == 2 and joined.counts.items == 4
+    assert dict(joined.counts.by_source) == {"labelling-team": 3, "team-b": 1}
+    assert labelled_rows(joined, "y") == [{**instance(1), "y": "c"}, {**instance(0), "y": "c"}]
+
+
+def test_feedback_stamped_before_its_prediction_line_still_joins_as_late(log):
+    log.feedback([{"id": "r9-0", "truth": "b"}], at=NOW - timedelta(hours=2), source=None)
+    log.prediction("r9", ["b"], at=NOW - timedelta(hours=1))
+    joined = log.join()
+    [row] = joined.rows
+    assert row.id == "r9-0" and row.late and row.source == "unknown"
+    assert joined.counts.late == 1 and joined.counts.unknown_ids == 0
+
+
+def test_feedback_for_another_model_is_ignored(log):
+    log.prediction("r1", ["a"], at=NOW - timedelta(hours=2))
+    log.prediction("r2", [3.5], at=NOW - timedelta(hours=2), model="other")
+    log.feedback([{"id": "r1-0", "truth": "b"}, {"id": "r2-0", "truth": 4.0}], at=NOW - timedelta(hours=1),
+                 model="other")
+    joined = log.join()
+    assert joined.rows == () and joined.counts.items == 0 and joined.counts.lines == 0
+    assert joined.counts.other_model_lines == 1
+    assert [p.id for p in joined.predictions] == ["r1-0"]
+    other = log.join("other")
+    assert [(r.id, r.truth) for r in other.rows] == [("r2-0", 4.0)]
+    assert other.counts.unknown_ids == 1  # r1-0 is not one of its predictions
+
+
+def test_a_batch_split_over_two_entries_joins_row_by_row(log):
+    at = NOW - timedelta(hours=4)
+    log.prediction("big", ["a", "b"], at=at, first_row=0, rows=5, probabilities=probs((0.9, 0.05, 0.05),
+                                                                                      (0.1, 0.6, 0.3)))
+    log.prediction("big", ["c", "c", "a"], at=at, first_row=2, rows=5,
+                   probabilities=probs((0.1, 0.1, 0.8), (0.2, 0.2, 0.6), (0.5, 0.4, 0.1)))
+    log.feedback([{"id": f"big-{k}", "truth": t} for k, t in enumerate("abcab")], at=at + timedelta(seconds=30))
+    joined = log.join()
+    got = {r.id: (r.instance["x"], r.predicted, r.probabilities[0]) for r in joined.rows}
+    assert got == {"big-0": (0.0, "a", 0.9), "big-1": (1.0, "b", 0.1), "big-2": (2.0, "c", 0.1),
+                   "big-3": (3.0, "c", 0.2), "big-4": (4.0, "a", 0.5)}
+    assert joined.counts.joined == 5 and len(joined.predictions) == 5
+
+
+def test_old_lines_without_first_row_or_probabilities_still_join(log):
+    log.prediction("old", ["a", "b"], at=NOW - timedelta(hours=2), first_row=None)
+    log.feedback([{"id": "old-1", "truth": "b"}], at=NOW - timedelta(hours=1))
+    [row] = log.join().rows
+    assert (row.id, row.instance["x"], row.probabilities, row.labels, row.predicted_probability) == \
+        ("old-1", 1.0, None, None, None)
+
+
+def test_windows_bound_feedback_and_the_predictions_it_may_be_about(log):
+    log.prediction("ancient", ["a"], at=NOW - timedelta(hours=24, days=7, minutes=1))  # before the prediction window
+    log.prediction("week", ["a"], at=NOW - timedelta(hours=24, days=6))
+    log.feedback([{"id": "week-0", "truth": "a"}], at=NOW - timedelta(hours=25))  # before the feedback window
+    log.feedback([{"id": "ancient-0", "truth": "a"}, {"id": "week-0", "truth": "b"}], at=NOW - timedelta(hours=23))
+    log.feedback([{"id": "week-0", "truth": "c"}], at=NOW + timedelta(minutes=1))  # after now
+    joined = log.join()
+    assert [(r.id, r.truth) for r in joined.rows] == [("week-0", "b")]
+    assert joined.counts.lines == 1 and joined.counts.unknown_ids == 1
+    assert [p.id for p in joined.predictions] == ["week-0"]
+    assert joined.window.predictions_from == NOW - timedelta(hours=24, days=7)
+    wider = log.join(feedback_hours=48, prediction_days=6)
+    assert wider.counts.lines == 2 and [r.truth for r in wider.rows] == ["b"] and wider.counts.duplicates == 1
+    narrow = log.join(feedback_hours=48, prediction_days=1)  # "week" is now too old to be joined
+    assert narrow.rows == () and narrow.counts.unknown_ids == 3
+
+
+def test_every_item_lands_in_one_count_and_truths_are_checked_against_the_prediction(log):
+    at = NOW - timedelta(hours=2)
+    log.prediction("c1", ["a", "b"], at=at, probabilities=probs((0.6, 0.3, 0.1), (0.2, 0.7, 0.1)))
+    log.prediction("r1", [10.0, 20.0], at=at, model="reg", intervals=[[8.0, 12.0], [15.0, 25.0]])
+    log.feedback([{"id": "c1-0", "truth": " A "}, {"id": "c1-1", "truth": "zebra"}, {"id": "c1-1", "truth": 3},
+                  {"truth": "a"}, "c1-0", {"id": "c1-0", "truth": "b"}, {"id": "zz-0", "truth": "a"}],
+                 at=at + timedelta(minutes=1))
+    log.feedback([{"id": "r1-0", "truth": 11}, {"id": "r1-1", "truth": "30.5"}, {"id": "r1-1", "truth": "x"},
+                  {"id": "r1-0", "truth": float("inf")}, {"id": "r1-0", "truth": True}], at=at + timedelta(minutes=1),
+                 model="reg")
+    joined = log.join()
+    c = joined.counts
+    assert {r.id: r.truth for r in joined.rows} == {"c1-0": "b"}
+    assert (c.items, c.malformed, c.unknown_ids, c.invalid_truths, c.duplicates, c.joined) == (7, 2, 1, 2, 1, 1)
+    assert c.items == c.malformed + c.unknown_ids + c.invalid_truths + c.duplicates + c.joined
+    reg = log.join("reg")
+    assert {r.id: (r.truth, r.interval) for r in reg.rows} == {"r1-0": (11.0, (8.0, 12.0)),
+                                                                 "r1-1": (30.5, (15.0, 25.0))}
+    assert (reg.counts.invalid_truths, reg.counts.joined) == (3, 2)  # "x", inf and a bool never replace a truth
+    assert labelled_rows(reg, "y") == [{**instance(0), "y": 11.0}, {**instance(1), "y": 30.5}]
+
+
+def test_the_reader_lists_only_the_window_days_and_counts_bad_lines(log):
+    log.prediction("p", ["a"], at=NOW - timedelta(hours=1))
+    log.prediction("q", ["a"], at=NOW - timedelta(days=30))
+    logs.flush()
+    path = sink_path(log.root, NOW - timedelta(hours=1))
+    with path.open("ab") as f:
+        f.write(b"not json\n{\"jsonPayload\": {\"event\": \"prediction\"}}\n")
+    entries, read = read_log_entries(log.store, PREFIX, NOW - timedelta(days=2), NOW)
+    assert [e.payload["request_id"] for e in entries] == ["p"]
+    assert (read.files, read.bad_lines) == (1, 2)  # the second bad line has no timestamp
