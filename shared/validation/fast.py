@@ -10,8 +10,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from itertools import chain
+from functools import lru_cache
 from operator import itemgetter
 
 import numpy as np
@@ -67,14 +66,6 @@ class _Layout:
     integers: tuple[tuple[str, int | None, int | None], ...]  # passthrough integers: name, low, high
     strings: tuple[str, ...]  # passthrough strings
 
-    @cached_property
-    def numeric_getter(self) -> itemgetter:
-        names = [spec[0] for spec in self.numeric]
-        return itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
-
-    @cached_property
-    def all_numeric_required(self) -> bool:
-        return all(spec[5] for spec in self.numeric)
 
 
 @lru_cache(maxsize=16)
@@ -124,9 +115,6 @@ def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
         return _by_rows(layout, rows)
     if set(map(type, rows)) != {dict}:
         return None
-    for keys in set(map(tuple, rows)):  # batches repeat a handful of key orders: check each once
-        if not (layout.required.issubset(keys) and layout.allowed.issuperset(keys)):
-            return None
     return _by_columns(layout, rows)
 
 
@@ -140,28 +128,6 @@ def _passthrough_ok(layout: _Layout, row: dict) -> bool:
         if value is not None and (type(value) is not str or len(value) > MAX_STRING_CHARS):
             return False
     return True
-
-
-def _passthrough_columns_ok(layout: _Layout, rows: list[dict]) -> bool:
-    """The column path's passthrough check: a set of types and one min and max per field."""
-    for name, low, high in layout.integers:
-        given = _given(rows, name, int)
-        if given is None or (given and low is not None and (min(given) < low or max(given) > high)):
-            return False
-    for name in layout.strings:
-        given = _given(rows, name, str)
-        if given is None or (given and max(map(len, given)) > MAX_STRING_CHARS):
-            return False
-    return True
-
-
-def _given(rows: list[dict], name: str, kind: type) -> list | None:
-    """The values of a field the rows carry (absent and null left out), or None if any is not of `kind`."""
-    column = [row.get(name) for row in rows]
-    kinds = set(map(type, column))
-    if not kinds <= {kind, type(None)}:
-        return None
-    return [v for v in column if v is not None] if type(None) in kinds else column
 
 
 def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
@@ -212,33 +178,18 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
     return FeatureBatch(warnings, rows=values)
 
 
-def _numeric_block(layout: _Layout, rows: list[dict]) -> np.ndarray | None:
-    """The numeric columns as float64 (NaN where an optional one is absent), or None on a wrong type."""
-    n = len(rows)
-    if layout.all_numeric_required:
-        numeric = list(map(layout.numeric_getter, rows))  # one tuple of measurements per row
-        if not set(map(type, chain.from_iterable(numeric))) <= _NUMBER_TYPES:
-            return None
-        return np.array(numeric, dtype=np.float64).reshape(n, len(layout.numeric))
-    block = np.empty((n, len(layout.numeric)), dtype=np.float64)
-    for j, (name, *_, required, _rule) in enumerate(layout.numeric):
-        column = [row.get(name) for row in rows]
-        kinds = set(map(type, column))
-        if not kinds <= (_NUMBER_TYPES if required else _OPTIONAL_NUMBER_TYPES):
-            return None
-        block[:, j] = [_NAN if v is None else v for v in column] if type(None) in kinds else column
-    return block
-
-
 def _by_columns(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
-    """Large batches as columns: a few set and NumPy operations per feature."""
-    try:
-        block = _numeric_block(layout, rows)
-    except OverflowError:
+    """Large batches as columns, one list per field: the column path's checks then apply as for columnar input."""
+    present = set().union(*rows)
+    if not layout.allowed.issuperset(present):
         return None
-    if block is None or not _passthrough_columns_ok(layout, rows):
+    try:  # a row without a required field raises here
+        columns = {name: list(map(itemgetter(name), rows)) for name in layout.required}
+    except KeyError:
         return None
-    return _encode(layout, block, lambda name: [row.get(name) for row in rows], len(rows))
+    for name in present - layout.required:
+        columns[name] = [row.get(name) for row in rows]
+    return _columns_fast_path(layout, columns, len(rows))
 
 
 def build_batch_from_columns(contract: FeatureContract, columns: dict[str, list], n: int) -> FeatureBatch:
