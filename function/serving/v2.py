@@ -41,6 +41,7 @@ DATATYPES = NUMERIC_TYPES | {"BYTES"}
 PARAMETERS = {"explain": bool}  # request parameters we act on; OIP clients send others (content_type...), ignored
 UNKNOWN_FIELD = "Unknown field."  # Marshmallow's message for a field the contract does not have
 MAX_REPORTED = 5  # an error message names at most this many bad values
+SMALL_LOG = 16  # up to this many encoded rows are decoded for the log in plain Python
 
 
 class Handler:
@@ -264,7 +265,16 @@ def _logged_columns(inputs: Columns | Encoded, contract: FeatureContract) -> dic
     if isinstance(inputs, Columns):
         return inputs.columns
     x = inputs.matrix
-    columns: dict = {f.name: np.ascontiguousarray(x[:, j]) for j, f in enumerate(contract.numeric)}  # NaN: null
+    if x.shape[0] <= SMALL_LOG:  # a few rows: plain Python, NumPy's cost per call would outweigh them
+        rows = x.tolist()
+        columns = {f.name: [None if math.isnan(r[j]) else r[j] for r in rows] for j, f in enumerate(contract.numeric)}
+        col = len(contract.numeric)
+        for c in contract.categorical:
+            blocks = [r[col:col + len(c.levels)] for r in rows]
+            columns[c.name] = [c.levels[b.index(1.0)] if 1.0 in b else None for b in blocks]
+            col += len(c.levels)
+        return columns
+    columns = {f.name: np.ascontiguousarray(x[:, j]) for j, f in enumerate(contract.numeric)}  # NaN: null
     col = len(contract.numeric)
     for c in contract.categorical:
         block = x[:, col:col + len(c.levels)]
