@@ -39,7 +39,7 @@ from retrain_job.live_quality import expected_calibration_error
 from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leakage
 from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
 from shared.contract import FeatureContract, derive_contract
-from shared.predictor import TreeEnsemble
+from shared.predictor import TreeEnsemble, softmax
 from shared.spec import ModelSpec
 from shared.validation import build_batch
 
@@ -310,13 +310,6 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
 
 
 # ---- calibration -------------------------------------------------------------------------------------------
-
-def softmax(margins: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of margins."""
-    z = np.asarray(margins, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
 
 def _log_loss(margins: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> float:
     z = np.asarray(margins, dtype=np.float64) / temperature

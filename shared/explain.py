@@ -39,7 +39,7 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 
 from shared.contract import FeatureContract
-from shared.predictor import Baseline, RegressionPredictor
+from shared.predictor import Baseline, RegressionPredictor, softmax
 
 if TYPE_CHECKING:
     from shared.model import ServingModel
@@ -130,7 +130,7 @@ def explain(model: ServingModel, batch: FeatureBatch) -> Explanation:
             contribs = np.zeros((0, len(contract.labels), x.shape[1] + 1))
         base, phi, regimes = contribs[..., -1], contribs[..., :-1] @ _layout(contract)[0], ()
         margin = base + phi.sum(axis=2)
-        baseline_output, output = _softmax(base), _softmax(margin)
+        baseline_output, output = softmax(base, axis=-1), softmax(margin, axis=-1)
         output_phi, error = _softmax_path_attributions(base, phi, output - baseline_output)
         outputs, space = tuple(contract.labels), "probability"
     return Explanation(tuple(contract.field_names), outputs, contract.target.name, space, regimes, base, phi, margin,
@@ -194,12 +194,6 @@ def _baseline_terms(baseline: Baseline, contract: FeatureContract, x: np.ndarray
     return terms, constant
 
 
-def _softmax(margin: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = np.exp(margin - margin.max(axis=axis, keepdims=True))
-    z /= z.sum(axis=axis, keepdims=True)
-    return z
-
-
 def _exp_secant(base: np.ndarray, margin: np.ndarray) -> np.ndarray:
     """(exp(margin) - exp(base)) / (margin - base), exp(base) where they are equal."""
     d = margin - base
@@ -216,7 +210,7 @@ def _softmax_path_attributions(base: np.ndarray, phi: np.ndarray,
     """
     delta = phi.sum(axis=2)
     # (rows, classes, nodes): NumPy reduces over a short middle axis far faster than over a short last one
-    p = _softmax(base[:, :, None] + delta[:, :, None] * _T, axis=1)
+    p = softmax(base[:, :, None] + delta[:, :, None] * _T, axis=1)
     weighted = p * _W
     attributions = weighted.sum(axis=2)[..., None] * phi - (weighted @ p.transpose(0, 2, 1)) @ phi
     total = attributions.sum(axis=2)

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 LINKS = {"multi:softprob": "softmax", "reg:squarederror": "identity"}
 
 
-def _softmax(margin: np.ndarray) -> np.ndarray:
-    z = margin - margin.max(axis=1, keepdims=True)
+def softmax(margin: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Class probabilities of margins along `axis` (float64; the input is not changed)."""
+    z = np.asarray(margin, dtype=np.float64) - margin.max(axis=axis, keepdims=True)
     np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
+    z /= z.sum(axis=axis, keepdims=True)
     return z
 
 
@@ -81,7 +82,7 @@ class TreeEnsemble:
         if x.shape[0] == 1:
             return np.array([self.predict_one(x[0].tolist())])  # float32 values, exactly as XGBoost sees them
         margin = (self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin).astype(np.float64)
-        return _softmax(margin) if self.link == "softmax" else margin
+        return softmax(margin) if self.link == "softmax" else margin
 
     def max_difference(self, x: np.ndarray, expected: np.ndarray) -> float:
         """Largest gap between `expected` probabilities (XGBoost's) and either evaluator's, row by row or batched."""
