@@ -130,6 +130,14 @@ class LabelledData:
     rejected: list[dict] = field(default_factory=list)  # {"file", "line" or "id", "reason", "errors"}; reports cap it
     feedback: dict | None = None  # what reading the feedback found (None: not read)
 
+    @property
+    def from_files(self) -> pd.DataFrame:
+        """The rows of the CSV files only: feedback rows' inputs are served inputs already (the drift report
+        reads them from the prediction log, so counting them again would weigh them twice)."""
+        if "source" not in self.rows.columns:
+            return self.rows
+        return self.rows[self.rows["source"] != FEEDBACK_KEY]
+
     @classmethod
     def none(cls, spec: ModelSpec) -> LabelledData:
         """No labelled rows at all."""

@@ -367,8 +367,8 @@ def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> t
     spec, contract = data.spec, data.contract
     serving, window = load_serving_inputs(store, opts.log_prefix, opts.log_days, model=spec.name,
                                           fields=contract.field_names)
-    report = build_report(spec, contract, data.split.train, serving, data.labelled.rows, thresholds=opts.thresholds,
-                          window=window)
+    report = build_report(spec, contract, data.split.train, serving, data.labelled.from_files,
+                          thresholds=opts.thresholds, window=window)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = json.dumps(report, indent=1).encode()
     body_html = render_html(report).encode()

@@ -140,6 +140,7 @@ def test_feedback_joins_the_labelled_rows_as_a_pseudo_file(local_store, penguins
     entry = data.files[-1]
     assert (entry["rows"], entry["rejected"], entry["read"]) == (1, 1, 2) and len(entry["sha256"]) == 64
     assert len(data.rows) == 4 and data.rows["source"].tolist()[-1] == FEEDBACK_KEY
+    assert len(data.from_files) == 3 and FEEDBACK_KEY not in data.from_files["source"].tolist()  # drift: not twice
     assert data.rows["sex"].tolist()[-2:] == ["unknown", "unknown"]  # a new level: the first spelling seen
     assert data.rejected == [{"file": FEEDBACK_KEY, "id": "r-1", "reason": data.rejected[0]["reason"],
                               "errors": {"body_mass_g": ["must be greater than 500 and at most 50000 g"]}}]
