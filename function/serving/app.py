@@ -32,7 +32,7 @@ LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "source")
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One request as the protocol layers see it: its body, id, trace, timings and log fields."""
 
@@ -117,13 +117,19 @@ class Call:
             self.log_fields["cold"] = True
 
 
-_ids = {"pid": 0, "prefix": "", "count": itertools.count()}
+_ids: dict = {}
+
+
+def _new_id_prefix() -> None:
+    _ids.update(prefix=os.urandom(5).hex(), count=itertools.count())
+
+
+_new_id_prefix()
+os.register_at_fork(after_in_child=_new_id_prefix)  # each gunicorn worker its own prefix
 
 
 def new_request_id() -> str:
     """A request id unique across processes: a random prefix per process, then a counter (no syscall per call)."""
-    if _ids["pid"] != os.getpid():  # first call in this (possibly forked) process
-        _ids.update(pid=os.getpid(), prefix=os.urandom(5).hex(), count=itertools.count())
     return f"{_ids['prefix']}{next(_ids['count']):06x}"
 
 
