@@ -1,10 +1,10 @@
 """Per-feature explanations of a served model's answers, in margin space and in output space.
 
-Margin space: exact TreeSHAP from XGBoost (`BoosterPredictor.contributions`), whose bias column is the trees'
-expected margin, base_score included. The one-hot columns of a categorical feature are summed back into that
-feature, so each row has one attribution per request field of the contract (`field_names`) and per output,
-and base value + sum of attributions == the model's margin: the softmax input of a classifier, the log of a
-regressor's answer.
+Margin space: exact TreeSHAP (`RoutedPredictor.contributions`: NumPy over the compiled trees, else XGBoost's),
+whose bias column is the trees' expected margin, base_score included. The one-hot columns of a categorical
+feature are summed back into that feature, so each row has one attribution per request field of the contract
+(`field_names`) and per output, and base value + sum of attributions == the model's margin: the softmax input
+of a classifier, the log of a regressor's answer.
 
 A regressor's margin is log b(x) + trees(x), and its baseline is additive too: beta_j * (log x_j - r_j) goes
 to the feature of baseline input j, where r_j is the log of the geometric midpoint of that feature's training
@@ -125,7 +125,7 @@ def explain(model: ServingModel, batch: FeatureBatch) -> Explanation:
         outputs, space = (contract.target.name,), "value"
     else:
         if len(x):
-            contribs = predictor.booster.contributions(x)
+            contribs = predictor.contributions(x)
         else:
             contribs = np.zeros((0, len(contract.labels), x.shape[1] + 1))
         base, phi, regimes = contribs[..., -1], contribs[..., :-1] @ _layout(contract)[0], ()
@@ -167,7 +167,7 @@ def _regressor_margins(predictor: RegressionPredictor, contract: FeatureContract
         rows = np.flatnonzero(chosen == i)
         if rows.size:
             xi = x[rows]
-            contribs = member.predictor.booster.contributions(xi)
+            contribs = member.predictor.contributions(xi)
             terms, constant = _baseline_terms(member.baseline, contract, xi)
             base[rows] = contribs[:, :, -1] + constant
             phi[rows] = contribs[:, :, :-1] @ to_features + terms[:, None, :]

@@ -54,6 +54,9 @@ class TreeEnsemble:
             raise ValueError(f"unknown link {self.link}")
         self.n_classes = int(self.base_margin.shape[0])
         self.depth = int(arrays["depth"])
+        # each node's training cover (XGBoost's sum_hessian): what TreeSHAP weighs unknown branches by
+        self.cover = arrays["cover"].astype(np.float64) if "cover" in arrays else None
+        self._shap: _ShapTables | None = None
         self.class_matrix = np.zeros((self.roots.shape[0], self.n_classes), dtype=np.float32)
         self.class_matrix[np.arange(self.roots.shape[0]), tree_class] = 1.0
         self._predict_one = _compile_single_row(self)
@@ -84,6 +87,18 @@ class TreeEnsemble:
         margin = (self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin).astype(np.float64)
         return softmax(margin) if self.link == "softmax" else margin
 
+    @property
+    def explains(self) -> bool:
+        """Whether `contributions` can answer: the node covers are known and the trees shallow enough."""
+        return self.cover is not None and self.depth <= SHAP_MAX_DEPTH
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP values of float32 rows in margin space, as XGBoost's pred_contribs gives them:
+        (rows, outputs, columns + 1), the bias last. Only when `explains`."""
+        if self._shap is None:
+            self._shap = _ShapTables(self)
+        return self._shap.contributions(x)
+
     def max_difference(self, x: np.ndarray, expected: np.ndarray) -> float:
         """Largest gap between `expected` probabilities (XGBoost's) and either evaluator's, row by row or batched."""
         one_by_one = np.array([self.predict_one(row) for row in x.tolist()])
@@ -98,7 +113,8 @@ class TreeEnsemble:
                  children=self.children.astype(np.int32), default_left=self.default_left,
                  leaf_value=self.leaf_value, roots=self.roots.astype(np.int32),
                  tree_class=tree_class.astype(np.int32), base_margin=self.base_margin,
-                 depth=np.int32(self.depth), link=np.array(self.link))
+                 depth=np.int32(self.depth), link=np.array(self.link),
+                 **({} if self.cover is None else {"cover": self.cover.astype(np.float32)}))
         return buf.getvalue()
 
     @classmethod
@@ -119,7 +135,7 @@ class TreeEnsemble:
         base = learner["learner_model_param"]["base_score"]
         base_margin = np.array(json.loads(base) if base.startswith("[") else [float(base)] * n_classes,
                                dtype=np.float32)
-        features, thresholds, children, default_left, leaf_values, roots = [], [], [], [], [], []
+        features, thresholds, children, default_left, leaf_values, roots, cover = [], [], [], [], [], [], []
         offset, depth = 0, 0
         for tree in model["trees"]:
             if any(tree["split_type"]):
@@ -134,15 +150,118 @@ class TreeEnsemble:
                 children.append((offset + node, offset + node) if leaf else (offset + lc, offset + rc))
                 default_left.append(bool(tree["default_left"][node]))
                 leaf_values.append(tree["split_conditions"][node] if leaf else 0.0)
+            cover += tree["sum_hessian"]
             offset += len(left)
         arrays = {
             "feature": np.array(features), "threshold": np.array(thresholds, dtype=np.float32),
             "children": np.array(children), "default_left": np.array(default_left),
             "leaf_value": np.array(leaf_values, dtype=np.float32), "roots": np.array(roots),
             "tree_class": np.array(model["tree_info"]), "base_margin": base_margin, "depth": np.array(depth),
-            "link": np.array(LINKS[objective]),
+            "link": np.array(LINKS[objective]), "cover": np.array(cover, dtype=np.float32),
         }
         return cls(arrays)
+
+
+SHAP_MAX_DEPTH = 6  # deeper paths are left to XGBoost (the table below grows as 2 ** depth per leaf)
+_SHAP_CHUNK = 1 << 18  # at most this many (row, leaf) pairs at once
+
+
+class _ShapTables:
+    """Path-dependent TreeSHAP, leaf by leaf, in NumPy: XGBoost's pred_contribs without XGBoost.
+
+    TreeSHAP's value of a coalition S of features is, for each leaf, its value times one factor per feature
+    split on along its path: o (does the row follow the path there: 1 or 0) when the feature is in S, else z
+    (the share of the node's training cover that the path takes). A feature split on twice multiplies its
+    factors. Such a product game has Shapley values in closed form: feature j of a path of d features gets
+    value * (o_j - z_j) * sum over s of w(s) * e_s, where e_s sums the products of o over s of the other
+    features and z over the rest (the coefficients of prod over i != j of (z_i + o_i t)), and
+    w(s) = s! (d - 1 - s)! / d!. Paths shorter than the deepest get neutral players (o = z = 1, who change
+    no one's value). The z are fixed by the model and each o is 0 or 1, so every leaf's values for each of
+    the 2 ** d patterns of o are tabulated once; a row then only finds its pattern at every leaf.
+    """
+
+    def __init__(self, trees: TreeEnsemble) -> None:
+        depth = max(1, trees.depth)
+        steps, players, value, leaf_class, outputs = [], [], [], [], []  # per leaf
+        n_columns = int(trees.feature.max()) + 1 if trees.feature.size else 1
+        tree_class = trees.class_matrix.argmax(axis=1).tolist()
+        children, cover, feature = trees.children, trees.cover, trees.feature.tolist()
+        for t, root in enumerate(trees.roots.tolist()):
+            stack = [(root, [])]
+            while stack:
+                node, path = stack.pop()
+                left, right = int(children[node, 0]), int(children[node, 1])
+                if left != node:
+                    stack += [(left, path + [(node, 0)]), (right, path + [(node, 1)])]
+                    continue
+                features = list(dict.fromkeys(feature[n] for n, _ in path))
+                padding = depth - len(path)
+                steps.append(path + [(-1, 0)] * padding)
+                players.append([features.index(feature[n]) for n, _ in path] + [depth] * padding)
+                value.append(float(trees.leaf_value[node]))
+                leaf_class.append(tree_class[t])
+                outputs.append([tree_class[t] * n_columns + f for f in features])
+        n_leaves = len(steps)
+        node = np.array([[n for n, _ in path] for path in steps], dtype=np.intp)  # (leaves, depth), -1: padding
+        real = node >= 0
+        node = np.where(real, node, 0)
+        side = np.array([[s for _, s in path] for path in steps], dtype=np.intp)
+        self.feature, self.threshold = trees.feature[node], trees.threshold[node]
+        self.default_left, self.goes_left = trees.default_left[node], side == 0
+        self.player_bit = np.where(real, 1 << np.array(players), 0)  # padding steps never break a pattern
+        parent = cover[node]
+        share = cover[children[node, side]] / np.where(parent > 0, parent, 1.0)
+        z = np.ones((n_leaves, depth + 1))  # per player: the product of its steps' shares
+        for step in range(depth):
+            z[np.arange(n_leaves), np.array(players)[:, step]] *= np.where(real[:, step], share[:, step], 1.0)
+        z = z[:, :depth]
+        patterns = (np.arange(2 ** depth)[:, None] >> np.arange(depth)) & 1  # (patterns, players) of o
+        self.table = _product_game_shapley(patterns[:, None, :].astype(np.float64), z) * np.array(value)[None, :, None]
+        self.table = np.ascontiguousarray(self.table.transpose(1, 0, 2))  # (leaves, patterns, players)
+        self.full = 2 ** depth - 1
+        self.n_columns, self.n_outputs, self.depth = n_columns, trees.n_classes, depth
+        self.to_columns = np.zeros((n_leaves * depth, self.n_outputs * n_columns))
+        for leaf, columns in enumerate(outputs):
+            for p, column in enumerate(columns):
+                self.to_columns[leaf * depth + p, column] = 1.0
+        self.bias = trees.base_margin.astype(np.float64).copy()  # every feature unknown: cover-weighted means
+        np.add.at(self.bias, leaf_class, z.prod(axis=1) * np.array(value))
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """(rows, outputs, columns + 1) margin attributions of float32 rows, bias last (TreeEnsemble.contributions)."""
+        if x.shape[1] < self.n_columns:
+            raise ValueError(f"rows have {x.shape[1]} columns, the trees split on column {self.n_columns - 1}")
+        out = np.empty((x.shape[0], self.n_outputs, x.shape[1] + 1))
+        leaves = np.arange(self.table.shape[0])
+        step = max(1, _SHAP_CHUNK // self.table.shape[0])
+        for start in range(0, x.shape[0], step):
+            value = x[start:start + step, self.feature]  # (rows, leaves, depth)
+            left = (value < self.threshold) | (np.isnan(value) & self.default_left)
+            broken = np.bitwise_or.reduce(np.where(left == self.goes_left, 0, self.player_bit), axis=2)
+            phi = self.table[leaves, self.full & ~broken]  # (rows, leaves, players)
+            flat = phi.reshape(phi.shape[0], -1) @ self.to_columns
+            out[start:start + step, :, :self.n_columns] = flat.reshape(-1, self.n_outputs, self.n_columns)
+        out[:, :, self.n_columns:-1] = 0.0
+        out[:, :, -1] = self.bias
+        return out
+
+
+def _product_game_shapley(o: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Shapley values of the games prod over players of (o_i if i in S else z_i): (..., players)."""
+    depth = z.shape[-1]
+    o, z = np.broadcast_arrays(o, z)
+    weights = [math.factorial(k) * math.factorial(depth - 1 - k) / math.factorial(depth) for k in range(depth)]
+    phi = np.empty(o.shape)
+    for j in range(depth):
+        coefficients = [np.ones(o.shape[:-1])]  # of prod over i != j of (z_i + o_i t), lowest degree first
+        for i in range(depth):
+            if i != j:
+                raised = [c * o[..., i] for c in coefficients]
+                coefficients = [c * z[..., i] for c in coefficients] + [np.zeros(o.shape[:-1])]
+                for k, c in enumerate(raised):
+                    coefficients[k + 1] += c
+        phi[..., j] = (o[..., j] - z[..., j]) * sum(w * c for w, c in zip(weights, coefficients))
+    return phi
 
 
 MAX_COMPILED_DEPTH = 32  # deeper trees would nest expressions beyond what CPython's compiler accepts
@@ -246,6 +365,13 @@ class RoutedPredictor:
         if self.fast is not None and x.shape[0] <= self.fast_max_rows:
             return self.fast.outputs(x)
         return self.booster.outputs(x)
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP margin attributions (rows, outputs, columns + 1), bias last: NumPy for the verified
+        compiled trees when they are shallow enough, else XGBoost."""
+        if self.fast is not None and self.fast.explains:
+            return self.fast.contributions(x)
+        return self.booster.contributions(x)
 
     def predict(self, batch: FeatureBatch) -> Probabilities:
         """Class probabilities of a validated batch, from one of three evaluators chosen by its size.

@@ -104,7 +104,7 @@ def test_regressor_margin_attributions_add_up_to_the_log_of_the_answer(regressor
 def test_one_hot_columns_are_summed_into_their_feature(classifier):
     contract = classifier.contract
     batch = build_batch(contract, _random_rows(contract, 50, seed=3))
-    contribs = classifier.predictor.booster.contributions(batch.matrix)
+    contribs = classifier.predictor.contributions(batch.matrix)
     e = explain(classifier, batch)
     n_numeric = len(contract.numeric)
     np.testing.assert_array_equal(e.margin_attributions[..., :n_numeric], contribs[..., :n_numeric])
@@ -126,7 +126,7 @@ def test_regressor_baseline_goes_to_its_inputs_and_group_feature(regressor):
     e = explain(regressor, batch)
     features = list(contract.field_names)
     for i, member in enumerate(_members_of(regressor, x)):
-        trees = member.predictor.booster.contributions(x[i:i + 1])[0, 0]
+        trees = member.predictor.contributions(x[i:i + 1])[0, 0]
         baseline = member.baseline
         expected = np.zeros(len(features))
         constant = baseline.pooled_intercept

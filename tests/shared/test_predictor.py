@@ -1,6 +1,7 @@
 """The compiled and vectorised tree evaluators agree with XGBoost; routing sends batches to the right predictor."""
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -123,3 +124,49 @@ def test_compiles_trees_up_to_the_depth_limit_and_refuses_deeper():
     assert deepest.predict_one([-1.0]) == pytest.approx([0.5, 0.5])  # first left leaf is 0
     with pytest.raises(ValueError, match="deeper"):
         TreeEnsemble(_chain_tree(MAX_COMPILED_DEPTH + 1))
+
+
+def _xgboost_contributions(booster: xgb.Booster, x: np.ndarray, outputs: int) -> np.ndarray:
+    return booster.predict(xgb.DMatrix(x, missing=np.nan), pred_contribs=True).reshape(len(x), outputs, -1)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 5])
+def test_numpy_treeshap_equals_xgboost_pred_contribs(depth):
+    booster, test = _random_model(depth, seed=10 + depth)  # 7 features: deep paths split on one feature twice
+    trees = TreeEnsemble.from_bytes(TreeEnsemble.from_xgboost_json(booster.save_raw("json")).to_bytes())
+    assert trees.explains
+    x = test[:400]
+    ours = trees.contributions(x)
+    np.testing.assert_allclose(ours, _xgboost_contributions(booster, x, 3), rtol=0, atol=2e-5)
+    margin = booster.predict(xgb.DMatrix(x, missing=np.nan), output_margin=True)
+    np.testing.assert_allclose(ours.sum(axis=2), margin, rtol=0, atol=2e-5)
+
+
+def test_numpy_treeshap_of_a_regressor_in_chunks():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(800, 5)).astype(np.float32)
+    y = 3 * x[:, 0] - np.abs(x[:, 1]) + (x[:, 2] > 0)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 3, "seed": 5}, xgb.DMatrix(x, label=y), 40)
+    trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
+    big = np.repeat(x, 4, axis=0)  # more (row, leaf) pairs than one chunk holds
+    np.testing.assert_allclose(trees.contributions(big), _xgboost_contributions(booster, big, 1), rtol=0, atol=2e-5)
+
+
+def test_contributions_fall_back_to_xgboost_without_covers(trained_bundle):
+    trees = TreeEnsemble.from_bytes(trained_bundle.files[TREES_FILE])
+    assert trees.explains
+    booster = BoosterPredictor(trained_bundle.files[MODEL_FILE])
+    x = np.random.default_rng(2).uniform(0, 60, size=(20, len(trained_bundle.contract.columns))).astype(np.float32)
+    routed = RoutedPredictor(trees, booster, fast_max_rows=64)
+    ours = routed.contributions(x)
+    assert booster._booster is None  # answered without loading XGBoost
+    older = TreeEnsemble({k: v for k, v in _arrays(trees).items() if k != "cover"})  # a bundle from before covers
+    assert not older.explains
+    np.testing.assert_allclose(RoutedPredictor(older, booster, 64).contributions(x), ours, rtol=0, atol=2e-5)
+    assert booster._booster is not None
+
+
+def _arrays(trees: TreeEnsemble) -> dict:
+    with np.load(io.BytesIO(trees.to_bytes())) as npz:
+        return {name: npz[name] for name in npz.files}
