@@ -27,6 +27,7 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
+_JSON_TYPE = (("Content-Type", "application/json"),)
 LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 # what a large batch's later log entries repeat, so each can be joined and read on its own
 CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "source")
@@ -175,8 +176,8 @@ class ServingApp:
         start = time.perf_counter()
         payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         call.timings.add("format", start)
-        response = Response(payload, status=status, headers={**headers, REQUEST_ID_HEADER: call.request_id},
-                            content_type="application/json")
+        # headers as a list with the Content-Type in it: werkzeug then skips its mimetype handling
+        response = Response(payload, status, [*_JSON_TYPE, (REQUEST_ID_HEADER, call.request_id), *headers.items()])
         self._log(call, status, len(payload))
         return response
 
