@@ -502,12 +502,28 @@ class Member:
 
 @dataclass(slots=True)
 class Estimates:
-    """A regressor's answers: value, interval bounds and the regime that answered, one per row."""
+    """A regressor's answers: value, interval bounds and the regime that answered, one per row.
 
-    values: list[float]
-    lower: list[float]
-    upper: list[float]
+    Values and bounds are Python lists from rows predicted one by one, float64 arrays from the batched
+    evaluators (as for `Probabilities`, each kept in the form its evaluator made).
+    """
+
+    values: list[float] | np.ndarray
+    lower: list[float] | np.ndarray
+    upper: list[float] | np.ndarray
     regimes: list[str]
+
+    def rounded(self, digits: int) -> tuple[list[float], list[float], list[float]]:
+        """Values, lower and upper bounds rounded to `digits` decimals, as Python lists."""
+        if isinstance(self.values, np.ndarray):
+            return tuple(np.round(a, digits).tolist() for a in (self.values, self.lower, self.upper))
+        return tuple([round(v, digits) for v in a] for a in (self.values, self.lower, self.upper))
+
+    def intervals(self) -> list | np.ndarray:
+        """[lower, upper] per row."""
+        if isinstance(self.lower, np.ndarray):
+            return np.column_stack((self.lower, self.upper))
+        return list(zip(self.lower, self.upper))
 
 
 class RegressionPredictor:
@@ -552,5 +568,4 @@ class RegressionPredictor:
                 centre[rows_i] = member.baseline.log_batch(xi) + member.predictor.outputs(xi)[:, 0]
                 q[rows_i] = member.interval.batch(xi)
         names = np.asarray([m.name for m in self.members], dtype=object)
-        return Estimates(np.exp(centre).tolist(), np.exp(centre - q).tolist(), np.exp(centre + q).tolist(),
-                         names[chosen].tolist())
+        return Estimates(np.exp(centre), np.exp(centre - q), np.exp(centre + q), names[chosen].tolist())

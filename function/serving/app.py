@@ -110,7 +110,7 @@ class Call:
                                out_of_range=sum(1 for w in inference.warnings if w))
         self.per_row = {**inputs, "predicted": predicted}
         if isinstance(out, Estimates):
-            self.per_row["intervals"] = list(zip(out.lower, out.upper))
+            self.per_row["intervals"] = out.intervals()
         else:
             self.log_fields["labels"] = model.labels
             self.per_row["probabilities"] = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)

@@ -184,10 +184,10 @@ def format_predictions(inference: Inference) -> list[dict]:
     ids = inference.prediction_ids()
     if isinstance(out, Estimates):
         level = model.contract.target.interval
-        return [{"id": i, target: round(v, VALUE_DIGITS),
-                 "interval": {"lower": round(lo, VALUE_DIGITS), "upper": round(hi, VALUE_DIGITS), "level": level},
+        values, lower, upper = out.rounded(VALUE_DIGITS)
+        return [{"id": i, target: v, "interval": {"lower": lo, "upper": hi, "level": level},
                  "model_version": version, "fallback": fallback, "warnings": w}
-                for i, v, lo, hi, w in zip(ids, out.values, out.lower, out.upper, warnings)]
+                for i, v, lo, hi, w in zip(ids, values, lower, upper, warnings)]
     labels = model.labels
     predicted, rounded = out.labels_and_rows(labels, PROBABILITY_DIGITS)
     return [{"id": i, target: s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}

@@ -214,7 +214,7 @@ def _format_outputs(inference: Inference, wanted: list[str] | None) -> tuple[lis
     if isinstance(out, Estimates):
         available = {"predict": lambda: _tensor_out("predict", "FP64", [n], out.values),
                      "predict_interval": lambda: _tensor_out("predict_interval", "FP64", [n, 2],
-                                                             list(chain.from_iterable(zip(out.lower, out.upper))))}
+                                                             _flat(out.intervals()))}
     else:
         labels = inference.model.labels
         if out.rows is not None:
@@ -233,6 +233,11 @@ def _format_outputs(inference: Inference, wanted: list[str] | None) -> tuple[lis
         raise ApiError(400, f"unknown output {unknown[0]!r}; outputs: {', '.join(available)}")
     predicted = out.values if isinstance(out, Estimates) else predicted
     return [available[w]() for w in names], predicted
+
+
+def _flat(rows: list | np.ndarray) -> list | np.ndarray:
+    """Row-major data of a tensor given by rows."""
+    return rows.ravel() if isinstance(rows, np.ndarray) else list(chain.from_iterable(rows))
 
 
 def _tensor_out(name: str, datatype: str, shape: list[int], data) -> dict:

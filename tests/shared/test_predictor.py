@@ -9,7 +9,14 @@ import pytest
 import xgboost as xgb
 
 from shared.bundle import MODEL_FILE, TREES_FILE
-from shared.predictor import MAX_COMPILED_DEPTH, BoosterPredictor, Probabilities, RoutedPredictor, TreeEnsemble
+from shared.predictor import (
+    MAX_COMPILED_DEPTH,
+    BoosterPredictor,
+    Estimates,
+    Probabilities,
+    RoutedPredictor,
+    TreeEnsemble,
+)
 from shared.validation import SMALL_BATCH, FeatureBatch, build_batch
 from tests.support.examples import SEED_EXAMPLES
 
@@ -101,6 +108,16 @@ def test_probabilities_answer_alike_from_lists_and_arrays():
     from_lists = Probabilities(rows).labels_and_rows(("a", "b", "c"), 4)
     from_array = Probabilities(array=np.array(rows)).labels_and_rows(("a", "b", "c"), 4)
     assert from_lists == from_array == (["b", "a", "c"], [[0.2, 0.5, 0.3], [0.6, 0.2, 0.2], [0.1235, 0.1235, 0.7531]])
+
+
+def test_estimates_answer_alike_from_lists_and_arrays():
+    values, lower, upper = [231.23456, 99.9996, 180.0], [200.11111, 90.0, 170.5], [260.98765, 110.00049, 190.25]
+    from_lists = Estimates(values, lower, upper, ["a"] * 3)
+    from_arrays = Estimates(np.array(values), np.array(lower), np.array(upper), ["a"] * 3)
+    expected = ([231.235, 100.0, 180.0], [200.111, 90.0, 170.5], [260.988, 110.0, 190.25])
+    assert from_lists.rounded(3) == from_arrays.rounded(3) == expected
+    assert np.asarray(from_lists.intervals()).tolist() == from_arrays.intervals().tolist() == [
+        [200.11111, 260.98765], [90.0, 110.00049], [170.5, 190.25]]
 
 
 def _chain_tree(depth: int) -> dict[str, np.ndarray]:
