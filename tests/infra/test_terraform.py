@@ -539,17 +539,40 @@ def test_each_request_counts_once_however_many_entries_it_logs(tf, client, capfd
     assert "latency_ms>=0" in filters["request_latency"] and "status=400" in filters["validation_errors"]
 
 
-def test_dashboard_json_renders_and_has_the_charts(mod):
+def _render_dashboard(text: str, values: dict[str, object]) -> dict:
+    """The dashboard template as templatefile renders it: `%{ if name }...%{ else }...%{ endif }` on booleans,
+    `${name}` placeholders, `$${` escapes (Cloud Monitoring's own legend placeholders)."""
+    directive = re.compile(r"%\{ if (\w+) \}(.*?)(?:%\{ else \}(.*?))?%\{ endif \}", re.DOTALL)
+    text = directive.sub(lambda m: m.group(2) if values[m.group(1)] else (m.group(3) or ""), text)
+    text = re.sub(r"(?<!\$)\$\{(\w+)\}", lambda m: str(values[m.group(1)]), text)
+    return json.loads(text.replace("$${", "${"))
+
+
+def test_dashboard_json_renders_and_has_the_charts(mod, tmp_path):
     text = DASHBOARD.read_text()
-    placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+    placeholders = set(re.findall(r"(?<!\$)\$\{(\w+)\}", text)) | set(re.findall(r"%\{ if (\w+) \}", text))
     assert placeholders == set(_dashboard_vars(mod)), placeholders ^ set(_dashboard_vars(mod))
     for model in MODELS:
-        rendered_text = text
-        for name in placeholders:
-            rendered_text = rendered_text.replace(f"${{{name}}}", model if name == "model" else f"{name}-{model}")
-        rendered = json.loads(rendered_text)
+        classifier = SPECS[model]["task"] != "regression"
+        values = {name: f"{name}-{model}" for name in placeholders} | {"model": model, "classifier": classifier}
+        rendered = _render_dashboard(text, values)
+        arguments = ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items())
+        by_terraform = _terraform_eval(f'jsonencode(jsondecode(templatefile("{DASHBOARD}", {{ {arguments} }})))',
+                                       tmp_path)
+        assert json.loads(by_terraform) == rendered  # what Terraform renders: valid JSON, as read here
         assert model in rendered["displayName"]
-        titles = " | ".join(t["widget"]["title"] for t in rendered["mosaicLayout"]["tiles"])
-        for needle in ("p50", "p95", "p99", "response code", "Instances", "Memory", "class mix", "drifted",
-                       "Model version"):
+        tiles = rendered["mosaicLayout"]["tiles"]
+        titles = " | ".join(t["widget"]["title"] for t in tiles)
+        for needle in ("p50", "p95", "p99", "response code", "Instances", "Memory", "drifted", "Model version",
+                       "fed-back truths"):
             assert needle in titles, needle
+        # the quality charts are the model's task's: a regressor has no class mix and no accuracy
+        metrics = " ".join(re.findall(r"tabular/(\w+)", json.dumps(rendered)))
+        wanted = ("class mix", "accuracy", "live_accuracy_estimated") if classifier else ("RMSE", "coverage",
+                                                                                          "live_rmse")
+        unwanted = ("RMSE", "live_rmse", "coverage") if classifier else ("class mix", "accuracy")
+        for needle in wanted:
+            assert needle in titles + metrics, (model, needle)
+        for needle in unwanted:
+            assert needle not in titles + metrics, (model, needle)
+        assert len({(t["xPos"], t["yPos"]) for t in tiles}) == len(tiles)  # no tile on top of another

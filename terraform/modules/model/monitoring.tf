@@ -204,6 +204,7 @@ resource "google_monitoring_alert_policy" "live_coverage" {
 
 resource "google_monitoring_dashboard" "model" {
   dashboard_json = templatefile("${path.module}/dashboards/model.json", {
+    classifier               = var.live_accuracy_floor != null # the quality charts follow the model's task
     environment              = var.environment
     model                    = var.model
     service_name             = google_cloud_run_v2_service.function.name
