@@ -104,7 +104,7 @@ class LocalSink:
 
     def append(self, payload: dict, severity: str, when: datetime) -> None:
         """Queue one LogEntry for `payload` at `when` (a timezone-aware time)."""
-        if self.add(orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE), severity, when.timestamp()):
+        if self.add(orjson.dumps(payload, option=_JSON), severity, when.timestamp()):
             _flusher.wake()
 
     def add(self, payload_line: bytes, severity: str, when: float) -> bool:

@@ -45,7 +45,7 @@ class FeedbackLog:
                            labels=list(self.served.labels), probabilities=np.round(proba, 6).tolist())
         else:
             est = self.served.predictor.predict(batch)
-            payload.update(predicted=list(est.values), intervals=[list(pair) for pair in zip(est.lower, est.upper)])
+            payload.update(predicted=est.values, intervals=est.intervals())  # as the function logs them
         self.sink.append(payload, "INFO", at)
         return [f"{request_id}-{j}" for j in range(len(rows))]
 
