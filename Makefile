@@ -22,7 +22,7 @@ SYSTEM_PACKAGES := chromium wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test system-packages check-system-packages model retrain monitor traffic lint infra-check \
-	reliability bench sweep load clean
+	reliability bench stages sweep load clean
 
 help: ## list the targets with one line each
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | \
@@ -110,6 +110,9 @@ reliability: $(VENV)/.installed $(FN_VENV)/.installed ## hostile input, storage 
 
 bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed check-system-packages ## ours against the peers in one run; writes bench/RESULTS.md
 	$(VENV)/bin/python -m bench.run
+
+stages: $(FN_VENV)/.installed ## where a request's time goes in process: single requests, batch stages, TreeSHAP
+	$(FN_VENV)/bin/python -m bench.stages
 
 sweep: $(VENV)/.installed $(FN_VENV)/.installed check-system-packages ## our function under each WORKERS x THREADS setting
 	$(VENV)/bin/python -m bench.sweep
