@@ -182,7 +182,7 @@ class _ShapTables:
 
     def __init__(self, trees: TreeEnsemble) -> None:
         depth = max(1, trees.depth)
-        steps, players, value, leaf_class, outputs = [], [], [], [], []  # per leaf
+        steps, players, value, leaf_class, player_columns = [], [], [], [], []  # per leaf
         n_columns = int(trees.feature.max()) + 1 if trees.feature.size else 1
         tree_class = trees.class_matrix.argmax(axis=1).tolist()
         children, cover, feature = trees.children, trees.cover, trees.feature.tolist()
@@ -200,7 +200,7 @@ class _ShapTables:
                 players.append([features.index(feature[n]) for n, _ in path] + [depth] * padding)
                 value.append(float(trees.leaf_value[node]))
                 leaf_class.append(tree_class[t])
-                outputs.append([tree_class[t] * n_columns + f for f in features])
+                player_columns.append([tree_class[t] * n_columns + f for f in features])  # output's column
         n_leaves = len(steps)
         node = np.array([[n for n, _ in path] for path in steps], dtype=np.intp)  # (leaves, depth), -1: padding
         real = node >= 0
@@ -219,9 +219,9 @@ class _ShapTables:
         self.table = _product_game_shapley(patterns[:, None, :].astype(np.float64), z) * np.array(value)[None, :, None]
         self.table = np.ascontiguousarray(self.table.transpose(1, 0, 2))  # (leaves, patterns, players)
         self.full = 2 ** depth - 1
-        self.n_columns, self.n_outputs, self.depth = n_columns, trees.n_classes, depth
+        self.n_columns, self.n_outputs = n_columns, trees.n_classes
         self.to_columns = np.zeros((n_leaves * depth, self.n_outputs * n_columns))
-        for leaf, columns in enumerate(outputs):
+        for leaf, columns in enumerate(player_columns):
             for p, column in enumerate(columns):
                 self.to_columns[leaf * depth + p, column] = 1.0
         self.bias = trees.base_margin.astype(np.float64).copy()  # every feature unknown: cover-weighted means
