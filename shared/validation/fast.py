@@ -158,6 +158,7 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
             if number < train_min or number > train_max:
                 notes.append(rule.warning(number))
             out.append(number)
+        out = array("f", out).tolist()  # float32 rounding, as the model sees its inputs (one-hot 0, 1, NaN are exact)
         for name, one_hot, width, rule in layout.one_hot:
             value = row.get(name)
             if type(value) is str:
@@ -174,7 +175,7 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
             out += encoded
         if not _passthrough_ok(layout, row):
             return None
-        values.append(array("f", out).tolist())  # float32 rounding, as the model sees its inputs
+        values.append(out)
         warnings.append(notes or ())
     return FeatureBatch(warnings, rows=values)
 
