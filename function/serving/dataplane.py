@@ -30,6 +30,10 @@ HIDDEN_MANIFEST_SECTIONS = ("libraries",)  # answers never reveal library versio
 CANARY_BUCKETS = 10_000  # a request's canary key falls in [0, CANARY_BUCKETS)
 
 
+# on any answer to a request that waited for a model load, so load tests and clients can tell those apart
+COLD_HEADERS = {"X-Model-Load": "cold"}
+
+
 class InvalidInput(ApiError):
     """Rows that break the contract: `errors` maps row index to {field or column: [messages]}."""
 
@@ -163,7 +167,12 @@ class DataPlane:
         start = time.perf_counter()
         choice = self.choose(request.model, zlib.crc32(request.routing_key) % CANARY_BUCKETS, request.version)
         model = choice.model
-        batch = self._validate(model, request.inputs)
+        try:
+            batch = self._validate(model, request.inputs)
+        except ApiError as exc:  # a bad request that loaded the model still says so
+            if choice.cold:
+                exc.headers = {**exc.headers, **COLD_HEADERS}
+            raise
         start = timings.add("validate", start)
         outputs = model.predictor.predict(batch)
         start = timings.add("predict", start)

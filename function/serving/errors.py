@@ -57,6 +57,6 @@ def _bad_request_detail(violations: list[dict]) -> dict:
     return {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": violations}
 
 
-def bad_request(message: str, violations: list[dict]) -> ApiError:
+def bad_request(message: str, violations: list[dict], headers: dict[str, str] | None = None) -> ApiError:
     """A 400 whose details name every bad field."""
-    return ApiError(400, message, [_bad_request_detail(violations)])
+    return ApiError(400, message, [_bad_request_detail(violations)], headers)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
-from function.serving.dataplane import DataPlane, Inference, InferenceRequest, InvalidInput, Rows
+from function.serving.dataplane import COLD_HEADERS, DataPlane, Inference, InferenceRequest, InvalidInput, Rows
 from function.serving.errors import ApiError, bad_request, field_violations
 from shared.predictor import Estimates
 from shared.settings import Settings
@@ -84,7 +84,7 @@ class Handler:
         if not ready:
             return 503, {"status": "unavailable", **default, "models": models}, {"Retry-After": "5"}
         degraded = any(not m["ready"] or m["fallback"] for m in models.values())
-        headers = {"X-Model-Load": "cold"} if cold else {}
+        headers = COLD_HEADERS if cold else {}
         return 200, {"status": "degraded" if degraded else "ok", **default, "models": models}, headers
 
     def _predict(self, call, name: str, batch_answer: bool, explain: bool) -> tuple[int, dict, dict]:
@@ -98,13 +98,13 @@ class Handler:
                 call.timings)
         except InvalidInput as exc:
             violations = field_violations(exc.errors[0] if single else {"instances": exc.errors})
-            raise bad_request(f"{len(violations)} invalid field(s)", violations) from None
+            raise bad_request(f"{len(violations)} invalid field(s)", violations, exc.headers) from None
         model, choice = inference.model, inference.choice
         predictions = format_predictions(inference)
         target = model.contract.target.name
         # validated: the rows hold only contract and passthrough fields
         call.log_inference(inference, [p[target] for p in predictions], {"instances": rows}, single)
-        headers = {"X-Model-Load": "cold"} if choice.cold else {}
+        headers = COLD_HEADERS if choice.cold else {}
         if single and not batch_answer and not explain:
             return 200, predictions[0], headers
         body = {"predictions": predictions, "model_version": model.version, "fallback": choice.fallback,

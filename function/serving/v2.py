@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from function.serving.dataplane import (
+    COLD_HEADERS,
     REQUEST_ID_PATTERN,
     REQUEST_ID_RULE,
     Columns,
@@ -131,13 +132,13 @@ class Handler:
                 call.timings)
         except InvalidInput as exc:
             raise ApiError(400, _describe_errors(exc.errors, tensors[0][0] if encoded else None,
-                                                 tensors[0][1][0])) from None
+                                                 tensors[0][1][0]), headers=exc.headers) from None
         outputs, predicted = _format_outputs(inference, wanted)
         call.log_inference(inference, predicted, {"columns": _logged_columns(model_inputs, inference.model.contract)},
                            single=False)
         response = {"model_name": name, "model_version": inference.model.version, "id": inference.request_id,
                     "parameters": {"fallback": inference.choice.fallback}, "outputs": outputs}
-        return 200, response, {"X-Model-Load": "cold"} if inference.choice.cold else {}
+        return 200, response, COLD_HEADERS if inference.choice.cold else {}
 
     def _columns(self, tensors: list[tuple[str, list[int], str, list]]) -> Columns:
         names = [t[0] for t in tensors]

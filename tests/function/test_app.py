@@ -131,6 +131,19 @@ def test_unknown_path_is_404_and_wrong_method_405(client):
     _error(client.delete("/health"), 405)
 
 
+@pytest.mark.parametrize(("path", "body"), [
+    ("/predict", {**SEED, "bill_length_mm": -1}),
+    ("/v2/models/penguins/infer", {"inputs": [{"name": "input-0", "shape": [1, 9], "datatype": "FP32",
+                                               "data": [-1.0] * 9}]}),
+])
+def test_a_bad_request_that_loaded_the_model_says_so(client, path, body):
+    """Load tests report requests that waited for a model load apart: a 400 that did is marked cold too."""
+    first = client.post(path, json=body)
+    assert first.status_code == 400 and first.headers["X-Model-Load"] == "cold"
+    again = client.post(path, json=body)
+    assert again.status_code == 400 and "X-Model-Load" not in again.headers
+
+
 def test_health_model_and_openapi(client):
     first = client.get("/health")  # the first request of a process loads the model, and says so
     health = first.get_json()
