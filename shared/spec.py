@@ -53,6 +53,8 @@ class FeatureSpec:
     other_units: tuple[OtherUnit, ...] = ()
     unseen: str = "reject"  # categorical: "reject" with a 400, or "missing" with a warning
     strip: bool = False  # categorical: ignore surrounding whitespace (case is always ignored)
+    low_inclusive: bool = False  # numeric: the low bound is a possible value (the high one always is)
+    missing_values: tuple[float | str, ...] = ()  # values that mean "not measured": served and trained as missing
 
 
 @dataclass(frozen=True)
