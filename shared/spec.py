@@ -75,6 +75,8 @@ class TargetSpec:
     unit: str = ""
     bounds: tuple[float, float] | None = None
     interval: float | None = None
+    low_inclusive: bool = False  # the low bound is a possible truth (the high one always is)
+    positive: str | None = None  # binary: the positive class (the last label in output order)
 
 
 @dataclass(frozen=True)
