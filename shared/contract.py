@@ -14,7 +14,8 @@ from shared.spec import ModelSpec
 
 @dataclass(frozen=True)
 class NumericFeature:
-    """A measurement: possible within (hard_min, hard_max], seen in training within [train_min, train_max]."""
+    """A measurement: possible within (hard_min, hard_max] ([hard_min, hard_max] if low_inclusive), seen in
+    training within [train_min, train_max]; a value in missing_values means it was not measured."""
 
     name: str
     hard_min: float
@@ -24,6 +25,8 @@ class NumericFeature:
     required: bool = True
     unit: str = ""
     other_units: tuple[tuple[str, float], ...] = ()  # (unit, factor): value * factor in this feature's unit
+    low_inclusive: bool = False
+    missing_values: tuple[float, ...] = ()  # served (and trained) as missing, never held to the bounds
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class CategoricalFeature:
     required: bool = True
     unseen: str = "reject"  # a level never seen in training: "reject" (400) or "missing" (served, with a warning)
     strip: bool = False  # ignore surrounding whitespace when matching (case is always ignored)
+    missing_values: tuple[str, ...] = ()  # matched as levels are; served (and trained) as missing
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ class Passthrough:
 
 @dataclass(frozen=True)
 class Target:
-    """What the model answers: class labels, or a value in a unit with plausible bounds and an interval level."""
+    """What the model answers: class labels, or a value in a unit with plausible bounds (low, high] ([low, high] if
+    low_inclusive) and an interval level."""
 
     name: str
     task: str
@@ -58,6 +63,7 @@ class Target:
     low: float | None = None
     high: float | None = None
     interval: float | None = None
+    low_inclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,28 +107,35 @@ class FeatureContract:
         """JSON-ready form stored in the manifest."""
         return {
             "columns": self.columns,
-            "numeric": [{**vars(f), "other_units": [list(u) for u in f.other_units]} for f in self.numeric],
-            "categorical": [{**vars(c), "levels": list(c.levels)} for c in self.categorical],
+            "numeric": [{**vars(f), "other_units": [list(u) for u in f.other_units],
+                         "missing_values": list(f.missing_values)} for f in self.numeric],
+            "categorical": [{**vars(c), "levels": list(c.levels), "missing_values": list(c.missing_values)}
+                            for c in self.categorical],
             "passthrough": [vars(p) for p in self.passthrough],
             "target": {**vars(self.target), "labels": list(self.target.labels)},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureContract:
-        """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on a contract it cannot serve."""
+        """Inverse of `to_dict`; raises KeyError/TypeError/ValueError on a contract it cannot serve. Keys added since
+        the first bundles (`low_inclusive`, `missing_values`) take their defaults when absent."""
         t = data["target"]
         contract = cls(
             numeric=tuple(NumericFeature(str(f["name"]), float(f["hard_min"]), float(f["hard_max"]),
                                          float(f["train_min"]), float(f["train_max"]), bool(f["required"]),
-                                         str(f["unit"]), tuple((str(u), float(k)) for u, k in f["other_units"]))
+                                         str(f["unit"]), tuple((str(u), float(k)) for u, k in f["other_units"]),
+                                         bool(f.get("low_inclusive", False)),
+                                         tuple(float(v) for v in f.get("missing_values", ())))
                           for f in data["numeric"]),
             categorical=tuple(CategoricalFeature(str(c["name"]), tuple(str(v) for v in c["levels"]),
-                                                 bool(c["required"]), str(c["unseen"]), bool(c["strip"]))
+                                                 bool(c["required"]), str(c["unseen"]), bool(c["strip"]),
+                                                 tuple(str(v) for v in c.get("missing_values", ())))
                               for c in data["categorical"]),
             target=Target(str(t["name"]), str(t["task"]), tuple(str(v) for v in t["labels"]), str(t["unit"]),
                           None if t["low"] is None else float(t["low"]),
                           None if t["high"] is None else float(t["high"]),
-                          None if t["interval"] is None else float(t["interval"])),
+                          None if t["interval"] is None else float(t["interval"]),
+                          bool(t.get("low_inclusive", False))),
             passthrough=tuple(Passthrough(str(p["name"]), str(p["kind"]), p["low"], p["high"])
                               for p in data["passthrough"]),
         )
@@ -136,20 +149,27 @@ class FeatureContract:
 
 
 def derive_contract(spec: ModelSpec, train_rows: list[dict], labels: tuple[str, ...] = ()) -> FeatureContract:
-    """The contract of a model trained on `train_rows` (request-shaped dicts): ranges and levels from the data."""
+    """The contract of a model trained on `train_rows` (request-shaped dicts): ranges and levels from the data (a
+    value that means missing is neither)."""
+    from shared.validation.rules import CategoryRule  # noqa: PLC0415 - the rules import this module
+
     numeric = []
     for f in (f for f in spec.features if f.kind == "numeric"):
-        seen = [row[f.name] for row in train_rows if row.get(f.name) is not None]
+        missing = tuple(float(v) for v in f.missing_values)
+        seen = [row[f.name] for row in train_rows if row.get(f.name) is not None and row[f.name] not in missing]
         if not seen:
             raise ValueError(f"no training value of {f.name}")
         numeric.append(NumericFeature(f.name, *f.bounds, float(min(seen)), float(max(seen)), f.required, f.unit,
-                                      tuple((u.unit, u.factor) for u in f.other_units)))
-    categorical = tuple(
-        CategoricalFeature(f.name, tuple(sorted({row[f.name] for row in train_rows if row.get(f.name) is not None})),
-                           f.required, f.unseen, f.strip)
-        for f in spec.features if f.kind == "categorical")
+                                      tuple((u.unit, u.factor) for u in f.other_units), f.low_inclusive, missing))
+    categorical = []
+    for f in (f for f in spec.features if f.kind == "categorical"):
+        missing = tuple(map(str, f.missing_values))
+        rule = CategoryRule(CategoricalFeature(f.name, (), strip=f.strip, missing_values=missing))
+        levels = {row[f.name] for row in train_rows
+                  if row.get(f.name) is not None and rule.normalise(str(row[f.name])) not in rule.missing}
+        categorical.append(CategoricalFeature(f.name, tuple(sorted(levels)), f.required, f.unseen, f.strip, missing))
     t = spec.target
     low, high = t.bounds if t.bounds else (None, None)
-    target = Target(t.name, spec.task, labels or t.labels, t.unit, low, high, t.interval)
+    target = Target(t.name, spec.task, labels or t.labels, t.unit, low, high, t.interval, t.low_inclusive)
     passthrough = tuple(Passthrough(p.name, p.kind, *(p.bounds or (None, None))) for p in spec.passthrough)
-    return FeatureContract(tuple(numeric), categorical, target, passthrough)
+    return FeatureContract(tuple(numeric), tuple(categorical), target, passthrough)

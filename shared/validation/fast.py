@@ -4,6 +4,10 @@ Valid rows never reach Marshmallow: small batches are checked row by row in plai
 column by column with a few set and NumPy operations, both against the bounds, levels and policies of
 `rules` (and with its warnings). When anything looks wrong the batch goes to the Marshmallow schema,
 which names every bad field with the rules' messages. Tests hold the paths to the same verdicts.
+
+A value that means missing (a feature's `missing_values`) costs the features without any nothing: each
+path's quick bounds check fails for it (a feature with such a value inside its bounds is given an empty
+quick range), and only then is the value looked up, served as NaN and warned about.
 """
 from __future__ import annotations
 
@@ -11,13 +15,13 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from math import isnan
+from math import inf, isnan
 from operator import itemgetter
 
 import numpy as np
 
 from shared.contract import FeatureContract
-from shared.validation.rules import MAX_STRING_CHARS, CategoryRule, NumericRule
+from shared.validation.rules import MAX_STRING_CHARS, CategoryRule, NumericRule, Violation
 
 _NUMBER_TYPES = frozenset({int, float})
 _OPTIONAL_NUMBER_TYPES = frozenset({int, float, type(None)})
@@ -60,35 +64,49 @@ class _Layout:
     allowed: frozenset
     required: frozenset
     width: int
-    # name, hard_min, hard_max, train_min, train_max, required, rule: in contract order
+    # name, low, high (the quick check `low < x <= high`, see _quick_bounds), train_min, train_max, required,
+    # rule: in contract order
     numeric: tuple[tuple[str, float, float, float, float, bool, NumericRule], ...]
     # name, normalised level -> its one-hot columns (None -> NaNs if optional), width, rule
     one_hot: tuple[tuple[str, dict, int, CategoryRule], ...]
     integers: tuple[tuple[str, int | None, int | None], ...]  # passthrough integers: name, low, high
     strings: tuple[str, ...]  # passthrough strings
-
+    # numeric feature with values that mean missing -> those values as an encoded (float32) tensor holds them
+    missing32: dict[str, frozenset[float]]
 
 
 @lru_cache(maxsize=16)
 def _layout(contract: FeatureContract) -> _Layout:
     required = {f.name for f in contract.numeric if f.required} | {c.name for c in contract.categorical if c.required}
     allowed = set(contract.field_names) | {p.name for p in contract.passthrough}
-    numeric = tuple((f.name, f.hard_min, f.hard_max, f.train_min, f.train_max, f.required, NumericRule(f))
-                    for f in contract.numeric)
-    one_hot = tuple((c.name, _one_hot_table(CategoryRule(c)), len(c.levels), CategoryRule(c))
-                    for c in contract.categorical)
+    rules = [NumericRule(f) for f in contract.numeric]
+    numeric = tuple((f.name, *_quick_bounds(rule), f.train_min, f.train_max, f.required, rule)
+                    for f, rule in zip(contract.numeric, rules))
+    categories = [CategoryRule(c) for c in contract.categorical]
+    one_hot = tuple((rule.feature.name, _one_hot_table(rule), len(rule.feature.levels), rule) for rule in categories)
     integers = tuple((p.name, p.low, p.high) for p in contract.passthrough if p.kind == "integer")
     strings = tuple(p.name for p in contract.passthrough if p.kind == "string")
+    missing32 = {rule.feature.name: frozenset(array("f", sorted(rule.missing)).tolist()) for rule in rules
+                 if rule.missing}
     return _Layout(frozenset(allowed), frozenset(required), len(contract.columns), numeric, one_hot, integers,
-                   strings)
+                   strings, missing32)
+
+
+def _quick_bounds(rule: NumericRule) -> tuple[float, float]:
+    """The bounds of the quick check every value passes through; a value failing it is looked at again.
+
+    The rule's own, unless a value that means missing lies within them: then none (each value of the
+    feature is looked at again), since the quick check alone would take that value for a measurement.
+    """
+    low, high = rule.low, rule.feature.hard_max
+    return (inf, -inf) if any(low < v <= high for v in rule.missing) else (low, high)
 
 
 def _one_hot_table(rule: CategoryRule) -> dict:
-    levels = rule.feature.levels
-    table: dict = {rule.normalise(level): tuple(float(i == index) for i in range(len(levels)))
-                   for index, level in enumerate(levels)}
+    width = len(rule.feature.levels)
+    table: dict = {key: tuple(float(i == index) for i in range(width)) for key, index in rule.index.items()}
     if not rule.feature.required:
-        table[None] = (_NAN,) * len(levels)  # absent: missing for the model, not "none of the levels"
+        table[None] = (_NAN,) * width  # absent: missing for the model, not "none of the levels"
     return table
 
 
@@ -103,10 +121,22 @@ def build_batch(contract: FeatureContract, rows: list) -> FeatureBatch:
     cleaned, errors = schema_errors(contract, rows)
     if errors:
         raise InvalidRows(errors)
-    batch = _fast_path(contract, cleaned)
+    batch = _fast_path(contract, _missing_given_back(contract, rows, cleaned))
     if batch is None:  # the schema's cleaned rows always fit the fast path; anything else is our bug
         raise RuntimeError("schema accepted rows the column check rejects")
     return batch
+
+
+def _missing_given_back(contract: FeatureContract, rows: list[dict], cleaned: list[dict]) -> list[dict]:
+    """The schema's cleaned rows with each value that means missing (None there) given back as a plain float or
+    string, so that the fast path serves it as missing with its warning, as for the rows it accepts itself."""
+    fields = [(f.name, float) for f in contract.numeric if f.missing_values]
+    fields += [(c.name, str) for c in contract.categorical if c.missing_values]
+    for row, clean in zip(rows, cleaned):
+        for name, kind in fields:
+            if clean.get(name) is None and row.get(name) is not None:
+                clean[name] = kind(row[name])
+    return cleaned
 
 
 def _fast_path(contract: FeatureContract, rows: list) -> FeatureBatch | None:
@@ -140,7 +170,7 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
             return None
         out: list[float] = []
         notes: list[str] = []
-        for name, hard_min, hard_max, train_min, train_max, required, rule in layout.numeric:
+        for name, low, high, train_min, train_max, required, rule in layout.numeric:
             number = row.get(name)
             kind = type(number)
             if kind is int:  # exact types: a bool is an int subclass and no measurement
@@ -153,8 +183,13 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
                     out.append(_NAN)
                     continue
                 return None
-            if not hard_min < number <= hard_max:  # the comparison is False for NaN too
-                return None
+            if not low < number <= high:  # the comparison is False for NaN too
+                if number in rule.missing:
+                    out.append(_NAN)
+                    notes.append(rule.missing_warning(number))
+                    continue
+                if not rule.accepts(number):
+                    return None
             if number < train_min or number > train_max:
                 notes.append(rule.warning(number))
             out.append(number)
@@ -165,9 +200,13 @@ def _by_rows(layout: _Layout, rows: list[dict]) -> FeatureBatch | None:
                 if len(value) > MAX_STRING_CHARS:
                     return None
                 encoded = one_hot.get(rule.normalise(value))
-                if encoded is None and rule.feature.unseen == "missing":
-                    encoded = (_NAN,) * width
-                    notes.append(rule.warning(value))
+                if encoded is None:
+                    if rule.normalise(value) in rule.missing:
+                        encoded = (_NAN,) * width
+                        notes.append(rule.missing_warning(value))
+                    elif rule.feature.unseen == "missing":
+                        encoded = (_NAN,) * width
+                        notes.append(rule.warning(value))
             else:
                 encoded = one_hot.get(None) if value is None else None  # NaNs, or None if the feature is required
             if encoded is None:
@@ -250,11 +289,11 @@ def _encode(layout: _Layout, block: np.ndarray, column_of: Callable[[str], list]
     """The matrix of a numeric block (float64, NaN: missing) and each category's column, or None if any is bad."""
     matrix = np.empty((n, layout.width), dtype=np.float32)
     notes: list = []  # (row mask, message of a row index)
-    for j, (_name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
+    for j, (_name, low, high, train_min, train_max, required, rule) in enumerate(layout.numeric):
         values = block[:, j]
         given = values if required else values[~np.isnan(values)]
         # NaN fails both comparisons, so non-finite values are caught here too
-        if not bool(np.all((given > hard_min) & (given <= hard_max))):
+        if not bool(np.all((given > low) & (given <= high))) and not _serve_missing(values, rule, required, notes):
             return None
         outside = (values < train_min) | (values > train_max)
         if outside.any():
@@ -265,18 +304,40 @@ def _encode(layout: _Layout, block: np.ndarray, column_of: Callable[[str], list]
         codes = _category_codes(column_of(name), rule, n)
         if codes is None:
             return None
+        if rule.missing:
+            meant = codes == _MEANS_MISSING
+            if meant.any():
+                column = column_of(name)
+                notes.append((meant, lambda i, column=column, rule=rule: rule.missing_warning(column[i])))
         unseen = codes == _UNSEEN
         if unseen.any():
             column = column_of(name)
             notes.append((unseen, lambda i, column=column, rule=rule: rule.warning(column[i])))
         one_hot_block = (codes[:, None] == np.arange(width)).astype(np.float32)
-        one_hot_block[codes < 0] = np.nan  # absent or unseen category: missing for the model
+        one_hot_block[codes < 0] = np.nan  # absent, unseen or meaning missing: missing for the model
         matrix[:, col:col + width] = one_hot_block
         col += width
     return FeatureBatch(_warnings(n, notes), _matrix=matrix)
 
 
-_ABSENT, _UNSEEN = -1, -2  # category codes of a missing value and of a level never seen in training
+def _serve_missing(values: np.ndarray, rule: NumericRule, required: bool, notes: list) -> bool:
+    """After the quick check failed: the values that mean missing set to NaN in place, each with its warning;
+    False if any other value breaks the bounds."""
+    if not rule.missing:
+        return False
+    meant = np.isin(values, np.fromiter(rule.missing, dtype=np.float64))
+    accepted = meant | ((values > rule.low) & (values <= rule.feature.hard_max))
+    if not bool(np.all(accepted if required else accepted | np.isnan(values))):
+        return False
+    if meant.any():
+        sent = values.copy()
+        notes.append((meant, lambda i: rule.missing_warning(float(sent[i]))))
+        values[meant] = _NAN
+    return True
+
+
+# category codes of a missing value (null or absent), a level never seen in training, a value that means missing
+_ABSENT, _UNSEEN, _MEANS_MISSING = -1, -2, -3
 
 
 def _category_codes(column: list, rule: CategoryRule, n: int) -> np.ndarray | None:
@@ -300,9 +361,12 @@ def _category_codes(column: list, rule: CategoryRule, n: int) -> np.ndarray | No
             return None
         code = rule.index.get(rule.normalise(value))
         if code is None:
-            if rule.feature.unseen != "missing":  # a level the model does not know
+            if rule.normalise(value) in rule.missing:
+                code = _MEANS_MISSING
+            elif rule.feature.unseen != "missing":  # a level the model does not know
                 return None
-            code = _UNSEEN
+            else:
+                code = _UNSEEN
         code_of[value] = code
     return np.fromiter(map(code_of.__getitem__, column), dtype=np.int64, count=n)
 
@@ -310,9 +374,10 @@ def _category_codes(column: list, rule: CategoryRule, n: int) -> np.ndarray | No
 def check_matrix(contract: FeatureContract, x: np.ndarray) -> FeatureBatch:
     """Validate a float32 matrix of encoded columns (NaN: missing), as the model's own input tensor arrives.
 
-    Numeric columns keep their bounds and missing-value policy; each category's one-hot block must hold
-    one 1 and otherwise 0s, or only NaNs where the category may be missing. Raises `InvalidRows` naming
-    the column (`contract.columns`) and row of every bad value.
+    Numeric columns keep their bounds and missing-value policy (a value that means missing is served as NaN,
+    in a copy: `x` is left as sent); each category's one-hot block must hold one 1 and otherwise 0s, or only
+    NaNs where the category may be missing. Raises `InvalidRows` naming the column (`contract.columns`) and
+    row of every bad value.
     """
     layout = _layout(contract)
     if x.shape[0] <= SMALL_BATCH:
@@ -326,17 +391,25 @@ def check_matrix(contract: FeatureContract, x: np.ndarray) -> FeatureBatch:
             errors.setdefault(i, {}).setdefault(column, []).append(message)
 
     notes: list = []
-    for j, (name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
+    served = x
+    for j, (name, _low, _high, train_min, train_max, required, rule) in enumerate(layout.numeric):
         values = x[:, j].astype(np.float64)
         missing = np.isnan(values)
         if required:
             reject(missing, name, "must be a number")
-        bad = ~missing & ~((values > hard_min) & (values <= hard_max))
+        if name in layout.missing32:
+            meant = np.isin(values, np.fromiter(layout.missing32[name], dtype=np.float64))
+            if meant.any():
+                notes.append((meant, lambda i, values=values, rule=rule: rule.missing_warning(float(values[i]))))
+                served = x.copy() if served is x else served
+                served[meant, j] = np.nan
+                missing |= meant
+        bad = ~missing & ~((values > rule.low) & (values <= rule.feature.hard_max))
         if bad.any():
             for i in np.flatnonzero(bad)[:_MAX_REPORTED_ROWS].tolist():
                 try:
                     rule.parse(float(values[i]))
-                except ValueError as exc:
+                except Violation as exc:
                     errors.setdefault(i, {}).setdefault(name, []).append(str(exc))
         outside = ~missing & ((values < train_min) | (values > train_max))
         if outside.any():
@@ -359,7 +432,7 @@ def check_matrix(contract: FeatureContract, x: np.ndarray) -> FeatureBatch:
                f"{name}'s one-hot columns must hold exactly one 1 (one level of {', '.join(rule.feature.levels)})")
     if errors:
         raise InvalidRows(dict(sorted(errors.items())))
-    return FeatureBatch(_warnings(x.shape[0], notes), _matrix=x)
+    return FeatureBatch(_warnings(x.shape[0], notes), _matrix=served)
 
 
 _MAX_REPORTED_ROWS = 100  # a bad tensor names at most this many rows per column
@@ -373,14 +446,19 @@ def _matrix_by_rows(layout: _Layout, x: np.ndarray) -> FeatureBatch | None:
     width = len(layout.numeric)
     for row in rows:
         notes: list[str] = []
-        for j, (_name, hard_min, hard_max, train_min, train_max, required, rule) in enumerate(layout.numeric):
+        for j, (name, low, high, train_min, train_max, required, rule) in enumerate(layout.numeric):
             value = row[j]
             if isnan(value):  # missing
                 if required:
                     return None
                 continue
-            if not hard_min < value <= hard_max:
-                return None
+            if not low < value <= high:
+                if value in layout.missing32.get(name, ()):
+                    row[j] = _NAN
+                    notes.append(rule.missing_warning(value))
+                    continue
+                if not rule.accepts(value):
+                    return None
             if value < train_min or value > train_max:
                 notes.append(rule.warning(value))
         col = width

@@ -1,7 +1,8 @@
 """Marshmallow schemas made from a contract's rules: the judge of anything the fast paths do not accept.
 
-Every field defers to its rule in `rules`, so the verdicts and messages here are the rules' own; the
-OpenAPI document is generated from these schemas (function/serving/openapi.py).
+Every field defers to its rule in `rules`, so the verdicts and messages here are the rules' own (a value
+that means missing comes out as None, as if it were null); the OpenAPI document is generated from these
+schemas (function/serving/openapi.py).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from shared.validation.rules import CategoryRule, NumericRule, PassthroughRule, 
 
 
 class _RuleField(fields.Field):
-    """A field whose verdict is its rule's `parse`."""
+    """A field whose verdict and cleaned value are its rule's `parse`."""
 
     def __init__(self, rule, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -22,18 +23,18 @@ class _RuleField(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         try:
-            parsed = self.rule.parse(value)
+            return self.rule.parse(value)
         except Violation as exc:
             raise ValidationError(str(exc)) from None
-        return value.strip() if parsed is None and isinstance(value, str) else parsed
 
 
 class Measurement(_RuleField):
-    """A strictly numeric JSON value (no strings, no booleans) inside physical bounds."""
+    """A strictly numeric JSON value (no strings, no booleans) inside physical bounds, or one that means missing."""
 
 
 class Category(_RuleField):
-    """A string matched against the levels, returned in canonical case (unseen ones as sent, if served)."""
+    """A string matched against the levels, returned in canonical case (unseen ones as sent, if served; None for
+    one that means missing)."""
 
 
 class Passthrough(_RuleField):
@@ -45,9 +46,11 @@ def row_schema(contract: FeatureContract) -> Schema:
     """The schema of one prediction instance (unknown fields are rejected)."""
     spec: dict[str, fields.Field] = {}
     for f in contract.numeric:
+        means_missing = f"; {' or '.join(f'{v:g}' for v in f.missing_values)} means not measured" \
+            if f.missing_values else ""
         spec[f.name] = Measurement(NumericRule(f), required=f.required, allow_none=not f.required,
                                    metadata={"description": f"{f.unit + ', ' if f.unit else ''}training range "
-                                                            f"{f.train_min:g} to {f.train_max:g}"})
+                                                            f"{f.train_min:g} to {f.train_max:g}{means_missing}"})
     for c in contract.categorical:
         spec[c.name] = Category(CategoryRule(c), required=c.required, allow_none=not c.required)
     for p in contract.passthrough:
@@ -57,7 +60,8 @@ def row_schema(contract: FeatureContract) -> Schema:
 
 
 def schema_errors(contract: FeatureContract, rows: list) -> tuple[list[dict], dict[int, dict]]:
-    """Validate rows with Marshmallow: (cleaned rows, {row index: {field: [messages]}})."""
+    """Validate rows with Marshmallow: (cleaned rows, {row index: {field: [messages]}}); in the cleaned rows a
+    value that means missing is None."""
     schema = row_schema(contract)
     cleaned, errors = [], {}
     for i, row in enumerate(rows):
