@@ -4,14 +4,17 @@ Margin space: exact TreeSHAP (`RoutedPredictor.contributions`: NumPy over the co
 whose bias column is the trees' expected margin, base_score included. The one-hot columns of a categorical
 feature are summed back into that feature, so each row has one attribution per request field of the contract
 (`field_names`) and per output, and base value + sum of attributions == the model's margin: the softmax input
-of a classifier, the log of a regressor's answer.
+of a multi-class classifier, the logit of a binary classifier's P(positive), the log of a log-scale regressor's
+answer, an identity-scale regressor's answer itself.
 
-A regressor's margin is log b(x) + trees(x), and its baseline is additive too: beta_j * (log x_j - r_j) goes
-to the feature of baseline input j, where r_j is the log of the geometric midpoint of that feature's training
-range (the contract's train_min and train_max), and intercept[level] - pooled_intercept goes to the group
-feature (nothing for a missing or unseen level, which the baseline answers with the pooled intercept). The
-constant rest, pooled_intercept + sum of beta_j * r_j, joins the trees' bias in the base value, which
-therefore differs between members (regimes) and is reported per row.
+A regressor's margin is its baseline plus trees(x), and its baseline is additive too. On the log scale (log
+b(x) = intercept[level] + sum of beta_j * log x_j), beta_j * (log x_j - r_j) goes to the feature of baseline
+input j, where r_j is the log of the geometric midpoint of that feature's training range (the contract's
+train_min and train_max); on the identity scale (offset intercept[level] + sum of beta_j * x_j), beta_j *
+(x_j - r_j) with r_j the arithmetic midpoint. intercept[level] - pooled_intercept goes to the group feature
+(nothing for a missing or unseen level, which the baseline answers with the pooled intercept). The constant
+rest, pooled_intercept + sum of beta_j * r_j, joins the trees' bias in the base value, which therefore differs
+between members (regimes) and is reported per row.
 
 Output space (probabilities of a classifier, the target's unit for a regressor): integrated gradients of the
 output along the straight path in margin space m(t) = base + t * sum_j phi_j, phi_j being the margin
@@ -20,14 +23,16 @@ attributions of feature j (a vector over the outputs):
     phi_out[c, j] = integral over t in [0, 1] of grad out_c(m(t)) . phi_j
 
 so that an output's attributions sum to out(margin) - out(base), the prediction minus the baseline
-prediction. For a regressor (out = exp m) the integral has a closed form: phi_j * (exp(m) - exp(base)) /
-(m - base). For a classifier (softmax, d p_c / d m_k = p_c * (delta_ck - p_k)) it is taken by Gauss-Legendre
-quadrature; the little the quadrature misses is its approximation error (relative to the sum of the
-attributions' magnitudes), removed by rescaling the output's attributions by the factor, all but 1, that
-makes their sum exact. Where they largely cancel out (their sum under half their magnitudes), rescaling would
-move them by more than twice the gap, and by a ratio of rounding noise when a probability ends where it
-started, so the gap is spread over them in proportion to their magnitudes instead, which also makes the sum
-exact.
+prediction. With one margin the integral has a closed form, phi_j * (out(m) - out(base)) / (m - base): for a
+log-scale regressor (out = exp m), a binary classifier (out = sigmoid m, P(positive): the positive class is
+the one explained, outputIndex 1 of its two probabilities) and an identity-scale regressor (out = m, so the
+output attributions are the margin ones). For a multi-class classifier (softmax, d p_c / d m_k = p_c *
+(delta_ck - p_k)) it is taken by Gauss-Legendre quadrature; the little the quadrature misses is its
+approximation error (relative to the sum of the attributions' magnitudes), removed by rescaling the output's
+attributions by the factor, all but 1, that makes their sum exact. Where they largely cancel out (their sum
+under half their magnitudes), rescaling would move them by more than twice the gap, and by a ratio of rounding
+noise when a probability ends where it started, so the gap is spread over them in proportion to their
+magnitudes instead, which also makes the sum exact.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ import numpy as np
 from numpy.polynomial.legendre import leggauss
 
 from shared.contract import FeatureContract
-from shared.predictor import Baseline, RegressionPredictor, softmax
+from shared.predictor import Baseline, RegressionPredictor, sigmoid, softmax
 
 if TYPE_CHECKING:
     from shared.model import ServingModel
@@ -71,6 +76,7 @@ class Explanation:
     output_attributions: np.ndarray
     output: np.ndarray
     approximation_error: np.ndarray  # the output-space method's, before the exact correction (0 when exact)
+    output_index: tuple[int, ...] = ()  # each output's index among a classifier's probabilities (default: its own)
 
     def __post_init__(self) -> None:
         for value in vars(self).values():
@@ -95,6 +101,7 @@ class Explanation:
         ends = np.cumsum([a[0].size for a in arrays])[:-1]
         rounded = [part.reshape(a.shape).tolist() for part, a in zip(np.split(flat, ends, axis=1), arrays)]
         features, classifier = self.features, self.output_space == "probability"
+        index = self.output_index or tuple(range(len(self.outputs)))
         explanations = []
         for base, out, attributions, error, base_m, out_m, attributions_m in zip(*rounded):
             items = []
@@ -102,7 +109,7 @@ class Explanation:
                 item = {"baselineOutputValue": base[c], "instanceOutputValue": out[c],
                         "featureAttributions": dict(zip(features, attributions[c]))}
                 if classifier:
-                    item["outputIndex"] = [c]
+                    item["outputIndex"] = [index[c]]
                 item.update(outputDisplayName=name, outputName=self.target, approximationError=error[c],
                             margin={"baseValue": base_m[c], "outputValue": out_m[c],
                                     "featureAttributions": dict(zip(features, attributions_m[c]))})
@@ -116,30 +123,46 @@ def explain(model: ServingModel, batch: FeatureBatch) -> Explanation:
     contract = model.contract
     x = batch.matrix.reshape(-1, len(contract.columns))  # an empty batch's matrix has no columns
     predictor = model.predictor
+    output_index: tuple[int, ...] = ()
     if isinstance(predictor, RegressionPredictor):
-        base, phi, regimes = _regressor_margins(predictor, contract, x)
+        base, phi, regimes, log_scale = _regressor_margins(predictor, contract, x)
         margin = base + phi.sum(axis=2)
-        baseline_output, output = np.exp(base), np.exp(margin)
-        output_phi = phi * _exp_secant(base, margin)[..., None]
+        if log_scale.all():  # every row's member on the log scale: its output is exp(margin)
+            baseline_output, output = np.exp(base), np.exp(margin)
+            output_phi = phi * _exp_secant(base, margin)[..., None]
+        else:  # an identity-scale member's output is its margin (slope 1)
+            baseline_output, output, secant = base.copy(), margin.copy(), np.ones_like(base)
+            baseline_output[log_scale], output[log_scale] = np.exp(base[log_scale]), np.exp(margin[log_scale])
+            secant[log_scale] = _exp_secant(base[log_scale], margin[log_scale])
+            output_phi = phi * secant[..., None]
         error = np.zeros_like(base)
         outputs, space = (contract.target.name,), "value"
     else:
+        binary = contract.target.task == "binary"
         if len(x):
             contribs = predictor.contributions(x)
         else:
-            contribs = np.zeros((0, len(contract.labels), x.shape[1] + 1))
+            contribs = np.zeros((0, 1 if binary else len(contract.labels), x.shape[1] + 1))
         base, phi, regimes = contribs[..., -1], contribs[..., :-1] @ _layout(contract)[0], ()
         margin = base + phi.sum(axis=2)
-        baseline_output, output = softmax(base, axis=-1), softmax(margin, axis=-1)
-        output_phi, error = _softmax_path_attributions(base, phi, output - baseline_output)
-        outputs, space = tuple(contract.labels), "probability"
+        if binary:  # one margin, the positive class's logit: explained as P(positive), the last label
+            baseline_output, output = sigmoid(base), sigmoid(margin)
+            output_phi = phi * _sigmoid_secant(base, margin)[..., None]
+            error = np.zeros_like(base)
+            outputs, output_index = (contract.labels[-1],), (len(contract.labels) - 1,)
+        else:
+            baseline_output, output = softmax(base, axis=-1), softmax(margin, axis=-1)
+            output_phi, error = _softmax_path_attributions(base, phi, output - baseline_output)
+            outputs = tuple(contract.labels)
+        space = "probability"
     return Explanation(tuple(contract.field_names), outputs, contract.target.name, space, regimes, base, phi, margin,
-                       baseline_output, output_phi, output, error)
+                       baseline_output, output_phi, output, error, output_index)
 
 
 @lru_cache(maxsize=16)
-def _layout(contract: FeatureContract) -> tuple[np.ndarray, np.ndarray]:
-    """The (columns, features) 0/1 matrix summing columns into features, and log geometric midpoints of ranges."""
+def _layout(contract: FeatureContract) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (columns, features) 0/1 matrix summing columns into features, and per numeric feature the log of its
+    training range's geometric midpoint and its arithmetic midpoint."""
     n_numeric = len(contract.numeric)
     feature_of = list(range(n_numeric))
     for i, feature in enumerate(contract.categorical):
@@ -148,15 +171,17 @@ def _layout(contract: FeatureContract) -> tuple[np.ndarray, np.ndarray]:
     to_features[np.arange(len(feature_of)), feature_of] = 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         midpoints = np.array([(np.log(f.train_min) + np.log(f.train_max)) / 2.0 for f in contract.numeric])
-    to_features.setflags(write=False)
-    midpoints.setflags(write=False)
-    return to_features, midpoints
+    centres = np.array([(f.train_min + f.train_max) / 2.0 for f in contract.numeric])
+    for array in (to_features, midpoints, centres):
+        array.setflags(write=False)
+    return to_features, midpoints, centres
 
 
 def _regressor_margins(predictor: RegressionPredictor, contract: FeatureContract,
-                       x: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Per row: base margin (rows, 1), margin attributions (rows, 1, features) and the member that served it."""
-    to_features, _ = _layout(contract)
+                       x: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray]:
+    """Per row: base margin (rows, 1), margin attributions (rows, 1, features), the member that served it, and
+    whether that member's scale is log (else identity)."""
+    to_features = _layout(contract)[0]
     members = predictor.members
     chosen = np.full(x.shape[0], len(members) - 1)
     for i in reversed(range(len(members) - 1)):  # as RegressionPredictor routes: the first member it can serve
@@ -172,19 +197,23 @@ def _regressor_margins(predictor: RegressionPredictor, contract: FeatureContract
             base[rows] = contribs[:, :, -1] + constant
             phi[rows] = contribs[:, :, :-1] @ to_features + terms[:, None, :]
     names = np.asarray([m.name for m in members], dtype=object)
-    return base, phi, tuple(names[chosen].tolist())
+    log_scale = np.array([m.scale == "log" for m in members], dtype=bool)[chosen]
+    return base, phi, tuple(names[chosen].tolist()), log_scale
 
 
 def _baseline_terms(baseline: Baseline, contract: FeatureContract, x: np.ndarray) -> tuple[np.ndarray, float]:
-    """The baseline's log b(x) as per-feature terms (rows, features) plus a constant (module docstring)."""
-    to_features, midpoints = _layout(contract)
+    """The baseline (log b(x), or the identity scale's offset) as per-feature terms (rows, features) plus a
+    constant (module docstring)."""
+    to_features, midpoints, centres = _layout(contract)
+    log = baseline.scale == "log"
     terms = np.zeros((x.shape[0], to_features.shape[1]))
     constant = baseline.pooled_intercept
     for column, beta in zip(baseline.columns, baseline.betas):
-        if column >= len(midpoints) or not np.isfinite(midpoints[column]):
+        if column >= len(midpoints) or (log and not np.isfinite(midpoints[column])):
             raise ValueError(f"baseline input {contract.columns[column]} is not a positive numeric feature")
-        reference = float(midpoints[column])
-        terms[:, column] += beta * (np.log(x[:, column].astype(np.float64)) - reference)  # numeric: column == feature
+        reference = float(midpoints[column] if log else centres[column])
+        value = x[:, column].astype(np.float64)
+        terms[:, column] += beta * ((np.log(value) if log else value) - reference)  # numeric: column == feature
         constant += beta * reference
     if baseline.group_columns:
         block = x[:, list(baseline.group_columns)] == 1.0  # NaN (missing or unseen) matches no level
@@ -199,6 +228,15 @@ def _exp_secant(base: np.ndarray, margin: np.ndarray) -> np.ndarray:
     d = margin - base
     same = d == 0.0
     return np.exp(base) * np.where(same, 1.0, np.expm1(d) / np.where(same, 1.0, d))
+
+
+def _sigmoid_secant(base: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """(sigmoid(margin) - sigmoid(base)) / (margin - base), the sigmoid's slope where they are equal."""
+    d = margin - base
+    same = d == 0.0
+    s_base = sigmoid(base)
+    slope = s_base * (1.0 - s_base)
+    return np.where(same, slope, (sigmoid(margin) - s_base) / np.where(same, 1.0, d))
 
 
 def _softmax_path_attributions(base: np.ndarray, phi: np.ndarray,

@@ -4,6 +4,12 @@ XGBoost's `inplace_predict` has a fixed cost per call that dwarfs the work of a 
 batches go through evaluators compiled from the trees instead (`RoutedPredictor.predict` says which one
 answers when). Both are verified against XGBoost when a bundle is published and again when the function
 loads it.
+
+Three kinds of model: a multi-class classifier (multi:softprob: one column per label), a binary classifier
+(binary:logistic: P(positive), the positive label last, answered as the two columns [1 - p, p] in label order
+so that everything treating a classifier as one column per label keeps working, its label decided by a
+threshold on p rather than by the larger column), and a regressor (reg:squarederror members on a log or an
+identity scale, with prediction intervals widened to their widest for rows outside the training ranges).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,8 +28,9 @@ import numpy as np
 if TYPE_CHECKING:
     from shared.validation import FeatureBatch
 
-# How margins become outputs: class probabilities (multi:softprob) or the margin itself (reg:squarederror)
-LINKS = {"multi:softprob": "softmax", "reg:squarederror": "identity"}
+# How margins become outputs: class probabilities (multi:softprob), P(positive) (binary:logistic, answered as
+# [1 - p, p]) or the margin itself (reg:squarederror)
+LINKS = {"multi:softprob": "softmax", "binary:logistic": "logistic", "reg:squarederror": "identity"}
 
 
 def softmax(margin: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -33,11 +41,32 @@ def softmax(margin: np.ndarray, axis: int = 1) -> np.ndarray:
     return z
 
 
+def sigmoid(margin: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-margin)) in float64, without overflow for margins of either sign."""
+    m = np.asarray(margin, dtype=np.float64)
+    e = np.exp(-np.abs(m))
+    return np.where(m >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def logistic_base_margin(base_score: float) -> np.float32:
+    """The margin XGBoost starts a binary:logistic model from, given the base_score its JSON stores (a probability).
+
+    XGBoost computes -logf(1.0f / base_score - 1.0f) in float32; the quotient and difference are float32 here
+    too and the logarithm is taken in float64 and rounded once, which gives XGBoost's value bit for bit for
+    all but a rare base_score where glibc's logf is one ulp off the correctly rounded result.
+    """
+    one, p = np.float32(1.0), np.float32(base_score)
+    if not 0.0 < p < 1.0:
+        raise ValueError(f"binary:logistic base_score {base_score} is not a probability")
+    return np.float32(-math.log(float(one / p - one)))
+
+
 class TreeEnsemble:
     """An XGBoost model as flat node arrays: a generated function per row, NumPy per batch.
 
-    Its outputs are class probabilities for a multi:softprob model (softmax link) and the margin for a
-    reg:squarederror model (identity link), one column per output group.
+    Its outputs are class probabilities for a multi:softprob model (softmax link), [1 - p, p] with p the
+    sigmoid of the margin for a binary:logistic model (logistic link: one margin, two outputs), and the
+    margin for a reg:squarederror model (identity link), one column per output group.
     """
 
     def __init__(self, arrays: dict[str, np.ndarray]) -> None:
@@ -52,7 +81,10 @@ class TreeEnsemble:
         self.link = str(arrays["link"]) if "link" in arrays else "softmax"
         if self.link not in LINKS.values():
             raise ValueError(f"unknown link {self.link}")
-        self.n_classes = int(self.base_margin.shape[0])
+        self.n_classes = int(self.base_margin.shape[0])  # margins (output groups): 1 for a binary model
+        if self.link == "logistic" and self.n_classes != 1:
+            raise ValueError(f"a logistic link needs one output group, not {self.n_classes}")
+        self.n_outputs = 2 if self.link == "logistic" else self.n_classes  # columns of `outputs`
         self.depth = int(arrays["depth"])
         # each node's training cover (XGBoost's sum_hessian): what TreeSHAP weighs unknown branches by
         self.cover = arrays["cover"].astype(np.float64) if "cover" in arrays else None
@@ -85,7 +117,12 @@ class TreeEnsemble:
         if x.shape[0] == 1:
             return np.array([self.predict_one(x[0].tolist())])  # float32 values, exactly as XGBoost sees them
         margin = (self.leaf_value[self.leaves(x)] @ self.class_matrix + self.base_margin).astype(np.float64)
-        return softmax(margin) if self.link == "softmax" else margin
+        if self.link == "softmax":
+            return softmax(margin)
+        if self.link == "logistic":
+            p = sigmoid(margin[:, 0])
+            return np.column_stack((1.0 - p, p))
+        return margin
 
     @property
     def explains(self) -> bool:
@@ -100,10 +137,22 @@ class TreeEnsemble:
         return self._shap.contributions(x)
 
     def max_difference(self, x: np.ndarray, expected: np.ndarray) -> float:
-        """Largest gap between `expected` probabilities (XGBoost's) and either evaluator's, row by row or batched."""
-        one_by_one = np.array([self.predict_one(row) for row in x.tolist()])
+        """Largest gap between `expected` outputs (XGBoost's) and either evaluator's, row by row or batched,
+        relative to the output's size where it is above 1 (a regressor's margin may be in the thousands).
+
+        A binary model's expected outputs may be XGBoost's own, P(positive) only ((rows,) or (rows, 1)): they
+        are compared with the positive column."""
+        one_by_one = np.array([self.predict_one(row) for row in x.tolist()]).reshape(len(x), -1)
+        batched = self.outputs(x)
         expected = np.asarray(expected, dtype=np.float64).reshape(len(x), -1)
-        return max(float(np.abs(self.outputs(x) - expected).max()), float(np.abs(one_by_one - expected).max()))
+        if self.link == "logistic" and expected.shape[1] == 1:
+            one_by_one, batched = one_by_one[:, 1:], batched[:, 1:]
+        if not len(x):
+            return 0.0
+        # relative beyond 1: float32 trees summed in another order differ by a share of the output's size
+        scale = np.maximum(np.abs(expected), 1.0)
+        return max(float((np.abs(batched - expected) / scale).max()),
+                   float((np.abs(one_by_one - expected) / scale).max()))
 
     def to_bytes(self) -> bytes:
         """Serialise as an .npz file for the bundle."""
@@ -125,7 +174,8 @@ class TreeEnsemble:
 
     @classmethod
     def from_xgboost_json(cls, model_json: bytes | str) -> TreeEnsemble:
-        """Compile from `Booster.save_raw("json")`; numeric splits, multi:softprob or reg:squarederror only."""
+        """Compile from `Booster.save_raw("json")`; numeric splits, multi:softprob, binary:logistic or
+        reg:squarederror only. A binary:logistic base_score is a probability: its margin is the base margin."""
         learner = json.loads(model_json)["learner"]
         objective = learner["objective"]["name"]
         if objective not in LINKS:
@@ -133,8 +183,12 @@ class TreeEnsemble:
         model = learner["gradient_booster"]["model"]
         n_classes = max(1, int(learner["learner_model_param"]["num_class"]))
         base = learner["learner_model_param"]["base_score"]
-        base_margin = np.array(json.loads(base) if base.startswith("[") else [float(base)] * n_classes,
-                               dtype=np.float32)
+        base_values = json.loads(base) if base.startswith("[") else [float(base)] * n_classes
+        if objective == "binary:logistic":
+            if len(base_values) != 1 or n_classes != 1:
+                raise ValueError("a binary:logistic model must have one output")
+            base_values = [logistic_base_margin(base_values[0])]
+        base_margin = np.array(base_values, dtype=np.float32)
         features, thresholds, children, default_left, leaf_values, roots, cover = [], [], [], [], [], [], []
         offset, depth = 0, 0
         for tree in model["trees"]:
@@ -294,8 +348,14 @@ def _compile_single_row(trees: TreeEnsemble) -> Callable[[list[float]], list[flo
     lines += [f"    m{cls} += {expression(root)}"
               for root, cls in zip(trees.roots.tolist(), trees.class_matrix.argmax(axis=1).tolist())]
     margins = ", ".join(f"m{c}" for c in range(trees.n_classes))
-    link = [f"    top = max({margins})", f"    exps = [exp(m - top) for m in ({margins},)]", "    total = sum(exps)",
-            "    return [e / total for e in exps]"] if trees.link == "softmax" else [f"    return [{margins}]"]
+    if trees.link == "softmax":
+        link = [f"    top = max({margins})", f"    exps = [exp(m - top) for m in ({margins},)]",
+                "    total = sum(exps)", "    return [e / total for e in exps]"]
+    elif trees.link == "logistic":  # [1 - p, p]; exp of a negative number only, so no overflow
+        link = ["    if m0 >= 0.0:", "        p = 1.0 / (1.0 + exp(-m0))", "    else:", "        e = exp(m0)",
+                "        p = e / (1.0 + e)", "    return [1.0 - p, p]"]
+    else:
+        link = [f"    return [{margins}]"]
     source = "\n".join(["def predict_one(row):", *lines, *link])
     namespace = {"exp": math.exp, "inf": math.inf, "nan": math.nan}
     try:
@@ -326,6 +386,7 @@ class BoosterPredictor:
     def __init__(self, model_bytes: bytes) -> None:
         self._model_bytes = model_bytes
         self._booster = None
+        self._binary = False  # binary:logistic: XGBoost gives P(positive) alone, answered as [1 - p, p]
         self._lock = threading.Lock()
 
     def _load(self):
@@ -336,12 +397,19 @@ class BoosterPredictor:
                 booster = xgboost.Booster()
                 booster.load_model(bytearray(self._model_bytes))
                 booster.set_param({"nthread": os.cpu_count() or 1})  # large batches only: use every core
+                objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+                self._binary = objective == "binary:logistic"
                 self._booster = booster
         return self._booster
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities, or a regressor's margin, from XGBoost's in-place prediction: (rows, outputs)."""
-        return np.asarray(self._load().inplace_predict(x), dtype=np.float64).reshape(x.shape[0], -1)
+        """Class probabilities ([1 - p, p] for a binary model), or a regressor's margin, from XGBoost's in-place
+        prediction: (rows, outputs)."""
+        booster = self._load()
+        out = np.asarray(booster.inplace_predict(x), dtype=np.float64).reshape(x.shape[0], -1)
+        if self._binary:
+            return np.column_stack((1.0 - out[:, 0], out[:, 0]))
+        return out
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """XGBoost's exact TreeSHAP values of float32 rows in margin space: (rows, outputs, columns + 1), bias last."""
@@ -353,12 +421,18 @@ class BoosterPredictor:
 
 
 class RoutedPredictor:
-    """Sends each batch to the cheapest verified evaluator; `predict` says which one answers when."""
+    """Sends each batch to the cheapest verified evaluator; `predict` says which one answers when.
 
-    def __init__(self, fast: TreeEnsemble | None, booster: BoosterPredictor, fast_max_rows: int) -> None:
+    `threshold` is a binary classifier's decision threshold on P(positive) (None for any other model): its
+    `Probabilities` carry it, so that their labels are decided by it.
+    """
+
+    def __init__(self, fast: TreeEnsemble | None, booster: BoosterPredictor, fast_max_rows: int,
+                 threshold: float | None = None) -> None:
         self.fast = fast
         self.booster = booster
         self.fast_max_rows = fast_max_rows
+        self.threshold = threshold
 
     def outputs(self, x: np.ndarray) -> np.ndarray:
         """A float32 matrix's outputs, from the NumPy walk or XGBoost as `predict` describes."""
@@ -386,14 +460,14 @@ class RoutedPredictor:
         - More rows, or any batch when the compiled evaluators are missing or failed verification:
           XGBoost, whose larger fixed cost per call its multithreaded C++ repays on large batches.
 
-        Whatever the evaluator, the answer is a `Probabilities`: Python lists from the first, an array
-        from the others, each kept in the form its evaluator made.
+        Whatever the evaluator, the answer is a `Probabilities` (with this predictor's `threshold`): Python
+        lists from the first, an array from the others, each kept in the form its evaluator made.
         """
         rows = batch.rows
         if self.fast is not None and rows is not None and len(rows) <= self.fast_max_rows:
             predict_one = self.fast.predict_one
-            return Probabilities([predict_one(row) for row in rows])
-        return Probabilities(array=self.outputs(batch.matrix))
+            return Probabilities([predict_one(row) for row in rows], None, self.threshold)
+        return Probabilities(None, self.outputs(batch.matrix), self.threshold)
 
 
 @dataclass(slots=True)
@@ -404,18 +478,41 @@ class Probabilities:
     batched evaluators) is set, in the form its evaluator produced. An answer needs each row's top class
     and rounded values, which plain Python computes faster for a few rows and NumPy for many, so a
     conversion either way would only add cost. Not to be modified once made.
+
+    `threshold` is set for a binary classifier (two columns, the positive label last): a row's label is the
+    positive one iff its P(positive), unrounded, is at least the threshold. Otherwise the most probable label.
     """
 
     rows: list[list[float]] | None = None
     array: np.ndarray | None = None
+    threshold: float | None = None
+
+    def labels(self, labels: tuple[str, ...]) -> list[str]:
+        """Each row's predicted label: by the threshold for a binary classifier, else the most probable one
+        (the first on a tie)."""
+        rows, threshold = self.rows, self.threshold
+        if threshold is not None:
+            negative, positive = labels[0], labels[1]
+            if rows is not None:
+                return [positive if p[1] >= threshold else negative for p in rows]
+            chosen = (self.array[:, 1] >= threshold).view(np.int8)
+            return np.asarray(labels, dtype=object)[chosen].tolist()
+        if rows is not None:
+            return [labels[p.index(max(p))] for p in rows]
+        return np.asarray(labels, dtype=object)[self.array.argmax(axis=1)].tolist()
 
     def labels_and_rows(self, labels: tuple[str, ...], digits: int) -> tuple[list[str], list[list[float]]]:
-        """Each row's most probable label (the first one on a tie), and its probabilities rounded to `digits`."""
+        """Each row's predicted label (`labels`), and its probabilities rounded to `digits`."""
         rows = self.rows
         if rows is not None:
-            return [labels[p.index(max(p))] for p in rows], [[round(v, digits) for v in p] for p in rows]
-        return (np.asarray(labels, dtype=object)[self.array.argmax(axis=1)].tolist(),
-                np.round(self.array, digits).tolist())
+            return self.labels(labels), [[round(v, digits) for v in p] for p in rows]
+        return self.labels(labels), np.round(self.array, digits).tolist()
+
+    def positive(self) -> list[float] | np.ndarray:
+        """A binary classifier's P(positive) per row (its last column), unrounded."""
+        if self.rows is not None:
+            return [p[1] for p in self.rows]
+        return self.array[:, 1]
 
 
 def _group_index(row: list[float], columns: tuple[int, ...]) -> int:
@@ -433,12 +530,19 @@ def _group_indices(x: np.ndarray, columns: tuple[int, ...]) -> np.ndarray:
     return np.where(block.any(axis=1), block.argmax(axis=1), -1)
 
 
+SCALES = ("log", "identity")  # a regression member's scale: its trees learn log(y / b(x)), or y - b(x)
+
+
 @dataclass(frozen=True)
 class Baseline:
-    """A regressor's model-free scale: log b(x) = intercept[level of a group] + sum of beta_j * log(x_j).
+    """A regressor member's model-free part, on the member's scale (`scale`).
 
-    The trees learn log(y / b(x)), so a prediction is b(x) * exp(trees): it follows its inputs beyond the
-    targets seen in training instead of stopping at the largest one, as trees alone would.
+    - "log": log b(x) = intercept[level of a group] + sum of beta_j * log(x_j). The trees learn log(y / b(x)),
+      so a prediction is b(x) * exp(trees): it follows its inputs beyond the targets seen in training instead
+      of stopping at the largest one, as trees alone would.
+    - "identity": an offset on the target's own scale, intercept[level] + sum of beta_j * x_j, and a
+      prediction is offset + trees (targets may be negative). The plain strategy has no inputs and no group:
+      its pooled intercept, the mean target, is the offset of every row.
     """
 
     columns: tuple[int, ...]
@@ -446,6 +550,11 @@ class Baseline:
     group_columns: tuple[int, ...]  # the one-hot columns of the group feature, in level order
     intercepts: tuple[float, ...]  # one per group level
     pooled_intercept: float  # for a missing or unseen group level
+    scale: str = "log"
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"unknown scale {self.scale!r}; one of {', '.join(SCALES)}")
 
     def log_one(self, row: list[float]) -> float:
         level = _group_index(row, self.group_columns)
@@ -462,15 +571,38 @@ class Baseline:
             total = total + beta * np.log(x[:, column].astype(np.float64))
         return total
 
+    def linear_one(self, row: list[float]) -> float:
+        level = _group_index(row, self.group_columns)
+        total = self.intercepts[level] if level >= 0 else self.pooled_intercept
+        for column, beta in zip(self.columns, self.betas):
+            total += beta * row[column]
+        return total
+
+    def linear_batch(self, x: np.ndarray) -> np.ndarray:
+        levels = _group_indices(x, self.group_columns)
+        total = np.append(np.asarray(self.intercepts, dtype=np.float64), self.pooled_intercept)[levels]
+        for column, beta in zip(self.columns, self.betas):
+            total = total + beta * x[:, column].astype(np.float64)
+        return total
+
+    def one(self, row: list[float]) -> float:
+        """The offset of one row on the member's scale: log b(x), or the identity scale's offset."""
+        return self.log_one(row) if self.scale == "log" else self.linear_one(row)
+
+    def batch(self, x: np.ndarray) -> np.ndarray:
+        """The offsets of float32 rows on the member's scale (as `one`)."""
+        return self.log_batch(x) if self.scale == "log" else self.linear_batch(x)
+
     @classmethod
-    def from_dict(cls, data: dict) -> Baseline:
+    def from_dict(cls, data: dict, scale: str = "log") -> Baseline:
         return cls(tuple(data["columns"]), tuple(data["betas"]), tuple(data["group_columns"]),
-                   tuple(data["intercepts"]), float(data["pooled_intercept"]))
+                   tuple(data["intercepts"]), float(data["pooled_intercept"]), scale)
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A split-conformal half-width on the log scale, per level of the baseline's group (or pooled)."""
+    """A split-conformal half-width on the member's scale (of log y, or of y), per level of the baseline's
+    group (or pooled); `widest`, the largest of them, for rows beyond the training ranges."""
 
     level: float
     group_columns: tuple[int, ...]
@@ -483,6 +615,10 @@ class Interval:
 
     def batch(self, x: np.ndarray) -> np.ndarray:
         return np.append(np.asarray(self.q, dtype=np.float64), self.q_pooled)[_group_indices(x, self.group_columns)]
+
+    @cached_property
+    def widest(self) -> float:
+        return max((*self.q, self.q_pooled))
 
     @classmethod
     def from_dict(cls, data: dict) -> Interval:
@@ -499,19 +635,28 @@ class Member:
     baseline: Baseline
     interval: Interval
 
+    @property
+    def scale(self) -> str:
+        """"log" (value b(x) * exp(margin), interval b(x) * exp(margin -/+ q)) or "identity" (value
+        offset + margin, interval value -/+ q)."""
+        return self.baseline.scale
+
 
 @dataclass(slots=True)
 class Estimates:
-    """A regressor's answers: value, interval bounds and the regime that answered, one per row.
+    """A regressor's answers: value, interval bounds, the regime that answered and whether the row is an
+    extrapolation (a numeric input outside its training range), one per row.
 
     Values and bounds are Python lists from rows predicted one by one, float64 arrays from the batched
-    evaluators (as for `Probabilities`, each kept in the form its evaluator made).
+    evaluators (as for `Probabilities`, each kept in the form its evaluator made); so are the flags (Python
+    bools, or a bool array). No flags (None): no row is known to extrapolate.
     """
 
     values: list[float] | np.ndarray
     lower: list[float] | np.ndarray
     upper: list[float] | np.ndarray
     regimes: list[str]
+    extrapolation: list[bool] | np.ndarray | None = None
 
     def rounded(self, digits: int) -> tuple[list[float], list[float], list[float]]:
         """Values, lower and upper bounds rounded to `digits` decimals, as Python lists."""
@@ -525,14 +670,33 @@ class Estimates:
             return np.column_stack((self.lower, self.upper))
         return list(zip(self.lower, self.upper))
 
+    def flags(self) -> list[bool]:
+        """Whether each row is an extrapolation, as Python bools."""
+        flags = self.extrapolation
+        if flags is None:
+            return [False] * len(self.values)
+        return flags.tolist() if isinstance(flags, np.ndarray) else flags
+
 
 class RegressionPredictor:
-    """Each row goes to the first member whose needed inputs it has; the last member needs none."""
+    """Each row goes to the first member whose needed inputs it has; the last member needs none.
 
-    def __init__(self, members: tuple[Member, ...]) -> None:
+    `ranges` are the numeric columns' training ranges, (column, train_min, train_max): a row with a value
+    outside one (a missing value is not) is an extrapolation, and its interval is its member's widest
+    half-width (`Interval.widest`), never narrower than the member's intervals of rows within the ranges.
+    Rows hold float32 values, so the bounds are compared rounded to float32 too: a value equal to a bound in
+    the request is within it.
+    """
+
+    def __init__(self, members: tuple[Member, ...], ranges: tuple[tuple[int, float, float], ...] = ()) -> None:
         if not members or members[-1].needs:
             raise ValueError("a regressor needs members, the last of which serves every row")
         self.members = members
+        self.ranges = tuple((int(c), float(np.float32(low)), float(np.float32(high))) for c, low, high in ranges)
+        self.outside = _compile_range_check(self.ranges)
+        self._range_columns = np.array([c for c, _, _ in self.ranges], dtype=np.intp)
+        self._low = np.array([low for _, low, _ in self.ranges], dtype=np.float32)
+        self._high = np.array([high for _, _, high in self.ranges], dtype=np.float32)
 
     def member_of(self, row: list[float]) -> Member:
         for member in self.members:
@@ -540,32 +704,71 @@ class RegressionPredictor:
                 return member
         return self.members[-1]
 
+    def outside_batch(self, x: np.ndarray) -> np.ndarray:
+        """Whether each float32 row has a value outside its training range (NaN, missing, is not)."""
+        if not self.ranges:
+            return np.zeros(x.shape[0], dtype=bool)
+        values = x[:, self._range_columns]
+        return ((values < self._low) | (values > self._high)).any(axis=1)
+
     def predict(self, batch: FeatureBatch) -> Estimates:
         """Values and intervals of a validated batch; a few rows in plain Python, more through NumPy or XGBoost."""
         rows = batch.rows
         if rows is not None and all(m.predictor.fast is not None for m in self.members) \
                 and len(rows) <= self.members[0].predictor.fast_max_rows:
-            out = Estimates([], [], [], [])
+            values, lower, upper, regimes, flags = [], [], [], [], []
+            outside, exp = self.outside, math.exp
             for row in rows:
                 member = self.member_of(row)
-                centre = member.baseline.log_one(row) + member.predictor.fast.predict_one(row)[0]
-                q = member.interval.one(row)
-                out.values.append(math.exp(centre))
-                out.lower.append(math.exp(centre - q))
-                out.upper.append(math.exp(centre + q))
-                out.regimes.append(member.name)
-            return out
+                margin = member.predictor.fast.predict_one(row)[0]
+                extrapolated = outside(row)
+                q = member.interval.widest if extrapolated else member.interval.one(row)
+                baseline = member.baseline
+                if baseline.scale == "log":
+                    centre = baseline.log_one(row) + margin
+                    values.append(exp(centre))
+                    lower.append(exp(centre - q))
+                    upper.append(exp(centre + q))
+                else:
+                    value = baseline.linear_one(row) + margin
+                    values.append(value)
+                    lower.append(value - q)
+                    upper.append(value + q)
+                regimes.append(member.name)
+                flags.append(extrapolated)
+            return Estimates(values, lower, upper, regimes, flags)
         x = batch.matrix
-        chosen = np.full(x.shape[0], len(self.members) - 1)
+        n = x.shape[0]
+        chosen = np.full(n, len(self.members) - 1)
         for i in reversed(range(len(self.members) - 1)):
             needs = list(self.members[i].needs)
             chosen[~np.isnan(x[:, needs]).any(axis=1)] = i
-        centre, q = np.empty(x.shape[0]), np.empty(x.shape[0])
+        outside = self.outside_batch(x)
+        values, lower, upper = np.empty(n), np.empty(n), np.empty(n)
         for i, member in enumerate(self.members):
             rows_i = np.flatnonzero(chosen == i)
-            if rows_i.size:
-                xi = x[rows_i]
-                centre[rows_i] = member.baseline.log_batch(xi) + member.predictor.outputs(xi)[:, 0]
-                q[rows_i] = member.interval.batch(xi)
+            if not rows_i.size:
+                continue
+            xi = x[rows_i]
+            margin = member.predictor.outputs(xi)[:, 0]
+            q = np.where(outside[rows_i], member.interval.widest, member.interval.batch(xi))
+            if member.scale == "log":
+                centre = member.baseline.log_batch(xi) + margin
+                values[rows_i], lower[rows_i], upper[rows_i] = np.exp(centre), np.exp(centre - q), np.exp(centre + q)
+            else:
+                value = member.baseline.linear_batch(xi) + margin
+                values[rows_i], lower[rows_i], upper[rows_i] = value, value - q, value + q
         names = np.asarray([m.name for m in self.members], dtype=object)
-        return Estimates(np.exp(centre), np.exp(centre - q), np.exp(centre + q), names[chosen].tolist())
+        return Estimates(values, lower, upper, names[chosen].tolist(), outside)
+
+
+def _compile_range_check(ranges: tuple[tuple[int, float, float], ...]) -> Callable[[list[float]], bool]:
+    """A generated function of a row: is any of the columns outside its range? One short-circuiting expression,
+    as `_compile_single_row` does it; NaN fails both comparisons, so a missing value is within. Only ints and
+    float reprs reach the source."""
+    terms = [f"row[{c}] < {low!r} or row[{c}] > {high!r}" for c, low, high in ranges
+             if not (math.isnan(low) or math.isnan(high))]
+    source = f"def outside(row):\n    return {' or '.join(terms) if terms else 'False'}"
+    namespace = {"inf": math.inf}
+    exec(compile(source, "<training ranges>", "exec"), namespace)  # noqa: S102 - numbers only, see docstring
+    return namespace["outside"]

@@ -30,7 +30,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _JSON_TYPE = (("Content-Type", "application/json"),)
 LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 # what a large batch's later log entries repeat, so each can be joined and read on its own
-CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "source")
+CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "threshold", "source")
 
 
 @dataclass(slots=True)
@@ -102,7 +102,8 @@ class Call:
 
     def log_inference(self, inference: Inference, predicted: list, inputs: dict, single: bool) -> None:
         """What the prediction log lines say about an answered inference: every row's inputs (`inputs`:
-        `{"instances": rows}` or `{"columns": {field: values}}`), prediction and probabilities or interval."""
+        `{"instances": rows}` or `{"columns": {field: values}}`), prediction (a binary classifier's decided by
+        its `threshold`, logged beside its `labels`), and probabilities, or interval and extrapolation flag."""
         choice, model, out = inference.choice, inference.model, inference.outputs
         self.log_fields.update(model=model.name, model_version=model.version, role=choice.role,
                                fallback=choice.fallback, rows=inference.rows,
@@ -111,8 +112,12 @@ class Call:
         self.per_row = {**inputs, "predicted": predicted}
         if isinstance(out, Estimates):
             self.per_row["intervals"] = out.intervals()
+            flags = out.extrapolation  # as the evaluator made them: a bool array for a large batch
+            self.per_row["extrapolation"] = flags if flags is not None else out.flags()
         else:
             self.log_fields["labels"] = model.labels
+            if out.threshold is not None:
+                self.log_fields["threshold"] = out.threshold
             self.per_row["probabilities"] = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)
         if choice.cold:
             self.log_fields["cold"] = True

@@ -86,11 +86,21 @@ def _prediction_schema(contract: FeatureContract) -> dict:
     if contract.is_classifier:
         answer = {target.name: {"type": "string", "enum": list(target.labels)},
                   "probabilities": {"type": "object", "additionalProperties": {"type": "number"}}}
+        if target.task == "binary":
+            positive = target.labels[-1]
+            answer[target.name]["description"] = (f"{positive} when `probability` is at least `threshold`, "
+                                                  f"else {target.labels[0]}")
+            answer["probability"] = {"type": "number", "minimum": 0, "maximum": 1,
+                                     "description": f"P({target.name} = {positive}), the positive label's"}
+            answer["threshold"] = {"type": "number", "minimum": 0, "maximum": 1,
+                                   "description": "the model's decision threshold on `probability`"}
     else:
         bound = {"type": "number"}
         answer = {target.name: {"type": "number", "description": target.unit},
                   "interval": {"type": "object", "required": ["lower", "upper", "level"],
-                               "properties": {"lower": bound, "upper": bound, "level": {"type": "number"}}}}
+                               "properties": {"lower": bound, "upper": bound, "level": {"type": "number"}}},
+                  "extrapolation": {"type": "boolean", "description": "a numeric input is outside its training "
+                                    "range (see `warnings`): the interval is the model's widest"}}
     return {"type": "object", "required": [*answer, *common], "properties": {**answer, **common}}
 
 

@@ -178,18 +178,25 @@ def parameters(given: object) -> dict:
 
 def format_predictions(inference: Inference) -> list[dict]:
     """One answer object per row, the same whichever evaluator computed it: its prediction id, the prediction
-    under the target's name, then class probabilities or the prediction interval."""
+    under the target's name, then class probabilities (and a binary classifier's P(positive), `probability`,
+    and the `threshold` that decided its label), or the prediction interval and whether the row is an
+    `extrapolation` (a numeric input outside its training range: the interval is then the model's widest)."""
     model, out, warnings = inference.model, inference.outputs, inference.warnings
     target, version, fallback = model.contract.target.name, model.version, inference.choice.fallback
     ids = inference.prediction_ids()
     if isinstance(out, Estimates):
         level = model.contract.target.interval
         values, lower, upper = out.rounded(VALUE_DIGITS)
-        return [{"id": i, target: v, "interval": {"lower": lo, "upper": hi, "level": level},
+        return [{"id": i, target: v, "interval": {"lower": lo, "upper": hi, "level": level}, "extrapolation": x,
                  "model_version": version, "fallback": fallback, "warnings": w}
-                for i, v, lo, hi, w in zip(ids, values, lower, upper, warnings)]
+                for i, v, lo, hi, x, w in zip(ids, values, lower, upper, out.flags(), warnings)]
     labels = model.labels
     predicted, rounded = out.labels_and_rows(labels, PROBABILITY_DIGITS)
+    threshold = out.threshold
+    if threshold is not None:  # a binary classifier: P(positive) is the last column
+        return [{"id": i, target: s, "probabilities": p, "probability": r[1], "threshold": threshold,
+                 "model_version": version, "fallback": fallback, "warnings": w}
+                for i, s, p, r, w in zip(ids, predicted, _by_label(labels)(rounded), rounded, warnings)]
     return [{"id": i, target: s, "probabilities": p, "model_version": version, "fallback": fallback, "warnings": w}
             for i, s, p, w in zip(ids, predicted, _by_label(labels)(rounded), warnings)]
 

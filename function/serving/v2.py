@@ -5,7 +5,11 @@ datatype, categories as BYTES, a missing value as null), as MLServer's pandas co
 as one FP32 tensor [N, F] of the model's encoded columns in the order `GET /v2/models/{name}` states
 (`parameters.tensor_input.columns`), as MLServer's XGBoost runtime takes it. Outputs are named as
 MLServer's XGBoost and scikit-learn runtimes name them: `predict`, `predict_proba` (classifiers),
-`predict_interval` (regressors), plus `explanation` when asked. Errors are `{"error": "..."}`.
+`predict_interval` and `extrapolation` (regressors: BOOL, true for a row with a numeric input outside its
+training range, whose interval is then the model's widest), plus `explanation` when asked. A binary
+classifier's `predict` is decided by its threshold on P(positive) (the last `predict_proba` column), which
+the response's and the model metadata's `parameters` state (`threshold`, a number, as OIP parameters are).
+Errors are `{"error": "..."}`.
 """
 from __future__ import annotations
 
@@ -93,12 +97,17 @@ class Handler:
 
     def _metadata(self, name: str, version: str | None) -> dict:
         choice, _ = self.dataplane.describe(name, version)
-        contract = choice.model.contract
+        model = choice.model
+        contract = model.contract
+        parameters = {"model_version": model.version,
+                      "tensor_input": {"name": TENSOR_INPUT, "datatype": "FP32",
+                                       "shape": [-1, len(contract.columns)], "columns": contract.columns}}
+        if model.threshold is not None:  # a binary classifier: how `predict` is decided
+            parameters.update(threshold=model.threshold, positive_label=contract.labels[-1])
+            if model.threshold_rule is not None:
+                parameters["threshold_rule"] = model.threshold_rule
         return {"name": name, "versions": self.dataplane.versions(name), "platform": PLATFORM,
-                "inputs": _inputs(contract), "outputs": _outputs(contract),
-                "parameters": {"model_version": choice.model.version,
-                               "tensor_input": {"name": TENSOR_INPUT, "datatype": "FP32",
-                                                "shape": [-1, len(contract.columns)], "columns": contract.columns}}}
+                "inputs": _inputs(contract), "outputs": _outputs(contract), "parameters": parameters}
 
     def _infer(self, call, name: str, version: str | None) -> tuple[int, dict, dict]:
         if call.header("HTTP_INFERENCE_HEADER_CONTENT_LENGTH") is not None:
@@ -136,8 +145,12 @@ class Handler:
         outputs, predicted = _format_outputs(inference, wanted)
         call.log_inference(inference, predicted, {"columns": _logged_columns(model_inputs, inference.model.contract)},
                            single=False)
+        parameters = {"fallback": inference.choice.fallback}
+        threshold = inference.model.threshold
+        if threshold is not None:
+            parameters["threshold"] = threshold
         response = {"model_name": name, "model_version": inference.model.version, "id": inference.request_id,
-                    "parameters": {"fallback": inference.choice.fallback}, "outputs": outputs}
+                    "parameters": parameters, "outputs": outputs}
         return 200, response, COLD_HEADERS if inference.choice.cold else {}
 
     def _columns(self, tensors: list[tuple[str, list[int], str, list]]) -> Columns:
@@ -215,14 +228,12 @@ def _format_outputs(inference: Inference, wanted: list[str] | None) -> tuple[lis
     if isinstance(out, Estimates):
         available = {"predict": lambda: _tensor_out("predict", "FP64", [n], out.values),
                      "predict_interval": lambda: _tensor_out("predict_interval", "FP64", [n, 2],
-                                                             _flat(out.intervals()))}
+                                                             _flat(out.intervals())),
+                     "extrapolation": lambda: _tensor_out("extrapolation", "BOOL", [n], out.flags())}
     else:
         labels = inference.model.labels
-        if out.rows is not None:
-            predicted, proba = [labels[p.index(max(p))] for p in out.rows], list(chain.from_iterable(out.rows))
-        else:
-            predicted = np.asarray(labels, dtype=object)[out.array.argmax(axis=1)].tolist()
-            proba = out.array.ravel()
+        predicted = out.labels(labels)  # a binary classifier's by its threshold
+        proba = list(chain.from_iterable(out.rows)) if out.rows is not None else out.array.ravel()
         available = {"predict": lambda: _tensor_out("predict", "BYTES", [n], predicted),
                      "predict_proba": lambda: _tensor_out("predict_proba", "FP64", [n, len(labels)], proba)}
     if inference.explanation is not None:
@@ -302,7 +313,8 @@ def _outputs(contract: FeatureContract) -> list[dict]:
         return [{"name": "predict", "datatype": "BYTES", "shape": [-1]},
                 {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(contract.labels)]}]
     return [{"name": "predict", "datatype": "FP64", "shape": [-1]},
-            {"name": "predict_interval", "datatype": "FP64", "shape": [-1, 2]}]
+            {"name": "predict_interval", "datatype": "FP64", "shape": [-1, 2]},
+            {"name": "extrapolation", "datatype": "BOOL", "shape": [-1]}]
 
 
 @lru_cache(maxsize=1)

@@ -127,10 +127,10 @@ def _requested(*names: str) -> list[httpclient.InferRequestedOutput]:
 
 
 def _outputs(body: dict) -> dict[str, np.ndarray]:
-    """A response's outputs as arrays of their shape (BYTES as str objects, FP64 as float64)."""
+    """A response's outputs as arrays of their shape (BYTES as str objects, BOOL as bool, FP64 as float64)."""
     arrays = {}
     for out in body["outputs"]:
-        dtype = np.object_ if out["datatype"] == "BYTES" else np.float64
+        dtype = {"BYTES": np.object_, "BOOL": bool}.get(out["datatype"], np.float64)
         arrays[out["name"]] = np.array(out["data"], dtype=dtype).reshape(out["shape"])
     return arrays
 
@@ -139,7 +139,7 @@ def _output_tensors_are_as_documented(model: str, contract: FeatureContract, bod
     """Each output's datatype and shape, per the contract of the V2 routes."""
     expected = ({"predict": ("BYTES", [n]), "predict_proba": ("FP64", [n, len(contract.labels)])}
                 if contract.is_classifier else
-                {"predict": ("FP64", [n]), "predict_interval": ("FP64", [n, 2])})
+                {"predict": ("FP64", [n]), "predict_interval": ("FP64", [n, 2]), "extrapolation": ("BOOL", [n])})
     expected["explanation"] = ("BYTES", [n])
     for out in body["outputs"]:
         assert out["name"] in expected, f"{model}: unexpected output {out['name']!r}"
@@ -159,6 +159,8 @@ def _same_as_v1(contract: FeatureContract, outputs: dict[str, np.ndarray], v1: l
         np.testing.assert_allclose(outputs["predict"], [a[target] for a in v1], rtol=0, atol=1e-3)
         bounds = [[a["interval"]["lower"], a["interval"]["upper"]] for a in v1]
         np.testing.assert_allclose(outputs["predict_interval"], bounds, rtol=0, atol=1e-3)
+        assert outputs["extrapolation"].dtype == bool
+        assert outputs["extrapolation"].tolist() == [a["extrapolation"] for a in v1]
 
 
 def _client_outputs(result: httpclient.InferResult) -> dict[str, np.ndarray]:
@@ -237,7 +239,8 @@ def test_model_metadata_lists_the_features_the_outputs_and_the_tensor_form(serve
         outputs = [{"name": "predict", "datatype": "BYTES", "shape": [-1]},
                    {"name": "predict_proba", "datatype": "FP64", "shape": [-1, len(contract.labels)]}]
     else:
-        outputs = [{"name": "predict", "datatype": "FP64", "shape": [-1]},
+        outputs = [{"name": "extrapolation", "datatype": "BOOL", "shape": [-1]},
+                   {"name": "predict", "datatype": "FP64", "shape": [-1]},
                    {"name": "predict_interval", "datatype": "FP64", "shape": [-1, 2]}]
     assert sorted(_tensors(metadata["outputs"]), key=lambda o: o["name"]) == outputs
     assert metadata["parameters"]["tensor_input"] == {"name": TENSOR, "datatype": "FP32",
@@ -279,7 +282,8 @@ def test_one_input_per_feature_answers_as_v1(server, client, contracts, model):
     assert body["model_name"] == model and body["model_version"] == STABLE
     _output_tensors_are_as_documented(model, contract, body, len(rows))
     outputs = _client_outputs(result)
-    assert set(outputs) == ({"predict", "predict_proba"} if contract.is_classifier else {"predict", "predict_interval"})
+    assert set(outputs) == ({"predict", "predict_proba"} if contract.is_classifier else
+                            {"predict", "predict_interval", "extrapolation"})
     _same_as_v1(contract, outputs, _v1(server, model, rows))
 
 

@@ -275,3 +275,98 @@ def test_an_empty_batch_has_an_empty_explanation(classifier, regressor):
         e = explain(model, build_batch(model.contract, []))
         assert len(e) == 0 and e.to_vertex() == []
         assert e.output_attributions.shape == (0, len(e.outputs), len(model.contract.field_names))
+
+
+# ---- a binary classifier and an identity-scale regressor ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def binary():
+    from tests.support.kinds import binary_bundle  # noqa: PLC0415 - trains a model on first use
+
+    return load_model("binary", binary_bundle(), "store", FAST_MAX_ROWS)
+
+
+@pytest.fixture(scope="module")
+def plain():
+    from tests.support.kinds import plain_bundle  # noqa: PLC0415 - trains a model on first use
+
+    return load_model("plain", plain_bundle(), "store", FAST_MAX_ROWS)
+
+
+def _sigmoid(m: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-m))
+
+
+@pytest.mark.parametrize("n", [1, 10, 300])
+def test_a_binary_classifier_is_explained_as_its_positive_class(binary, n):
+    """One margin (the positive class's logit): TreeSHAP adds up to XGBoost's margin, and the probability-space
+    attributions, exact in closed form, add up to the served P(positive) minus the baseline's."""
+    from tests.support.kinds import binary_bundle  # noqa: PLC0415
+
+    contract = binary.contract
+    batch = build_batch(contract, _random_rows(contract, n, seed=40 + n))
+    e = explain(binary, batch)
+    f = len(contract.field_names)
+    assert e.margin_attributions.shape == (n, 1, f) and e.output_attributions.shape == (n, 1, f)
+    assert e.outputs == ("yes",) and e.output_index == (1,) and e.output_space == "probability"
+    margin = _margin(_booster(binary_bundle().files[MODEL_FILE]), batch.matrix)
+    np.testing.assert_allclose(e.base_margin + e.margin_attributions.sum(axis=2), margin, rtol=0, atol=1e-5)
+    served = binary.predictor.predict(batch)
+    p = np.asarray(served.positive())
+    np.testing.assert_allclose(e.output[:, 0], p, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(e.baseline_output, _sigmoid(e.base_margin), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(e.output_attributions.sum(axis=2)[:, 0], p - e.baseline_output[:, 0], rtol=0,
+                               atol=1e-6)
+    np.testing.assert_allclose(e.baseline_output + e.output_attributions.sum(axis=2), e.output, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(e.approximation_error, 0.0)
+    # a feature's share of the probability has the sign of its share of the margin (the sigmoid only rises)
+    assert np.all(np.sign(e.output_attributions) * np.sign(e.margin_attributions) >= 0)
+
+
+def test_vertex_format_of_a_binary_classifier(binary):
+    contract = binary.contract
+    e = explain(binary, build_batch(contract, _random_rows(contract, 3, seed=8)))
+    for row, explanation in enumerate(e.to_vertex()):
+        (a,) = explanation["attributions"]
+        assert a["outputIndex"] == [1] and a["outputDisplayName"] == "yes" and a["outputName"] == "approved"
+        assert list(a["featureAttributions"]) == contract.field_names == ["x1", "x2", "colour"]
+        assert a["instanceOutputValue"] == pytest.approx(e.output[row, 0], rel=1e-5)
+        total = a["baselineOutputValue"] + sum(a["featureAttributions"].values())
+        assert total == pytest.approx(a["instanceOutputValue"], abs=1e-5)
+        logit = np.log(e.output[row, 0] / (1 - e.output[row, 0]))
+        assert a["margin"]["outputValue"] == pytest.approx(logit, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 300])
+def test_an_identity_scale_regressor_is_explained_in_its_own_unit(plain, n):
+    """The margin is the answer itself: offset (the mean target, in the base value) + trees; output attributions
+    are the margin's, summing to the served value minus the base."""
+    from tests.support.kinds import plain_bundle  # noqa: PLC0415
+
+    contract = plain.contract
+    batch = build_batch(contract, _random_rows(contract, n, seed=50 + n))
+    served = plain.predictor.predict(batch)
+    e = explain(plain, batch)
+    assert e.output_space == "value" and e.outputs == ("delta",) and e.regimes == ("all",) * n
+    # served by the compiled trees (n = 1) or XGBoost (float32 sums): equal to float32 rounding
+    np.testing.assert_allclose(e.output[:, 0], served.values, rtol=1e-6, atol=2e-5)
+    np.testing.assert_array_equal(e.output, e.margin)
+    np.testing.assert_array_equal(e.output_attributions, e.margin_attributions)
+    np.testing.assert_array_equal(e.baseline_output, e.base_margin)
+    np.testing.assert_allclose(e.output_attributions.sum(axis=2)[:, 0], np.asarray(served.values) -
+                               e.baseline_output[:, 0], rtol=1e-6, atol=2e-5)
+    np.testing.assert_allclose(e.baseline_output + e.output_attributions.sum(axis=2), e.output, rtol=0, atol=1e-12)
+    (member,) = plain.predictor.members
+    trees = _booster(plain_bundle().files[MODEL_FILE])
+    contribs = trees.predict(xgb.DMatrix(batch.matrix, missing=np.nan), pred_contribs=True)
+    np.testing.assert_allclose(e.base_margin[:, 0], contribs[:, -1] + member.baseline.pooled_intercept, rtol=0,
+                               atol=1e-5)
+    np.testing.assert_array_equal(e.approximation_error, 0.0)
+    assert np.ptp(e.base_margin) < 1e-9  # one base value for the one member
+
+
+def test_an_empty_batch_of_the_new_kinds_has_an_empty_explanation(binary, plain):
+    for model, outputs in ((binary, ("yes",)), (plain, ("delta",))):
+        e = explain(model, build_batch(model.contract, []))
+        assert len(e) == 0 and e.to_vertex() == [] and e.outputs == outputs
+        assert e.output_attributions.shape == (0, 1, len(model.contract.field_names))

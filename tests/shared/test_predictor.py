@@ -187,3 +187,263 @@ def test_contributions_fall_back_to_xgboost_without_covers(trained_bundle):
 def _arrays(trees: TreeEnsemble) -> dict:
     with np.load(io.BytesIO(trees.to_bytes())) as npz:
         return {name: npz[name] for name in npz.files}
+
+
+# ---- binary classifiers (binary:logistic) -----------------------------------------------------------------
+
+def _random_binary(depth: int, seed: int, base_score: float | None = None) -> tuple[xgb.Booster, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, 7)).astype(np.float32)
+    y = ((x[:, 0] + x[:, 1] > 0.7) ^ (rng.random(600) < 0.1)).astype(int)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    params = {"objective": "binary:logistic", "max_depth": depth, "seed": seed}
+    if base_score is not None:
+        params["base_score"] = base_score
+    booster = xgb.train(params, xgb.DMatrix(x, label=y, missing=np.nan), num_boost_round=25)
+    test = rng.normal(scale=2, size=(3000, 7)).astype(np.float32)
+    test[rng.random(test.shape) < 0.25] = np.nan
+    return booster, test
+
+
+@pytest.mark.parametrize("depth", [1, 3, 6])
+def test_binary_logistic_compiles_to_xgboosts_probabilities_with_missing_values(depth):
+    """Both evaluators give [1 - p, p] with p XGBoost's P(positive) to float32 rounding, and so does
+    BoosterPredictor; the serialised trees answer identically."""
+    booster, test = _random_binary(depth, seed=depth)
+    trees = TreeEnsemble.from_bytes(TreeEnsemble.from_xgboost_json(booster.save_raw("json")).to_bytes())
+    assert (trees.link, trees.n_classes, trees.n_outputs) == ("logistic", 1, 2)
+    p = booster.inplace_predict(test).astype(np.float64)
+    assert p.shape == (len(test),)
+    batched = trees.outputs(test)
+    one_by_one = np.array([trees.predict_one(row) for row in test[:800].tolist()])
+    assert batched.shape == (len(test), 2) and one_by_one.shape == (800, 2)
+    np.testing.assert_allclose(batched[:, 1], p, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(one_by_one[:, 1], p[:800], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(batched.sum(axis=1), 1.0)
+    np.testing.assert_allclose(BoosterPredictor(bytes(booster.save_raw("ubj"))).outputs(test), np.column_stack(
+        (1 - p, p)), rtol=0, atol=1e-12)
+    for expected in (p, p[:, None], np.column_stack((1 - p, p))):  # what verification may have recorded
+        assert trees.max_difference(test[:300], expected[:300]) < 1e-6
+    assert trees.max_difference(test[:300], 1 - p[:300]) > 0.1  # the wrong column is caught
+
+
+def test_binary_base_score_becomes_xgboosts_base_margin():
+    """XGBoost stores a binary:logistic base_score as a probability: its margin is -logf(1/p - 1) in float32.
+    With no tree contributing (eta 0), XGBoost's margin is that base margin alone."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    ours, theirs = [], []
+    for i in range(150):
+        y = (rng.random(40) < rng.uniform(0.05, 0.95)).astype(int)
+        params = {"objective": "binary:logistic", "max_depth": 1, "eta": 0.0}
+        if i % 3 == 0 or y.min() == y.max():
+            params["base_score"] = float(rng.uniform(0.001, 0.999))
+        booster = xgb.train(params, xgb.DMatrix(x, label=y), num_boost_round=1)
+        trees = TreeEnsemble.from_xgboost_json(booster.save_raw("json"))
+        ours.append(trees.base_margin[0])
+        theirs.append(booster.predict(xgb.DMatrix(x[:1]), output_margin=True)[0])
+        assert trees.predict_one(x[0].tolist())[1] == pytest.approx(booster.inplace_predict(x[:1])[0], abs=1e-7)
+    ours, theirs = np.array(ours, dtype=np.float32), np.array(theirs, dtype=np.float32)
+    ulps = np.abs(ours.view(np.int32) - theirs.view(np.int32))  # same sign: ulps apart
+    assert ulps.max() <= 1 and np.mean(ulps == 0) >= 0.95, (ulps.max(), np.mean(ulps == 0))
+
+
+def test_npz_of_every_earlier_form_still_loads():
+    """Bundles from before links were stored (softmax), before covers, and of each link, load and answer."""
+    booster, test = _random_model(3)
+    arrays = _arrays(TreeEnsemble.from_xgboost_json(booster.save_raw("json")))
+    oldest = TreeEnsemble({k: v for k, v in arrays.items() if k not in ("link", "cover")})
+    assert oldest.link == "softmax" and not oldest.explains
+    np.testing.assert_allclose(oldest.outputs(test), booster.inplace_predict(test), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="link"):
+        TreeEnsemble({**arrays, "link": np.array("probit")})
+    with pytest.raises(ValueError, match="one output group"):
+        TreeEnsemble({**arrays, "link": np.array("logistic")})  # three classes cannot be logistic
+
+
+def _binary_routed(threshold: float) -> tuple[RoutedPredictor, list[dict], np.ndarray]:
+    """The synthetic binary bundle's predictor, 1000 request rows, and XGBoost's [1 - p, p] of them."""
+    from tests.support.kinds import binary_bundle, rows  # noqa: PLC0415 - trains a model on first use
+
+    bundle = binary_bundle()
+    trees = TreeEnsemble.from_bytes(bundle.files[TREES_FILE])
+    routed = RoutedPredictor(trees, BoosterPredictor(bundle.files[MODEL_FILE]), 64, threshold)
+    requests = rows(1000, seed=5)
+    reference = BoosterPredictor(bundle.files[MODEL_FILE]).outputs(build_batch(bundle.contract, requests).matrix)
+    return routed, requests, reference
+
+
+def test_binary_labels_are_decided_by_the_threshold_in_every_regime():
+    """1 and 16 rows: generated Python; 64: the NumPy walk; 1000: XGBoost. Each says "yes" iff P(yes) >= 0.37,
+    where argmax would say "no" for P(yes) in [0.37, 0.5)."""
+    from tests.support.kinds import LABELS, THRESHOLD, binary_bundle  # noqa: PLC0415
+
+    contract = binary_bundle().contract
+    routed, requests, reference = _binary_routed(THRESHOLD)
+    p = reference[:, 1]
+    window = (p >= THRESHOLD) & (p < 0.5)
+    assert window.sum() > 10 and (p < THRESHOLD).sum() > 10 and (p >= 0.5).sum() > 10
+    order = np.argsort(~window, kind="stable")  # rows in the window first: every regime answers some
+    for n, in_python, xgboost_loaded in ((1, True, False), (SMALL_BATCH, True, False), (64, False, False),
+                                         (1000, False, True)):
+        chosen = order[:n]
+        proba = routed.predict(build_batch(contract, [requests[i] for i in chosen]))
+        assert type(proba) is Probabilities and proba.threshold == THRESHOLD
+        assert (proba.rows is not None) == in_python and (routed.booster._booster is not None) == xgboost_loaded
+        expected = [LABELS[1] if p[i] >= THRESHOLD else LABELS[0] for i in chosen]
+        labels, rounded = proba.labels_and_rows(LABELS, 6)
+        assert labels == proba.labels(LABELS) == expected
+        assert labels != [LABELS[int(k)] for k in reference[chosen].argmax(axis=1)]  # not argmax
+        np.testing.assert_allclose(np.array(rounded), reference[chosen], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(np.asarray(proba.positive()), p[chosen], rtol=0, atol=1e-6)
+
+
+def test_a_threshold_decides_alike_from_lists_and_arrays():
+    rows = [[0.63, 0.37], [0.6300001, 0.3699999], [0.1, 0.9], [0.9, 0.1], [0.5, 0.5]]
+    for proba in (Probabilities(rows, None, 0.37), Probabilities(None, np.array(rows), 0.37)):
+        assert proba.labels(("no", "yes")) == ["yes", "no", "yes", "no", "yes"]  # at the threshold: positive
+        assert list(proba.positive()) == [0.37, 0.3699999, 0.9, 0.1, 0.5]
+    assert Probabilities(rows).labels(("no", "yes")) == ["no", "no", "yes", "no", "no"]  # no threshold: argmax
+
+
+# ---- regressors: identity scale, extrapolation ---------------------------------------------------------------
+
+def _plain_model():
+    from shared.model import load_model  # noqa: PLC0415
+    from tests.support.kinds import plain_bundle  # noqa: PLC0415 - trains a model on first use
+
+    return load_model("plain", plain_bundle(), "store", 64)
+
+
+def _plain_rows(n: int, seed: int) -> list[dict]:
+    from tests.support.kinds import rows  # noqa: PLC0415
+
+    return rows(n, seed)
+
+
+def test_identity_scale_values_are_offset_plus_margin_and_intervals_value_minus_plus_q():
+    model = _plain_model()
+    (member,) = model.predictor.members
+    assert member.scale == "identity" and member.baseline.columns == () and member.name == "all"
+    booster = BoosterPredictor(_plain_booster_bytes())
+    q_of = dict(zip(("blue", "green", "red"), member.interval.q))
+    assert q_of["red"] == member.interval.widest > q_of["blue"]  # the noisiest colour has the widest
+    requests = _plain_rows(1000, seed=31)
+    for n in (1, SMALL_BATCH, 64, 1000):
+        batch = build_batch(model.contract, requests[:n])
+        est = model.predictor.predict(batch)
+        assert isinstance(est.values, list) == (n <= SMALL_BATCH)
+        expected = member.baseline.pooled_intercept + booster.outputs(batch.matrix)[:, 0]
+        np.testing.assert_allclose(est.values, expected, rtol=0, atol=1e-4)
+        # a few random rows fall just beyond the training rows' extremes: those have the widest interval
+        beyond = [any(not f.train_min <= r.get(f.name, f.train_min) <= f.train_max for f in model.contract.numeric)
+                  for r in requests[:n]]
+        q = np.array([member.interval.widest if b else q_of[r["colour"]] for r, b in zip(requests[:n], beyond)])
+        np.testing.assert_allclose(np.asarray(est.lower), np.asarray(est.values) - q, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(est.upper), np.asarray(est.values) + q, rtol=0, atol=1e-9)
+        assert est.flags() == beyond and est.regimes == ["all"] * n
+    assert 0 < sum(beyond) < 20 and (np.asarray(est.values) < 0).any()  # a target of any sign
+
+
+def _plain_booster_bytes() -> bytes:
+    from tests.support.kinds import plain_bundle  # noqa: PLC0415
+
+    return plain_bundle().files[MODEL_FILE]
+
+
+def _beyond(requests: list[dict]) -> list[dict]:
+    """The rows with one numeric input moved outside its training range (alternately x1 above, x2 below)."""
+    out = []
+    for i, row in enumerate(requests):
+        out.append({**row, "x1": 10.5} if i % 2 else {**row, "x2": -7.5})
+    return out
+
+
+def test_a_row_beyond_the_training_ranges_is_flagged_and_gets_the_widest_interval():
+    model = _plain_model()
+    (member,) = model.predictor.members
+    widest = member.interval.widest
+    f1, f2 = model.contract.numeric
+    inside = [r for r in _plain_rows(60, seed=32) if f1.train_min <= r["x1"] <= f1.train_max
+              and f2.train_min <= r.get("x2", 0.0) <= f2.train_max][:40]
+    beyond = _beyond(inside)
+    edges = [{"x1": f1.train_min, "x2": f2.train_max, "colour": "blue"},  # on the bounds: within
+             {"x1": f1.train_max, "colour": "green"}]  # x2 missing: within
+    for requests in (inside[:1] + beyond[:1] + edges, inside + beyond + edges):  # plain Python, NumPy
+        est = model.predictor.predict(build_batch(model.contract, requests))
+        n = len(requests) // 2 - 1 if len(requests) > 4 else 1
+        flags = est.flags()
+        assert flags == [False] * n + [True] * n + [False, False]
+        half = (np.asarray(est.upper) - np.asarray(est.lower)) / 2
+        np.testing.assert_allclose(half[n:2 * n], widest, rtol=0, atol=1e-9)
+        assert half[n:2 * n].min() >= half[:n].max() - 1e-9  # never narrower than any row within the ranges
+        alone = model.predictor.predict(build_batch(model.contract, requests[n:2 * n]))
+        np.testing.assert_allclose(alone.values, np.asarray(est.values)[n:2 * n], rtol=0, atol=1e-4)
+
+
+def test_log_scale_rows_beyond_the_ranges_get_the_widest_log_half_width(co2_bundle):
+    from shared.model import load_model  # noqa: PLC0415
+
+    model = load_model("co2", co2_bundle, "store", 64)
+    rated = _example("co2")
+    heavy = {**rated, "fuel_consumption_comb_l_per_100km": 40.0}  # beyond the training range
+    for requests in ([rated, heavy], [rated, heavy] * 20):
+        est = model.predictor.predict(build_batch(model.contract, requests))
+        assert est.flags()[:2] == [False, True] and est.regimes[:2] == ["rated", "rated"]
+        member = model.predictor.members[0]
+        log_half = (np.log(np.asarray(est.upper)) - np.log(np.asarray(est.lower))) / 2
+        assert log_half[1] == pytest.approx(member.interval.widest, abs=1e-9)
+        assert log_half[0] == pytest.approx(member.interval.one(build_batch(model.contract, [rated]).rows[0]),
+                                            abs=1e-9)
+        assert np.asarray(est.values)[1] > np.asarray(est.values)[0]
+
+
+def _example(name: str) -> dict:
+    from shared.spec import load_spec  # noqa: PLC0415
+
+    return dict(load_spec(name).examples()[0]["request"])
+
+
+def test_estimates_flags_alike_from_lists_and_arrays():
+    lists = Estimates([1.0, 2.0], [0.5, 1.5], [1.5, 2.5], ["a", "a"], [False, True])
+    arrays = Estimates(np.array([1.0, 2.0]), np.array([0.5, 1.5]), np.array([1.5, 2.5]), ["a", "a"],
+                       np.array([False, True]))
+    assert lists.flags() == arrays.flags() == [False, True] and type(arrays.flags()[1]) is bool
+    assert Estimates([1.0], [0.5], [1.5], ["a"]).flags() == [False]  # made without flags (as the job's subsets)
+
+
+def test_a_binary_bundle_loads_with_its_threshold_or_is_refused():
+    from shared.bundle import CorruptBundle, make_bundle  # noqa: PLC0415
+    from shared.model import DEFAULT_THRESHOLD, load_model  # noqa: PLC0415
+    from tests.support.kinds import THRESHOLD, binary_bundle, rows  # noqa: PLC0415
+
+    bundle = binary_bundle()
+    sections = {k: v for k, v in bundle.manifest.items() if k not in {"format", "version", "created_at", "files"}}
+
+    def variant(files=None, **changes):
+        return make_bundle(bundle.version, files or bundle.files, **{**sections, **changes})
+
+    assert load_model("b", bundle, "store", 64).threshold == THRESHOLD
+    assert load_model("b", variant(threshold=None), "store", 64).threshold == DEFAULT_THRESHOLD
+    unthresholded = {k: v for k, v in sections.items() if k != "threshold"}
+    assert load_model("b", make_bundle(bundle.version, bundle.files, **unthresholded), "store", 64).threshold == 0.5
+    # without its compiled trees, XGBoost answers alone: the same [1 - p, p] and the same thresholded labels
+    slow = load_model("b", variant(files={MODEL_FILE: bundle.files[MODEL_FILE]}), "store", 64)
+    fast = load_model("b", bundle, "store", 64)
+    assert slow.predictor.fast is None and fast.predictor.fast is not None
+    requests = rows(200, seed=9)
+    for n in (1, 10, 200):  # Python, Python, XGBoost for the fast one; XGBoost always for the slow one
+        batch = build_batch(bundle.contract, requests[:n])
+        a, b = slow.predictor.predict(batch), fast.predictor.predict(batch)
+        assert a.array is not None and a.threshold == b.threshold == THRESHOLD
+        assert a.labels(("no", "yes")) == b.labels(("no", "yes"))
+        np.testing.assert_allclose(a.array, np.asarray(b.rows) if b.rows is not None else b.array, atol=1e-6)
+    for bad in ({"value": 1.5}, {"value": "0.4"}, {"value": float("nan")}, {"rule": "best_f1"}, [0.4]):
+        with pytest.raises(CorruptBundle, match="threshold"):
+            load_model("b", variant(threshold=bad), "store", 64)
+    three = variant(contract={**sections["contract"], "target": {**sections["contract"]["target"],
+                                                                 "labels": ["no", "maybe", "yes"]}})
+    with pytest.raises(CorruptBundle, match="two labels"):
+        load_model("b", three, "store", 64)
+    with pytest.raises(CorruptBundle, match="task"):
+        load_model("b", variant(task="multiclass"), "store", 64)

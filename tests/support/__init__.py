@@ -6,6 +6,7 @@
 - `proxy`: `DelayProxy`, a TCP proxy that makes storage slow on demand.
 - `tally`: `Tally` and the terminal-summary table of the reliability suite.
 - `jobs`: `run_job`, the retraining job as a real process.
+- `kinds`: real binary and identity-scale regression bundles, trained with XGBoost and assembled as training does.
 
 The repository root is `testbed.servers.REPO`.
 """
