@@ -1,4 +1,5 @@
-"""`python -m retrain_job [run | monitor | promote-canary | rollback-canary | rollback]`: the Cloud Run Job's command.
+"""`python -m retrain_job [run | monitor | promote-canary | rollback-canary | rollback | init]`: the Cloud Run Job's
+command, and the new model's first step.
 
 `run` (the default) trains, gates, publishes and reports one model (`--model`, default the MODEL_NAME
 setting), or every model with a spec (`--all-models`, one summary line each, then one line naming every
@@ -7,6 +8,9 @@ unless a `--tol-*` flag or its TOL_* setting says otherwise.
 `monitor` measures each served version's quality from the truth fed back for its predictions, judges a canary
 on those live labels (promote, roll back, or leave it: `--no-canary-decision` and `--dry-run` only report),
 writes the monitor report and the `live_*` metrics (retrain_job/monitor.py); `--model` or `--all-models` alike.
+`init --csv PATH --target COLUMN` writes specs/<name>/ from a CSV for review (retrain_job/init.py).
+A spec or data problem is reported as its own message (the key, field, rows and what to fix), never as a raw
+library error.
 Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad flag or environment setting
 (shared/settings.py: one line per bad variable).
 """
@@ -19,16 +23,19 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
+from retrain_job.data import DataError
 from retrain_job.drift import DriftThresholds
 from retrain_job.gate import Tolerances
+from retrain_job.init import run_init
 from retrain_job.job import JobOptions, run
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.monitor import MonitorOptions, run_monitor
 from retrain_job.publish import PointerRace, resolve_canary, rollback
 from retrain_job.tasks import Task
 from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
-from shared.spec import spec_names
+from shared.spec import SpecError, spec_names
 from shared.store import Store, open_store
 
 PROG = "python -m retrain_job"
@@ -43,7 +50,7 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run",
-                   choices=["run", "monitor", "promote-canary", "rollback-canary", "rollback"])
+                   choices=["run", "monitor", "promote-canary", "rollback-canary", "rollback", "init"])
     p.add_argument("--store", default=s.model_store,
                    help="gs://bucket/prefix or a local directory (MODEL_STORE)")
     p.add_argument("--model", "--model-name", dest="model", default=s.model_name, choices=spec_names(),
@@ -79,6 +86,15 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
                               "(MONITOR_MIN_LABELS)")
     monitor.add_argument("--no-canary-decision", dest="canary_decision", action="store_false",
                          help="judge the canary on live labels and report it, but leave the pointer alone")
+    init = p.add_argument_group("init", "flags of `init`: write specs/<name>/ from a CSV for review (never "
+                                        "overwriting; retrain_job/init.py)")
+    init.add_argument("--csv", help="the CSV file of the new model's data (copied into its spec folder)")
+    init.add_argument("--target", help="the column to predict (its header)")
+    init.add_argument("--name", help="the new model's name (default: the CSV's stem, its words joined by '-')")
+    init.add_argument("--task", choices=["binary", "multiclass", "regression"],
+                      help="the task (default: inferred from the target)")
+    init.add_argument("--specs-dir", type=Path, default=None,
+                      help="where spec folders are written (default: the project's specs/, or SPECS_DIR)")
     return p.parse_args(argv)
 
 
@@ -150,6 +166,10 @@ def _run_one(store: Store, opts: JobOptions) -> tuple[int, dict]:
         return 0, run(store, opts)
     except PointerRace as exc:
         return 0, {"model": opts.model_name, "decision": "lost-race", "reason": str(exc)}
+    except (SpecError, DataError) as exc:  # the user's to fix: the message says what, no traceback
+        logging.error("retraining %s failed: %s", opts.model_name, exc)
+        write_metrics([MetricPoint("job_success", 0.0)], replace(opts.metrics, model=opts.model_name))
+        return 1, {"model": opts.model_name, "decision": "failed", "error": str(exc)}
     except Exception as exc:
         logging.exception("retraining %s failed", opts.model_name)
         write_metrics([MetricPoint("job_success", 0.0)], replace(opts.metrics, model=opts.model_name))
@@ -186,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = exit_on_bad_settings(PROG, JOB)
     args = parse_args(sys.argv[1:] if argv is None else argv, settings)
     configure_logging(settings.log_level)
+    if args.command == "init":
+        return run_init(args)
     store = open_store(args.store)
     target = replace(MetricsTarget.from_env(settings), model=args.model)
     if args.command == "monitor":

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from shared.contract import FeatureContract, derive_contract
-from shared.spec import ModelSpec, SpecError
+from shared.spec import ModelSpec
 from shared.store import Store
 from shared.validation.rules import TargetRule, Violation
 from shared.validation.schema import schema_errors
@@ -51,40 +51,106 @@ def _is_missing(text: str) -> bool:
     return text.strip().lower() in MISSING_TEXT
 
 
-def _convert_column(values: pd.Series, kind: str, where: str) -> list:
-    """One base column's text as Python values of its kind (None where missing); SpecError on a bad cell."""
-    out: list = []
-    for line, text in enumerate(values.tolist(), start=2):
-        if _is_missing(text):
-            out.append(None)
-            continue
-        try:
-            if kind == "numeric":
-                out.append(float(text))
-            elif kind == "integer":
-                out.append(int(text.strip()))
-            else:
-                out.append(text)
-        except ValueError:
-            raise SpecError(f"{where} line {line}: {text!r} is not {kind}") from None
-    return out
+class DataError(ValueError):
+    """Training data a model cannot be trained on: the message names the field, the rows and what to fix."""
+
+
+@dataclass(frozen=True)
+class BaseData:
+    """The spec's base data as training rows, and what reading it found (rows dropped, bad rows per field)."""
+
+    frame: pd.DataFrame
+    intake: dict
+
+
+BAD_EXAMPLES = 3  # example rows shown per field in the bad-rows summary
+
+
+def _base_contract(spec: ModelSpec, df: pd.DataFrame) -> FeatureContract:
+    """The rules the base data's rows are judged by: the spec's bounds and policies, every level seen accepted."""
+    levels = {f.name: tuple(sorted({v for v in df[f.name] if not _is_missing(v)})) if f.name in df.columns else ()
+              for f in spec.features if f.kind == "categorical"}
+    rows = [{f.name: f.bounds[0] if f.kind == "numeric" else None for f in spec.features},
+            {f.name: f.bounds[1] for f in spec.features if f.kind == "numeric"}]
+    contract = derive_contract(spec, rows, spec.labels)
+    return replace(contract, categorical=tuple(replace(c, levels=levels[c.name]) for c in contract.categorical))
+
+
+def check_labels(spec: ModelSpec, seen: pd.Series) -> None:
+    """DataError unless a classifier's spec labels and the target values in the data agree (case ignored)."""
+    counts = seen.value_counts()
+    known = {label.lower() for label in spec.target.labels}
+    found = {str(v).strip().lower() for v in counts.index}
+    shown = ", ".join(f"{v!r} ({n} rows)" for v, n in counts.head(8).items())
+    if not found & known or known - found:
+        raise DataError(f"target {spec.target.name!r}: the spec's labels {list(spec.target.labels)} do not match the "
+                        f"values in the data: {shown}{' ...' if len(counts) > 8 else ''}; write the labels as "
+                        "the data spells them in [target] labels (case is ignored)")
+
+
+def bad_rows_summary(bad: list[dict], total: int) -> list[str]:
+    """One line per field: its message, how many rows break it, and a few of them by line with their value."""
+    by_field: dict[tuple[str, str], list[tuple[object, object]]] = {}
+    for row in bad:
+        for name, messages in row["errors"].items():
+            key = (name, " ".join(map(str, messages)))
+            by_field.setdefault(key, []).append((row.get("line", row.get("id")), row["values"].get(name, "")))
+    lines = []
+    for (name, message), rows in sorted(by_field.items(), key=lambda kv: -len(kv[1])):
+        examples = ", ".join(f"line {line}: {value!r}" for line, value in rows[:BAD_EXAMPLES])
+        lines.append(f"{name}: {message} - {len(rows)} of {total} rows, e.g. {examples}")
+    return lines
+
+
+def read_base(spec: ModelSpec) -> BaseData:
+    """The spec's base data: checksum verified, renamed, every row judged by the request rules (the target by its
+    own); rows lacking a `[data] required` field or the target dropped; bad rows dropped or refused as the spec's
+    `[data] bad_rows` says. DataError names the field, the rows and the values when the data cannot be used."""
+    raw = spec.read_data()
+    try:
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False).rename(columns=spec.data.columns)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{spec.data_path}: not a readable CSV file ({exc})") from None
+    missing = [c for c in (*(f.name for f in spec.features if f.required), spec.target.name) if c not in df.columns]
+    if missing:
+        raise DataError(f"{spec.data_path}: no column for {missing} (columns after renaming by [data.columns]: "
+                        f"{list(df.columns)})")
+    for name in request_fields(spec):
+        if name not in df.columns:
+            df[name] = ""
+    lines = np.arange(2, len(df) + 2)  # line 1: the header
+    needed = [*spec.data.required, spec.target.name]
+    keep = ~df[list(dict.fromkeys(needed))].map(_is_missing).any(axis=1).to_numpy()
+    df, lines = df[keep].reset_index(drop=True), lines[keep]
+    if df.empty:
+        raise DataError(f"{spec.data_path}: no row has every field of [data] required and the target ({needed})")
+    if spec.is_classifier:
+        check_labels(spec, df[spec.target.name])
+    kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
+    records = df.to_dict("records")
+    requests = [{name: _request_value(r[name], kinds[name]) for name in request_fields(spec)
+                 if not _is_missing(r[name])} for r in records]
+    where = [{"file": spec.data.file, "line": int(line)} for line in lines]
+    good, bad = _judge_rows(spec.data.file, spec, _base_contract(spec, df), {}, requests=requests,
+                            targets=df[spec.target.name].tolist(), shown=records, where=where)
+    intake = {"rows_read": int(len(keep)), "dropped_missing_required": int((~keep).sum()), "bad_rows": len(bad),
+              "bad_rows_policy": spec.data.bad_rows}
+    if bad:
+        share = len(bad) / len(df)
+        summary = bad_rows_summary(bad, len(df))
+        intake["bad_rows_by_field"] = summary
+        if spec.data.bad_rows == "reject" or share > spec.data.max_bad_share:
+            why = ("[data] bad_rows = \"reject\"" if spec.data.bad_rows == "reject" else
+                   f"{share:.1%} of the rows, more than [data] max_bad_share = {spec.data.max_bad_share}")
+            raise DataError(f"{spec.data_path}: {len(bad)} bad row(s) ({why}): " + "; ".join(summary)
+                            + ". Fix the rows, widen the spec's bounds if the values are possible, declare "
+                            "missing_values, or set [data] bad_rows = \"drop\" with a max_bad_share")
+    return BaseData(good.reset_index(drop=True), intake)
 
 
 def load_base(spec: ModelSpec) -> pd.DataFrame:
-    """The spec's base data: checksum verified, renamed, converted; rows lacking a required field dropped."""
-    raw = spec.read_data()
-    df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False).rename(columns=spec.data.columns)
-    kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
-    kinds[spec.target.name] = "categorical" if spec.is_classifier else "numeric"
-    missing = [c for c in (*feature_names(spec), spec.target.name) if c not in df.columns]
-    if missing:
-        raise SpecError(f"{spec.data_path}: no column for {missing} (after renaming by [data.columns])")
-    frame = pd.DataFrame({
-        name: pd.Series(_convert_column(df[name], kinds[name], f"{spec.data_path} column {name!r}")
-                        if name in df.columns else [None] * len(df), dtype=object)
-        for name in columns(spec)})
-    frame = frame[frame[list(spec.data.required)].notna().all(axis=1)].reset_index(drop=True)
-    return _typed(frame, spec, spec.data.file)
+    """The spec's base data as training rows (`read_base` without its intake report)."""
+    return read_base(spec).frame
 
 
 def _typed(frame: pd.DataFrame, spec: ModelSpec, source: str) -> pd.DataFrame:
@@ -151,7 +217,7 @@ class LabelledData:
 
 def intake_contract(spec: ModelSpec, base: pd.DataFrame) -> FeatureContract:
     """The request rules labelled rows are judged by: the base data's levels, new levels accepted (kept as sent)."""
-    contract = derive_contract(spec, to_records(base, feature_names(spec)), spec.target.labels)
+    contract = derive_contract(spec, to_records(base, feature_names(spec)), spec.labels)
     open_levels = tuple(replace(c, unseen="missing", strip=True) for c in contract.categorical)
     return replace(contract, categorical=open_levels)
 
@@ -276,14 +342,16 @@ def _judge_rows(key: str, spec: ModelSpec, contract: FeatureContract, new_levels
         if row_errors:
             reason = "; ".join(f"{name}={record.get(name, '')!r}: {' '.join(map(str, msgs))}"
                                for name, msgs in row_errors.items())
-            bad.append({**where[i], "reason": reason, "errors": row_errors})
+            bad.append({**where[i], "reason": reason, "errors": row_errors,
+                        "values": {name: record.get(name, "") for name in row_errors}})
             continue
         for c in contract.categorical:  # a new level: one spelling for all its rows (the first seen)
             value = row.get(c.name)
             if value is not None and value not in c.levels:
                 row[c.name] = new_levels.setdefault((c.name, value.lower()), value)
         good.append({**{name: row.get(name) for name in request_fields(spec)}, spec.target.name: target})
-    frame = pd.DataFrame(good, columns=columns(spec)) if good else empty_frame(spec)[columns(spec)]
+    # dtype=object keeps None for a missing text value (pandas would infer a string column with NaN)
+    frame = pd.DataFrame(good, columns=columns(spec), dtype=object) if good else empty_frame(spec)[columns(spec)]
     return _typed(frame.astype(object), spec, key), bad
 
 

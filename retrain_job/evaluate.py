@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
 from retrain_job.data import feature_names, to_records
 from retrain_job.live_quality import expected_calibration_error
@@ -35,16 +35,40 @@ def serving_model(spec: ModelSpec, bundle: Bundle) -> ServingModel:
     return load_model(spec.name, bundle, "store", fast_max_rows=0)
 
 
-def classifier_metrics(proba: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, macro F1, log loss and expected calibration error (top-label, 10 bins) of predicted probabilities."""
-    predicted = proba.argmax(axis=1)
-    return {
+def predicted_classes(proba: np.ndarray, threshold: float | None = None) -> np.ndarray:
+    """Each row's class index: the most probable, or for a binary model (threshold set) the positive one (1) iff
+    its probability reaches the threshold."""
+    return (proba[:, 1] >= threshold).astype(int) if threshold is not None else proba.argmax(axis=1)
+
+
+def classifier_metrics(proba: np.ndarray, y: np.ndarray, threshold: float | None = None) -> dict:
+    """Accuracy, macro F1, log loss and expected calibration error (top-label, 10 bins) of predicted probabilities;
+    for a binary model (threshold set) also ROC AUC, PR AUC (average precision), the Brier score, and precision,
+    recall and F1 of the positive class at the threshold."""
+    predicted = predicted_classes(proba, threshold)
+    out = {
         "accuracy": round(float(accuracy_score(y, predicted)), 6),
         "macro_f1": round(float(f1_score(y, predicted, average="macro")), 6),
         "log_loss": round(float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)))), 6),
         "ece": round(expected_calibration_error(proba, y), 6) if len(y) else None,
         "rows": int(len(y)),
     }
+    if threshold is not None:
+        out.update(binary_metrics(proba[:, 1], y, threshold))
+    return out
+
+
+def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
+    """A binary model's ranking and probability quality, and its decisions at the threshold (1: positive)."""
+    both = len(np.unique(y)) == 2  # AUCs need both classes
+    predicted = p >= threshold
+    tp = int(np.sum(predicted & (y == 1)))
+    precision, recall = tp / max(int(predicted.sum()), 1), tp / max(int(np.sum(y == 1)), 1)
+    return {"roc_auc": round(float(roc_auc_score(y, p)), 6) if both else None,
+            "pr_auc": round(float(average_precision_score(y, p)), 6) if both else None,
+            "brier": round(float(np.mean((p - y) ** 2)), 6), "threshold": threshold,
+            "precision": round(precision, 6), "recall": round(recall, 6),
+            "f1": round(2 * precision * recall / (precision + recall), 6) if tp else 0.0}
 
 
 def point_metrics(predicted: np.ndarray, y: np.ndarray) -> dict:
@@ -75,7 +99,8 @@ def _classifier(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame) -> Sco
     proba = model.predictor.outputs(x)
     index = {label: i for i, label in enumerate(contract.labels)}
     y = rows[spec.target.name].map(index).to_numpy(dtype=int)
-    return Score(classifier_metrics(proba, y), proba.argmax(axis=1))
+    threshold = model.threshold
+    return Score(classifier_metrics(proba, y, threshold), predicted_classes(proba, threshold))
 
 
 def regime_rows(spec: ModelSpec, rows: pd.DataFrame, needs: list[str]) -> tuple[pd.DataFrame, list[dict]]:
@@ -111,7 +136,9 @@ def regression_metrics(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame)
     first = members[0]
     chosen, records = regime_rows(spec, rows, first["needs"])
     x = build_batch(contract, records).matrix
-    b = np.exp(Baseline.from_dict(first["baseline"]).log_batch(x))
+    scale = first.get("scale", "log")
+    b = Baseline.from_dict(first["baseline"], scale).batch(x)
+    b = np.exp(b) if scale == "log" else b
     out["baseline"] = {"regime": first["name"], **point_metrics(b, chosen[spec.target.name].to_numpy(np.float64))}
     out["rmse"] = out["regimes"][first["name"]]["rmse"]
     return out
@@ -124,19 +151,22 @@ def _subset(est: Estimates, y: np.ndarray, mask: np.ndarray) -> dict:
 
 
 def predict_examples(spec: ModelSpec, model: ServingModel) -> list[str]:
-    """The spec's examples this model gets wrong (a label, or a value outside the example's tolerance)."""
+    """The spec's examples this model gets wrong (a label, or a value outside the example's tolerance). Every
+    example must be answered (InvalidRows otherwise); only those with an `expected` outcome are checked."""
     examples = spec.examples()
+    if not examples:
+        return []
     batch = build_batch(model.contract, [dict(e["request"]) for e in examples])
     wrong = []
     if spec.is_classifier:
         proba = model.predictor.outputs(batch.matrix)
-        for example, p in zip(examples, proba.argmax(axis=1)):
-            if model.labels[p] != example["expected"]:
+        for example, p in zip(examples, predicted_classes(proba, model.threshold)):
+            if "expected" in example and model.labels[p] != example["expected"]:
                 wrong.append(f"example {example['expected']} predicted as {model.labels[p]}")
         return wrong
     est = model.predictor.predict(batch)
     for i, (example, value) in enumerate(zip(examples, est.values)):
-        if abs(value - float(example["expected"])) > float(example.get("tolerance", 0.0)):
+        if "expected" in example and abs(value - float(example["expected"])) > float(example.get("tolerance", 0.0)):
             wrong.append(f"example {i + 1} predicted {value:.4g}, expected {example['expected']} "
                          f"+/- {example.get('tolerance', 0)}")
     return wrong

@@ -5,7 +5,9 @@ are scored through the serving code path (`retrain_job.evaluate`).
 
 - A classifier passes when its accuracy and macro F1 are not lower than stable's by more than their
   tolerances, its log loss not higher by more than the gate's tolerance, its accuracy reaches the floor,
-  it predicts every label and gets the spec's examples right.
+  it predicts every label and gets the spec's examples that have an expected outcome right. A binary
+  one also keeps its ROC AUC within `roc_auc_tolerance` of stable's, and its threshold rule must have been
+  reachable (a minimum precision or recall that no threshold reached on out-of-fold predictions fails).
 - A regressor passes when its first regime's RMSE is not above stable's by more than the tolerance, every
   other regime's not by more than the tolerance scaled by that regime's error (stable's RMSE there over
   stable's in the first regime: the same slack relative to each regime's own scale), the first regime
@@ -38,6 +40,7 @@ class Tolerances:
 
 
 CLASSIFIER_POLICY = ("tolerance", "accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor")
+BINARY_POLICY = (*CLASSIFIER_POLICY, "roc_auc_tolerance")
 REGRESSION_POLICY = ("tolerance", "coverage_min", "coverage_max")
 
 
@@ -49,6 +52,7 @@ class GatePolicy:
     accuracy_tolerance: float = 0.0
     macro_f1_tolerance: float = 0.0
     accuracy_floor: float = 0.0
+    roc_auc_tolerance: float = 1.0
     coverage_min: float = 0.0
     coverage_max: float = 1.0
 
@@ -63,7 +67,8 @@ class GatePolicy:
 
         if spec.is_classifier:
             return cls(pick(o.log_loss, spec.gate.tolerance), pick(o.accuracy, extra.get("accuracy_tolerance", 0.0)),
-                       pick(o.macro_f1, extra.get("macro_f1_tolerance", 0.0)), float(extra.get("accuracy_floor", 0.0)))
+                       pick(o.macro_f1, extra.get("macro_f1_tolerance", 0.0)), float(extra.get("accuracy_floor", 0.0)),
+                       float(extra.get("roc_auc_tolerance", 1.0)))
         return cls(pick(o.rmse, spec.gate.tolerance), coverage_min=float(extra.get("coverage_min", 0.0)),
                    coverage_max=float(extra.get("coverage_max", 1.0)))
 
@@ -101,7 +106,9 @@ def judge(spec: ModelSpec, candidate: Bundle, stable: Bundle | None, holdout: pd
         reasons += _classifier_reasons(cand, old, model.labels, policy)
     else:
         reasons += regression_reasons(cand.metrics, old.metrics if old else None, policy)
-    shown = CLASSIFIER_POLICY if spec.is_classifier else REGRESSION_POLICY
+    if spec.is_binary:
+        reasons += _binary_reasons(cand, old, candidate.manifest.get("threshold") or {}, policy)
+    shown = BINARY_POLICY if spec.is_binary else CLASSIFIER_POLICY if spec.is_classifier else REGRESSION_POLICY
     return Verdict(not reasons, reasons, cand.metrics, old.metrics if old else None,
                    {k: v for k, v in vars(policy).items() if k in shown})
 
@@ -122,6 +129,18 @@ def _classifier_reasons(cand: Score, old: Score | None, labels: tuple[str, ...],
             reasons.append(f"macro F1 {c['macro_f1']:.4f} vs stable {s['macro_f1']:.4f}")
         if c["log_loss"] > s["log_loss"] + p.tolerance:
             reasons.append(f"log loss {c['log_loss']:.4f} vs stable {s['log_loss']:.4f}")
+    return reasons
+
+
+def _binary_reasons(cand: Score, old: Score | None, threshold: dict, p: GatePolicy) -> list[str]:
+    reasons = []
+    if threshold.get("reached") is False:
+        reasons.append(f"no threshold reaches {threshold['rule']} {threshold['rule_value']} on out-of-fold "
+                       f"predictions (the closest: {threshold['training_oof']})")
+    c, s = cand.metrics, old.metrics if old is not None else {}
+    if s.get("roc_auc") is not None and c.get("roc_auc") is not None and \
+            c["roc_auc"] < s["roc_auc"] - p.roc_auc_tolerance:
+        reasons.append(f"ROC AUC {c['roc_auc']:.4f} vs stable {s['roc_auc']:.4f}")
     return reasons
 
 

@@ -23,9 +23,9 @@ from retrain_job.data import (
     FEEDBACK_KEY,
     LABELLED_PREFIX,
     LabelledData,
-    load_base,
     load_labelled,
     load_serving_inputs,
+    read_base,
 )
 from retrain_job.drift import DriftThresholds
 from retrain_job.feedback import Joined, join_feedback, labelled_rows
@@ -208,6 +208,8 @@ class RunSummary:
                        gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons,
                              "policy": self.verdict.policy},
                        drift=self.drift.to_dict(), **self.published.to_dict())
+            if self.spec.is_binary:
+                out["threshold"] = self.candidate.bundle.manifest.get("threshold")
             if self.spec.is_classifier:
                 out["calibration"] = self.candidate.bundle.manifest["metrics"].get("calibration")
             else:
@@ -231,6 +233,9 @@ class RunSummary:
                        MetricPoint("candidate_log_loss", verdict.candidate["log_loss"])]
             if verdict.stable:
                 points.append(MetricPoint("stable_accuracy", verdict.stable["accuracy"]))
+            for name, metrics in (("candidate_roc_auc", verdict.candidate), ("stable_roc_auc", verdict.stable)):
+                if self.spec.is_binary and metrics and metrics.get("roc_auc") is not None:  # both classes held out
+                    points.append(MetricPoint(name, metrics["roc_auc"]))
         else:
             for name, m in verdict.candidate["regimes"].items():
                 points += [MetricPoint("candidate_rmse", m["rmse"], {"regime": name}),
@@ -276,13 +281,14 @@ def run(store: Store, opts: JobOptions) -> dict:
 def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock) -> TrainingData:
     """The spec's base data and the new labelled rows (files and feedback), split with the frozen holdout and
     encoded once."""
-    base = clock("data", load_base, spec)
+    base = clock("data", read_base, spec)
     joined = clock("feedback", read_feedback, store, spec, opts) if opts.feedback_days else None
     records = None if joined is None else labelled_rows(joined, spec.target.name, id_name=FEEDBACK_ID)
-    labelled = clock("labelled", load_labelled, store, spec, base, opts.data_prefix, records)
+    labelled = clock("labelled", load_labelled, store, spec, base.frame, opts.data_prefix, records)
     if joined is not None:
         labelled = replace(labelled, feedback=feedback_summary(joined, labelled, opts.feedback_days))
-    return clock("prepare", train.prepare, spec, base, labelled)
+    data = clock("prepare", train.prepare, spec, base.frame, labelled)
+    return replace(data, intake=base.intake)
 
 
 def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime | None = None) -> Joined:
@@ -381,7 +387,7 @@ def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> t
 
 def _describe(data: TrainingData) -> dict:
     labelled = data.labelled
-    return {"base_rows": int(len(data.base)), "labelled_rows": int(len(labelled.rows)),
+    return {"base_rows": int(len(data.base)), "base_intake": data.intake, "labelled_rows": int(len(labelled.rows)),
             "labelled_files": labelled.files, "feedback": labelled.feedback, "rejected_rows": labelled.rejected_count,
             "rejected_sample": labelled.rejected[:REJECTED_SAMPLE], "train_rows": int(len(data.split.train)),
             "holdout_rows": int(len(data.split.holdout)), "holdout": data.split.info}

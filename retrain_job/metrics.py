@@ -23,11 +23,13 @@ MAX_SERIES_PER_REQUEST = 200
 METRIC_NAMES = (
     "drift_share", "feature_drift_score", "prediction_drift_score",
     "candidate_accuracy", "stable_accuracy", "candidate_log_loss",  # classifiers
+    "candidate_roc_auc", "stable_roc_auc",  # binary classifiers
     "candidate_rmse", "stable_rmse", "candidate_coverage",  # regressors, labelled by regime
     "promoted", "training_rows", "labelled_rows_rejected", "job_duration_s", "job_success",
     # the monitor (python -m retrain_job monitor), labelled model_version and role; live_accuracy, live_coverage and
     # the other realised metrics only for a version with at least MONITOR_MIN_LABELS labels
     "live_accuracy", "live_accuracy_estimated", "live_macro_f1", "live_log_loss",  # classifiers
+    "live_roc_auc", "live_pr_auc", "live_brier", "live_precision", "live_recall", "live_f1",  # binary classifiers
     "live_rmse", "live_mae", "live_coverage",  # regressors
     "live_labelled", "live_predictions", "feedback_unknown_ids",
 )

@@ -1,20 +1,27 @@
-"""A regressor from its spec: one booster per input regime over a least-squares baseline, with conformal intervals.
+"""A regressor from its spec: one booster per input regime, over an offset or a log-scale baseline, with
+cross-conformal intervals.
 
-Each regime (`[[regression.regimes]]`) serves the rows having every input it `needs`; the last needs
-nothing and serves the rest. A regime answers from its needed inputs and the required features only:
-every other optional numeric feature is masked (NaN) in its training, so it never learns to lean on an
-input a request may leave out. Its baseline is fitted by least squares on the log scale,
+Each regime (`[[regression.regimes]]`; a plain regressor without any has one, "all") serves the rows having
+every input it `needs`; the last needs nothing and serves the rest. A regime answers from its needed inputs
+and the required features only: every other optional numeric feature is masked (NaN) in its training, so it
+never learns to lean on an input a request may leave out. The spec's strategy says what its booster learns:
 
-    log b(x) = intercept[level of the group feature] + sum_j beta_j * log x_j   (its `baseline` inputs),
+- `plain`: the target as it is, any sign: z = y - mean(y), the value is mean(y) + margin and the interval
+  value -/+ q.
+- `log_baseline`: z = log y - log b(x) over a baseline fitted by least squares on the log scale,
 
-with a pooled intercept for a missing or unseen level, and its booster (`reg:squarederror`) learns
-z = log y - log b(x). A prediction b(x) * exp(margin) therefore follows its inputs beyond the largest
-target seen in training instead of stopping there as trees alone do.
+      log b(x) = intercept[level of the group feature] + sum_j beta_j * log x_j   (its `baseline` inputs),
 
-Intervals are split conformal: a seeded share of the training groups is held out as the calibration
-set, the booster and the baseline are fitted on the rest, and the half-width q (log scale) is the
-ceil((n + 1) * level) / n quantile of |z - margin| on the calibration rows, per level of the group
-feature that has enough of them, else pooled. The interval is b(x) * exp(margin -/+ q).
+  with a pooled intercept for a missing or unseen level. A prediction b(x) * exp(margin) follows its inputs
+  beyond the largest target seen in training instead of stopping there as trees alone do; the interval is
+  b(x) * exp(margin -/+ q).
+
+Intervals are cross-conformal (CV+ style): every training row's residual |z - margin| comes from a model
+fitted without its fold (the search's folds of whole groups), and the half-width q is the
+ceil((n + 1) * level) / n quantile of those residuals, per level of the group feature that has enough rows,
+else pooled. Then the served booster and baseline are fitted on every training row: nothing is held back
+from the model to calibrate it, and since each residual came from a model fitted on four fifths of the
+rows, the served model's errors are if anything smaller (the gate measures coverage on the holdout).
 """
 from __future__ import annotations
 
@@ -24,12 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
-from retrain_job.split import SEED, grouped_mask
+from retrain_job.split import SEED, group_folds
 from shared.contract import FeatureContract
 from shared.predictor import Baseline, Interval
 from shared.spec import ModelSpec
 
 UNSEEN_MASK_FRACTION = 0.1  # categories masked in training, so that a level never seen serves as missing
+CONFORMAL_FOLDS = 10  # folds of whole groups whose out-of-fold residuals calibrate the intervals (models on 90%)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class Regime:
     group_columns: tuple[int, ...]
     need_names: tuple[str, ...] = ()
     group: str | None = None
+    log_scale: bool = True  # the log_baseline strategy; False: plain (the target as it is)
 
     def rows(self, x: np.ndarray) -> np.ndarray:
         """Which rows this regime trains on: those having every input it needs."""
@@ -66,12 +75,16 @@ def regimes(spec: ModelSpec, contract: FeatureContract) -> tuple[Regime, ...]:
     optional = [f.name for f in contract.numeric if not f.required]
     return tuple(Regime(r.name, tuple(columns.index(n) for n in r.needs),
                         tuple(columns.index(n) for n in optional if n not in r.needs),
-                        tuple(columns.index(n) for n in r.baseline), group_columns, r.needs, group)
+                        tuple(columns.index(n) for n in r.baseline), group_columns, r.needs, group,
+                        spec.regression.log_scale)
                  for r in spec.regression.regimes)
 
 
 def fit_baseline(x: np.ndarray, y: np.ndarray, regime: Regime) -> Baseline:
-    """Least squares of log y on one intercept per group level and the logs of the baseline inputs."""
+    """A plain regime's offset (the mean target), or least squares of log y on one intercept per group level and
+    the logs of the baseline inputs."""
+    if not regime.log_scale:
+        return Baseline((), (), (), (), float(np.mean(y)), "identity")
     logs = np.log(x[:, list(regime.baseline_columns)].astype(np.float64))
     target = np.log(y)
     levels = (x[:, list(regime.group_columns)] == 1.0) if regime.group_columns else np.ones((len(y), 1), bool)
@@ -112,12 +125,22 @@ def booster_params(params: dict, seed: int = SEED) -> dict:
             **{k: v for k, v in params.items() if k != "num_boost_round"}}
 
 
+def learned(y: np.ndarray, offset: np.ndarray, regime: Regime) -> np.ndarray:
+    """What a regime's booster learns: log(y / b(x)), or y minus the offset."""
+    return np.log(y) - offset if regime.log_scale else y - offset
+
+
+def estimate(offset: np.ndarray, margin: np.ndarray, regime: Regime) -> np.ndarray:
+    """A regime's answers from its offset (log b(x), or the mean) and the booster's margin."""
+    return np.exp(offset + margin) if regime.log_scale else offset + margin
+
+
 def fit_regime(x: np.ndarray, y: np.ndarray, regime: Regime, params: dict, contract: FeatureContract, *,
                rounds: int | None = None, seed: int = SEED) -> tuple[Baseline, xgb.Booster]:
     """Baseline and booster of a regime on its rows (already in its view), categories masked as in serving."""
     baseline = fit_baseline(x, y, regime)
     masked = mask_unseen(x, contract, np.random.default_rng(seed), keep=regime.group)
-    z = np.log(y) - baseline.log_batch(masked)
+    z = learned(y, baseline.batch(masked), regime)
     booster = xgb.train(booster_params(params, seed), xgb.DMatrix(masked, label=z, nthread=1),
                         num_boost_round=rounds or params["num_boost_round"])
     return baseline, booster
@@ -152,20 +175,37 @@ class TrainedRegime:
     calibration_rows: int
 
 
+def _fold_residuals(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray, regime: Regime,
+                    params: dict, contract: FeatureContract) -> np.ndarray:
+    """|z - margin| of the test rows from a regime fitted on the train rows (rows already in its view)."""
+    baseline, booster = fit_regime(x[train], y[train], regime, params, contract)
+    xt = x[test]
+    return np.abs(learned(y[test], baseline.batch(xt), regime) - booster.inplace_predict(xt))
+
+
 def train_regimes(spec: ModelSpec, contract: FeatureContract, x: np.ndarray, y: np.ndarray, *, groups: np.ndarray,
-                  params: dict[str, dict]) -> list[TrainedRegime]:
-    """Every regime fitted on the training rows less a seeded share of groups, and calibrated on that share."""
+                  params: dict[str, dict],
+                  parallel=lambda fn, calls: [fn(**c) for c in calls]) -> list[TrainedRegime]:
+    """Every regime calibrated by cross-conformal residuals over folds of whole groups, then fitted on all of
+    its training rows (`parallel` runs the fold fits, as the search's)."""
     r = spec.regression
-    calibration = grouped_mask(groups, r.calibration_fraction, SEED + 1)
+    folds = group_folds(groups, CONFORMAL_FOLDS, SEED)
     out = []
     for regime in regimes(spec, contract):
         eligible, xv = regime.rows(x), regime.view(x)
-        fit_rows, cal_rows = eligible & ~calibration, eligible & calibration
-        baseline, booster = fit_regime(xv[fit_rows], y[fit_rows], regime, params[regime.name], contract)
-        xc = xv[cal_rows]
-        scores = np.abs(np.log(y[cal_rows]) - baseline.log_batch(xc) - booster.inplace_predict(xc))
-        interval = fit_interval(scores, xc, regime, spec.target.interval, r.min_level_rows)
-        out.append(TrainedRegime(regime, baseline, booster, interval, int(fit_rows.sum()), int(cal_rows.sum())))
+        xe, ye = xv[eligible], y[eligible]
+        tests = [fold[eligible] for fold in folds]
+        calls = [{"x": xe, "y": ye, "train": ~test, "test": test, "regime": regime, "params": params[regime.name],
+                  "contract": contract} for test in tests if test.any() and (~test).any()]
+        residuals = np.empty(len(ye))
+        for call, res in zip(calls, parallel(_fold_residuals, calls)):
+            residuals[call["test"]] = res
+        covered = np.zeros(len(ye), dtype=bool)
+        for call in calls:
+            covered |= call["test"]
+        interval = fit_interval(residuals[covered], xe[covered], regime, spec.target.interval, r.min_level_rows)
+        baseline, booster = fit_regime(xe, ye, regime, params[regime.name], contract)
+        out.append(TrainedRegime(regime, baseline, booster, interval, int(len(ye)), int(covered.sum())))
     return out
 
 
@@ -176,16 +216,16 @@ def cv_rmse(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray
     fit_rows, test_rows = train & eligible, test & eligible
     baseline, booster = fit_regime(xv[fit_rows], y[fit_rows], regime, params, contract, rounds=max(rounds))
     xt = xv[test_rows]
-    log_b = baseline.log_batch(xt)
-    return [float(np.mean((np.exp(log_b + booster.inplace_predict(xt, iteration_range=(0, r))) - y[test_rows]) ** 2))
-            for r in rounds]
+    offset = baseline.batch(xt)
+    return [float(np.mean((estimate(offset, booster.inplace_predict(xt, iteration_range=(0, r)), regime)
+                           - y[test_rows]) ** 2)) for r in rounds]
 
 
 def member_section(trained: TrainedRegime, contract: FeatureContract, model_file: str, trees_file: str) -> dict:
     """A regime's entry in the manifest's `members`."""
     b, q = trained.baseline, trained.interval
     return {"name": trained.regime.name, "model_file": model_file, "trees_file": trees_file,
-            "needs": list(trained.regime.need_names),
+            "needs": list(trained.regime.need_names), "scale": "log" if trained.regime.log_scale else "identity",
             "baseline": {"columns": list(b.columns), "betas": list(b.betas), "group_columns": list(b.group_columns),
                          "intercepts": list(b.intercepts), "pooled_intercept": b.pooled_intercept},
             "interval": {"level": q.level, "group_columns": list(q.group_columns), "q": list(q.q),

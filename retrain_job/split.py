@@ -1,10 +1,10 @@
 """The frozen holdout the gate compares models on, and the groups that keep related rows on one side.
 
 The holdout is a seeded share of the base data alone, so it stays the same across runs while labelled
-rows arrive: stratified by class when the spec says so, else drawn by whole groups when the spec names
-`[holdout] group_by` fields, else at random. A group is a connected component of rows that share the
-normalised `group_by` key (stripped, upper-cased) or have identical feature values: the same thing
-recorded twice, or under two names, never straddles the split.
+rows arrive: stratified by class when the spec says so (a classifier's default), else drawn by whole
+groups for a regressor or when the spec names `[holdout] group_by` fields, else at random. A group is a
+connected component of rows that share the normalised `group_by` key (stripped, upper-cased) or have
+identical feature values: the same thing recorded twice, or under two names, never straddles the split.
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def frozen_holdout(base: pd.DataFrame, spec: ModelSpec, seed: int = SEED) -> Hol
                                    stratify=base[spec.target.name])
         mask = np.isin(np.arange(n), test)
         info["method"] = "stratified"
-    elif h.group_by:
+    elif h.group_by or not spec.is_classifier:
         groups = group_ids(base, spec)
         mask = grouped_mask(groups, h.fraction, seed)
         info.update(method="grouped", group_by=list(h.group_by), groups=int(groups.max() + 1),

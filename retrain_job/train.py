@@ -1,8 +1,10 @@
 """Training from a spec: the frozen holdout, the contract, a seeded cross-validated search, the candidate bundle.
 
 Rows are encoded with `shared.validation.build_batch`, the function's own code, so training and serving
-cannot disagree about the column layout. A classifier is one booster (`multi:softprob`); a regressor is
-one booster per input regime with a baseline and conformal intervals (`retrain_job.regression`).
+cannot disagree about the column layout. A multiclass classifier is one booster (`multi:softprob`); a binary
+one is one `binary:logistic` booster whose decision threshold is chosen by the spec's `[threshold]` rule on
+out-of-fold probabilities of the training rows; a regressor is one booster per input regime with an offset
+or a baseline and cross-conformal intervals (`retrain_job.regression`).
 The search scores every grid point of the spec by k-fold cross-validation inside the training rows
 (stratified for a classifier, by whole groups for a regressor, each regime on its own); points that
 differ only in their number of rounds share one fit, scored at each round count.
@@ -23,7 +25,7 @@ import os
 import platform
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -40,7 +42,7 @@ from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leak
 from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
 from shared.contract import FeatureContract, derive_contract
 from shared.predictor import TreeEnsemble, softmax
-from shared.spec import ModelSpec
+from shared.spec import ModelSpec, ThresholdSpec
 from shared.validation import build_batch
 
 CV_FOLDS = 5
@@ -76,6 +78,7 @@ class TrainingData:
     x: np.ndarray  # the training rows through build_batch
     y: np.ndarray  # class indices (classifier) or target values (regressor)
     groups: np.ndarray | None  # a regressor's training groups (holdout grouping), else None
+    intake: dict = field(default_factory=dict)  # what reading the base data found (retrain_job.data.read_base)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -99,7 +102,7 @@ def prepare(spec: ModelSpec, base: pd.DataFrame, labelled: LabelledData | None =
     info = dict(held.info)
     train_base, holdout = base[~held.mask], base[held.mask].reset_index(drop=True)
     groups = None
-    if held.groups is not None:
+    if held.groups is not None:  # a regressor's: its folds and intervals keep whole groups together
         joint = group_ids(rows, spec)  # labelled rows joined to a held-out group would leak it: set aside
         held_groups = set(joint[: len(base)][held.mask].tolist())
         keep = ~np.isin(joint[len(base):], list(held_groups))
@@ -112,7 +115,7 @@ def prepare(spec: ModelSpec, base: pd.DataFrame, labelled: LabelledData | None =
     if not new.empty:  # what the labelled rows changed: leakage measured against everything trained on
         info.update(leakage(pd.concat([train, holdout], ignore_index=True),
                             np.r_[np.zeros(len(train), bool), np.ones(len(holdout), bool)], spec))
-    labels = spec.target.labels if spec.is_classifier else ()
+    labels = spec.labels
     contract = derive_contract(spec, to_records(train, feature_names(spec)), labels)
     x = build_batch(contract, to_records(train, contract.field_names)).matrix
     if spec.is_classifier:
@@ -157,7 +160,8 @@ def score_items(data: TrainingData, items: list[dict]) -> list[dict]:
     if spec.is_classifier:
         folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(data.x, data.y))
         calls = [{"x": data.x, "y": data.y, "train": tr, "test": te, "params": item["params"],
-                  "rounds": item["rounds"], "n_classes": len(data.labels)} for item in items for tr, te in folds]
+                  "rounds": item["rounds"], "n_classes": len(data.labels), "binary": spec.is_binary}
+                 for item in items for tr, te in folds]
         results = _parallel(_classifier_fold, calls)
     else:
         masks = group_folds(data.groups, CV_FOLDS, SEED)
@@ -186,24 +190,39 @@ def score_items(data: TrainingData, items: list[dict]) -> list[dict]:
     return scores
 
 
-def classifier_params(params: dict, n_classes: int, seed: int = SEED) -> dict:
-    """XGBoost's parameters for one single-threaded, seeded classifier fit."""
-    return {"objective": "multi:softprob", "num_class": n_classes, "seed": seed, "nthread": 1,
-            "eval_metric": "mlogloss", **{k: v for k, v in params.items() if k != "num_boost_round"}}
+def classifier_params(params: dict, n_classes: int, seed: int = SEED, *, binary: bool = False) -> dict:
+    """XGBoost's parameters for one single-threaded, seeded classifier fit: binary:logistic for a binary task
+    (one margin, the positive class's), else multi:softprob."""
+    objective = ({"objective": "binary:logistic", "eval_metric": "logloss"} if binary else
+                 {"objective": "multi:softprob", "num_class": n_classes, "eval_metric": "mlogloss"})
+    return {**objective, "seed": seed, "nthread": 1, **{k: v for k, v in params.items() if k != "num_boost_round"}}
 
 
-def fit(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, seed: int = SEED) -> xgb.Booster:
+def fit(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int, *, seed: int = SEED,
+        binary: bool = False) -> xgb.Booster:
     """One seeded, single-threaded XGBoost classifier fit (deterministic)."""
-    return xgb.train(classifier_params(params, n_classes, seed), xgb.DMatrix(x, label=y, nthread=1),
+    return xgb.train(classifier_params(params, n_classes, seed, binary=binary), xgb.DMatrix(x, label=y, nthread=1),
                      num_boost_round=params["num_boost_round"])
 
 
+def probabilities(booster: xgb.Booster, x: np.ndarray, **kwargs) -> np.ndarray:
+    """Class probabilities (rows, labels) from XGBoost: a binary booster's P(positive) as [1 - p, p]."""
+    out = np.asarray(booster.inplace_predict(x, **kwargs), dtype=np.float64)
+    return np.column_stack((1.0 - out, out)) if out.ndim == 1 else out
+
+
+def margin_columns(booster: xgb.Booster, x: np.ndarray) -> np.ndarray:
+    """Margins (rows, labels): a binary booster's one margin m as [0, m], whose softmax is [1 - p, p]."""
+    out = np.asarray(booster.inplace_predict(x, predict_type="margin"), dtype=np.float64)
+    return np.column_stack((np.zeros_like(out), out)) if out.ndim == 1 else out.reshape(len(x), -1)
+
+
 def _classifier_fold(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray, params: dict,
-                     rounds: list[int], n_classes: int) -> list[tuple[float, float]]:
-    booster = fit(x[train], y[train], {**params, "num_boost_round": max(rounds)}, n_classes)
+                     rounds: list[int], n_classes: int, binary: bool) -> list[tuple[float, float]]:
+    booster = fit(x[train], y[train], {**params, "num_boost_round": max(rounds)}, n_classes, binary=binary)
     out = []
     for r in rounds:
-        m = classifier_metrics(booster.inplace_predict(x[test], iteration_range=(0, r)), y[test])
+        m = classifier_metrics(probabilities(booster, x[test], iteration_range=(0, r)), y[test])
         out.append((m["log_loss"], m["accuracy"]))
     return out
 
@@ -250,9 +269,10 @@ def verification_rows(data: TrainingData) -> list[dict]:
 def fit_members(data: TrainingData, params: dict) -> list[FittedMember]:
     """The candidate's boosters: one classifier over every row, or one per regime with its baseline and interval."""
     if data.spec.is_classifier:
-        booster = fit(data.x, data.y, params, len(data.labels))
+        booster = fit(data.x, data.y, params, len(data.labels), binary=data.spec.is_binary)
         return [FittedMember(ALL_ROWS, booster, {"name": ALL_ROWS, "needs": [], "baseline": None, "interval": None})]
-    trained = regression.train_regimes(data.spec, data.contract, data.x, data.y, groups=data.groups, params=params)
+    trained = regression.train_regimes(data.spec, data.contract, data.x, data.y, groups=data.groups, params=params,
+                                       parallel=_parallel)
     return [FittedMember(t.regime.name, t.booster, regression.member_section(t, data.contract, "", ""))
             for t in trained]
 
@@ -266,11 +286,13 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
     stress = _stress_matrix(data.x)
     sample = data.x[np.random.default_rng(SEED).permutation(len(data.x))[:VERIFY_TRAIN_ROWS]]
     fitted = fit_members(data, params)
-    calibration = None
+    calibration = threshold = None
     if spec.is_classifier:
         [member] = fitted
-        booster, calibration = calibrate(data, params, member.booster)
+        booster, calibration, oof = calibrate(data, params, member.booster)
         fitted = [replace(member, booster=booster)]
+        if spec.is_binary:
+            threshold = choose_threshold(spec.threshold, oof[:, 1], data.y)
     files, members, outputs = {}, [], {}
     for member in fitted:
         trees = TreeEnsemble.from_xgboost_json(member.booster.save_raw("json"))
@@ -298,6 +320,8 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
     )
     if spec.is_classifier:
         sections["labels"] = list(data.labels)
+    if threshold is not None:
+        sections["threshold"] = threshold
     version = new_version(fp)
     model = serving_model(spec, make_bundle(version, files, **sections))
     metrics = {"holdout": score(spec, model, data.split.holdout).metrics,
@@ -327,15 +351,16 @@ def fit_temperature(margins: np.ndarray, y: np.ndarray) -> float:
 
 
 def _fold_margins(x: np.ndarray, y: np.ndarray, *, train: np.ndarray, test: np.ndarray, params: dict,
-                  n_classes: int) -> np.ndarray:
-    return fit(x[train], y[train], params, n_classes).inplace_predict(x[test], predict_type="margin")
+                  n_classes: int, binary: bool) -> np.ndarray:
+    return margin_columns(fit(x[train], y[train], params, n_classes, binary=binary), x[test])
 
 
-def out_of_fold_margins(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int) -> np.ndarray:
+def out_of_fold_margins(x: np.ndarray, y: np.ndarray, params: dict, n_classes: int,
+                        binary: bool = False) -> np.ndarray:
     """Each training row's margins from a model fitted without its fold (stratified, seeded, as the search's)."""
     folds = list(StratifiedKFold(CV_FOLDS, shuffle=True, random_state=SEED).split(x, y))
     results = _parallel(_fold_margins, [{"x": x, "y": y, "train": tr, "test": te, "params": params,
-                                         "n_classes": n_classes} for tr, te in folds])
+                                         "n_classes": n_classes, "binary": binary} for tr, te in folds])
     margins = np.empty((len(y), n_classes), dtype=np.float64)
     for (_, test), m in zip(folds, results):
         margins[test] = np.asarray(m, dtype=np.float64).reshape(len(test), n_classes)
@@ -343,13 +368,21 @@ def out_of_fold_margins(x: np.ndarray, y: np.ndarray, params: dict, n_classes: i
 
 
 def scale_margins(booster: xgb.Booster, temperature: float) -> xgb.Booster:
-    """The booster with every leaf value and its base margin divided by T: margins / T from the same trees."""
+    """The booster with every leaf value and its base margin divided by T: margins / T from the same trees.
+    (binary:logistic keeps its base score as a probability: its logit is what is divided.)"""
     model = json.loads(bytes(booster.save_raw("json")))
     learner = model["learner"]
     param = learner["learner_model_param"]
     base = param["base_score"]
     vector = base.startswith("[")
-    values = [float(v) / temperature for v in (json.loads(base) if vector else [float(base)])]
+    logistic = learner["objective"]["name"] == "binary:logistic"
+
+    def scaled(value: float) -> float:
+        if not logistic:
+            return value / temperature
+        return 1.0 / (1.0 + math.exp(-math.log(value / (1.0 - value)) / temperature))
+
+    values = [scaled(float(v)) for v in (json.loads(base) if vector else [float(base)])]
     param["base_score"] = json.dumps(values) if vector else repr(values[0])
     for tree in learner["gradient_booster"]["model"]["trees"]:
         tree["split_conditions"] = [value / temperature if left == -1 else value
@@ -365,15 +398,16 @@ def _holdout_probabilities(data: TrainingData, booster: xgb.Booster) -> tuple[np
     x = build_batch(data.contract, to_records(holdout, data.contract.field_names)).matrix
     index = {label: i for i, label in enumerate(data.labels)}
     y = holdout[data.spec.target.name].map(index).to_numpy(dtype=int)
-    return np.asarray(booster.inplace_predict(x), dtype=np.float64).reshape(len(y), -1), y
+    return probabilities(booster, x).reshape(len(y), -1), y
 
 
-def calibrate(data: TrainingData, params: dict, booster: xgb.Booster) -> tuple[xgb.Booster, dict]:
+def calibrate(data: TrainingData, params: dict, booster: xgb.Booster) -> tuple[xgb.Booster, dict, np.ndarray]:
     """A classifier's booster, temperature-scaled if its out-of-fold ECE on the training rows is above ECE_POOR,
-    and the record of it: ECE and log loss before and after, on the training rows out of fold and on the holdout
-    (measured only; the holdout's after is filled in once the bundle is scored as served)."""
+    the record of it (ECE and log loss before and after, on the training rows out of fold and on the holdout,
+    measured only; the holdout's after is filled in once the bundle is scored as served), and the training
+    rows' out-of-fold probabilities as the served booster would give them (scaled when it is)."""
     n_classes = len(data.labels)
-    margins = out_of_fold_margins(data.x, data.y, params, n_classes)
+    margins = out_of_fold_margins(data.x, data.y, params, n_classes, data.spec.is_binary)
     temperature = fit_temperature(margins, data.y)
     before = expected_calibration_error(softmax(margins), data.y, ECE_BINS)
     applied = before > ECE_POOR
@@ -390,14 +424,60 @@ def calibrate(data: TrainingData, params: dict, booster: xgb.Booster) -> tuple[x
         "log_loss_after": {"training_oof": round(_log_loss(margins, data.y, temperature if applied else 1.0), 6)},
     }
     if not applied:
-        return booster, record
+        return booster, record, softmax(margins)
     scaled = scale_margins(booster, temperature)
     check = np.concatenate([data.x, _stress_matrix(data.x)])
     diff = float(np.max(np.abs(scaled.inplace_predict(check, predict_type="margin")
                                - booster.inplace_predict(check, predict_type="margin") / temperature)))
     if diff > SCALED_TOLERANCE:
         raise AssertionError(f"temperature-scaled booster's margins differ from margins / T by {diff:g}")
-    return scaled, record
+    return scaled, record, softmax(margins / temperature)
+
+
+# ---- a binary model's decision threshold -------------------------------------------------------------------
+
+def _counts_at_thresholds(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each distinct probability as a threshold (positive iff p >= t), highest first, with the true and false
+    positives it gives."""
+    order = np.argsort(-p, kind="mergesort")
+    p_sorted, y_sorted = p[order], y[order]
+    last = np.r_[np.flatnonzero(np.diff(p_sorted)), len(p) - 1]  # the last row of each run of equal p
+    tp = np.cumsum(y_sorted)[last]
+    return p_sorted[last], tp, (last + 1) - tp
+
+
+def choose_threshold(rule: ThresholdSpec, p: np.ndarray, y: np.ndarray) -> dict:
+    """The threshold the spec's rule picks on out-of-fold P(positive) `p` of labels `y` (1: positive), and what it
+    gives there: best_f1 (highest F1), fixed (the value), min_precision (the most recall at that precision
+    or better) or min_recall (the most precision at that recall or better)."""
+    thresholds, tp, fp = _counts_at_thresholds(np.asarray(p, dtype=np.float64), np.asarray(y, dtype=int))
+    positives = int(np.sum(y))
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / max(positives, 1)
+    f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+    reached = True
+    if rule.rule == "fixed":
+        value = float(rule.value)
+    elif rule.rule == "best_f1":
+        value = float(thresholds[int(np.argmax(f1))])
+    else:
+        achieved = precision if rule.rule == "min_precision" else recall
+        ok = achieved >= rule.value
+        reached = bool(ok.any())
+        if not reached:
+            i = int(np.argmax(achieved))
+        elif rule.rule == "min_precision":
+            i = int(np.flatnonzero(ok)[-1])  # the lowest threshold still precise enough: the most recall
+        else:
+            i = int(np.flatnonzero(ok)[0])  # the highest threshold recalling enough: the most precision
+        value = float(thresholds[i])
+    predicted = p >= value
+    tp_at = int(np.sum(predicted & (y == 1)))
+    at = {"precision": tp_at / max(int(predicted.sum()), 1), "recall": tp_at / max(positives, 1)}
+    at["f1"] = 2 * at["precision"] * at["recall"] / (at["precision"] + at["recall"]) if tp_at else 0.0
+    return {"value": round(value, 6), "rule": rule.rule, "rule_value": rule.value, "reached": reached,
+            "fitted_on": f"out-of-fold probabilities of the training rows ({CV_FOLDS} folds)", "rows": int(len(y)),
+            "training_oof": {k: round(v, 6) for k, v in at.items()}}
 
 
 def assert_same_predictions(trees: TreeEnsemble, booster: xgb.Booster, *matrices: np.ndarray) -> None:

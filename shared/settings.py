@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.spec import default_model, spec_names
+from shared.spec import SPECS_DIR, default_model, spec_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LOCAL_STORE = REPO_ROOT / "local_bucket"
@@ -214,6 +214,19 @@ class StoreUri:
 
 
 @dataclass(frozen=True)
+class Directory:
+    """An existing directory."""
+
+    accepts: str = "an existing directory"
+
+    def parse(self, raw: str) -> str:
+        """The path as given, if it names a directory."""
+        if not raw.strip() or not Path(raw).is_dir():
+            raise ValueError(raw)
+        return raw
+
+
+@dataclass(frozen=True)
 class Setting:
     """One environment variable: what it accepts, who reads it, what it means, its default as documented."""
 
@@ -242,6 +255,10 @@ class Settings:
     # read by both
     model_store: str = _setting("MODEL_STORE", StoreUri(), str(DEFAULT_LOCAL_STORE), BOTH,
                                 "where bundles live: a local directory, or gs://bucket/prefix", shown="./local_bucket")
+    specs_dir: str = _setting("SPECS_DIR", Directory(), str(SPECS_DIR), BOTH,
+                              "where model specs live, one folder each (`make init` writes there); read first, by "
+                              "shared/spec.py, since the models below are those with a spec in it",
+                              shown="specs/ of the repository")
     model_name: str = _setting("MODEL_NAME", ModelNames(single=True), DEFAULT_MODEL, BOTH,
                                "the job's model (`--model`); the tools' default model", shown="the spec marked default")
     models: tuple[str, ...] = _setting("MODELS", ModelNames(), SPECS, FUNCTION,
@@ -376,7 +393,7 @@ class Settings:
         if "default_model" in values and values["default_model"] not in models:
             problems.append(f"DEFAULT_MODEL={_quoted(environ['DEFAULT_MODEL'])}: expected one of MODELS "
                             f"({', '.join(models)})")
-        elif "default_model" not in values and DEFAULT_MODEL not in models:
+        elif "default_model" not in values and DEFAULT_MODEL not in models and models:
             values["default_model"] = models[0]  # the spec's default is not served: the first served model
         if problems:
             raise SettingError(problems)

@@ -6,15 +6,18 @@ space. The contract in each bundle is derived from a spec and its training data 
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
+# SPECS_DIR (shared/settings.py documents and checks it) is read here: the settings list the models it holds
+SPECS_DIR = Path(os.environ.get("SPECS_DIR") or Path(__file__).resolve().parent.parent / "specs")
 SPEC_FILE = "spec.toml"
 EXAMPLES_FILE = "examples.json"
 TASKS = ("multiclass", "binary", "regression")
@@ -23,10 +26,34 @@ PASSTHROUGH_KINDS = ("integer", "string")
 # the gate's main metric per task, and the extra settings its [gate] section may hold
 GATE_METRICS = {"multiclass": "log_loss", "binary": "log_loss", "regression": "rmse"}
 GATE_EXTRAS = {"multiclass": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor"),
-               "binary": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor"),
+               "binary": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor", "roc_auc_tolerance"),
                "regression": ("coverage_min", "coverage_max")}
+STRATEGIES = ("plain", "log_baseline")  # how a regressor is built (retrain_job.regression)
+THRESHOLD_RULES = ("best_f1", "fixed", "min_precision", "min_recall")  # how a binary model's threshold is chosen
+BAD_ROWS = ("reject", "drop")  # what a bad row of the training data does: refuse the data set, or drop the row
+# XGBoost training parameters a [search] grid may vary (each key a list of values to cross-validate)
+SEARCH_KEYS = {"num_boost_round": int, "max_depth": int, "eta": float, "min_child_weight": float,
+               "subsample": float, "colsample_bytree": float, "lambda": float, "alpha": float, "gamma": float,
+               "max_bin": int}
+DEFAULT_SEARCH = {"max_depth": (3, 4, 6), "num_boost_round": (100, 300), "eta": (0.1,)}
+# every key each part of a spec may hold: anything else is a typo, named with these
+KEYS = {
+    "spec": ("name", "title", "description", "task", "default", "target", "threshold", "features", "passthrough",
+             "data", "holdout", "gate", "search", "regression"),
+    "target": ("name", "labels", "positive", "unit", "bounds", "low_inclusive", "interval"),
+    "threshold": ("rule", "value"),
+    "feature": ("name", "kind", "required", "unit", "bounds", "low_inclusive", "other_units", "unseen", "strip",
+                "missing_values"),
+    "passthrough": ("name", "kind", "bounds"),
+    "data": ("file", "sha256", "columns", "required", "bad_rows", "max_bad_share"),
+    "holdout": ("fraction", "stratify", "group_by"),
+    "regression": ("strategy", "regimes", "group", "min_level_rows"),
+    "regime": ("name", "needs", "baseline"),
+}
 RESERVED_REGIME = "all"  # the name of a classifier's single member (shared.bundle.ALL_ROWS)
 _REGIME_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# a model's name: in URLs, store keys and Cloud Run service names (terraform/variables.tf checks the same)
+MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
 
 
 class SpecError(ValueError):
@@ -49,7 +76,7 @@ class FeatureSpec:
     kind: str
     required: bool = True
     unit: str = ""
-    bounds: tuple[float, float] | None = None  # physical: low exclusive, high inclusive
+    bounds: tuple[float, float] | None = None  # physical: low exclusive (unless low_inclusive), high inclusive
     other_units: tuple[OtherUnit, ...] = ()
     unseen: str = "reject"  # categorical: "reject" with a 400, or "missing" with a warning
     strip: bool = False  # categorical: ignore surrounding whitespace (case is always ignored)
@@ -80,13 +107,23 @@ class TargetSpec:
 
 
 @dataclass(frozen=True)
+class ThresholdSpec:
+    """How a binary model's decision threshold is chosen at training, on out-of-fold probabilities."""
+
+    rule: str = "best_f1"
+    value: float | None = None  # fixed: the threshold; min_precision / min_recall: the floor to reach
+
+
+@dataclass(frozen=True)
 class DataSpec:
-    """The base training data: a CSV beside the spec, its checksum, column renames and required fields."""
+    """The base training data: a CSV beside the spec, its checksum, column renames, required fields, bad rows."""
 
     file: str
     sha256: str
     columns: dict[str, str] = field(default_factory=dict)
     required: tuple[str, ...] = ()
+    bad_rows: str = "reject"  # a row breaking a rule: "reject" the data set, or "drop" the row
+    max_bad_share: float = 0.0  # with "drop": refuse the data set when more than this share of rows is bad
 
 
 @dataclass(frozen=True)
@@ -118,13 +155,19 @@ class RegimeSpec:
 
 @dataclass(frozen=True)
 class RegressionSpec:
-    """How a regressor is built: its input regimes (the last serves every row), the categorical feature whose
-    level picks the baseline's intercept and the interval's width, and the conformal calibration."""
+    """How a regressor is built: its strategy (`plain`: the target as it is; `log_baseline`: log(y / b(x)) over
+    a least-squares baseline), its input regimes (the last serves every row), the categorical feature whose
+    level picks the interval's width (and the baseline's intercept), and the rows a level needs for its own."""
 
     regimes: tuple[RegimeSpec, ...]
+    strategy: str = "plain"
     group: str | None = None
-    calibration_fraction: float = 0.25  # share of the training groups held out to calibrate the intervals
     min_level_rows: int = 30  # calibration rows a group level needs for a width of its own (else the pooled one)
+
+    @property
+    def log_scale(self) -> bool:
+        """Whether the model works on the log scale (answers b(x) * exp(trees), intervals multiplicative)."""
+        return self.strategy == "log_baseline"
 
 
 @dataclass(frozen=True)
@@ -144,18 +187,32 @@ class ModelSpec:
     search: dict[str, tuple]
     folder: Path
     regression: RegressionSpec | None = None
+    threshold: ThresholdSpec | None = None  # binary only
 
     @property
     def is_classifier(self) -> bool:
         return self.task != "regression"
 
     @property
+    def is_binary(self) -> bool:
+        return self.task == "binary"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """A classifier's labels in output order: a binary model's positive class last."""
+        t = self.target
+        if self.is_binary:
+            return (*(label for label in t.labels if label != t.positive), t.positive)
+        return t.labels
+
+    @property
     def data_path(self) -> Path:
         return self.folder / self.data.file
 
     def examples(self) -> list[dict]:
-        """The example requests with their expected answers (`request`, `expected`, optional `tolerance`)."""
-        return json.loads((self.folder / EXAMPLES_FILE).read_text())
+        """The example requests, each with an optional expected answer (`request`, `expected`, `tolerance`)."""
+        path = self.folder / EXAMPLES_FILE
+        return json.loads(path.read_text()) if path.is_file() else []
 
     def read_data(self) -> bytes:
         """The base data's bytes, refused unless they match the spec's checksum."""
@@ -166,6 +223,28 @@ class ModelSpec:
         return raw
 
 
+def _known(raw: dict, part: str, where: str) -> None:
+    """SpecError naming every unknown key of one part of a spec, with the keys allowed (and a likely meant one)."""
+    allowed = KEYS[part]
+    for key in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise SpecError(f"{where}: unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: must be a number, not {value!r}")
+    return float(value)
+
+
+def _flag(value, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(f"{where}: must be true or false, not {value!r}")
+    return value
+
+
 def _pair(value, where: str) -> tuple[float, float]:
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
             and value[0] < value[1]):
@@ -174,18 +253,30 @@ def _pair(value, where: str) -> tuple[float, float]:
 
 
 def _feature(raw: dict, where: str) -> FeatureSpec:
+    _known(raw, "feature", where)
+    if "name" not in raw:
+        raise SpecError(f"{where}: missing 'name'")
     kind = raw.get("kind")
     if kind not in ("numeric", "categorical"):
-        raise SpecError(f"{where}: kind must be numeric or categorical")
+        raise SpecError(f"{where} kind: must be numeric or categorical, not {kind!r}")
     unseen = raw.get("unseen", "reject")
     if unseen not in UNSEEN_POLICIES:
-        raise SpecError(f"{where}: unseen must be one of {UNSEEN_POLICIES}")
-    bounds = _pair(raw["bounds"], where) if kind == "numeric" else None
+        raise SpecError(f"{where} unseen: must be one of {UNSEEN_POLICIES}")
     if kind == "numeric" and "bounds" not in raw:
         raise SpecError(f"{where}: a numeric feature needs bounds")
+    bounds = _pair(raw["bounds"], f"{where} bounds") if kind == "numeric" else None
     others = tuple(OtherUnit(str(o["unit"]), float(o["factor"])) for o in raw.get("other_units", ()))
-    return FeatureSpec(str(raw["name"]), kind, bool(raw.get("required", True)), str(raw.get("unit", "")), bounds,
-                       others, unseen, bool(raw.get("strip", kind == "categorical" and unseen == "missing")))
+    required = _flag(raw.get("required", True), f"{where} required")
+    missing = raw.get("missing_values", [])
+    expected = (int, float) if kind == "numeric" else (str,)
+    if not isinstance(missing, list) or any(isinstance(v, bool) or not isinstance(v, expected) for v in missing):
+        raise SpecError(f"{where} missing_values: must be a list of {'numbers' if kind == 'numeric' else 'strings'}")
+    if missing and required:
+        raise SpecError(f"{where} missing_values: a feature whose values may mean missing must say required = false")
+    values = tuple(float(v) for v in missing) if kind == "numeric" else tuple(missing)
+    return FeatureSpec(str(raw["name"]), kind, required, str(raw.get("unit", "")), bounds, others, unseen,
+                       _flag(raw.get("strip", kind == "categorical" and unseen == "missing"), f"{where} strip"),
+                       _flag(raw.get("low_inclusive", False), f"{where} low_inclusive"), values)
 
 
 def _names(value, where: str) -> tuple[str, ...]:
@@ -194,18 +285,108 @@ def _names(value, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _target(raw: dict, task: str, where: str) -> TargetSpec:
+    _known(raw, "target", f"{where} [target]")
+    if "name" not in raw:
+        raise SpecError(f"{where} [target]: missing 'name'")
+    labels = tuple(str(v) for v in raw.get("labels", ()))
+    here = f"{where} [target]"
+    if task == "regression":
+        if labels or "positive" in raw:
+            raise SpecError(f"{here}: a regression target has no labels or positive class")
+        if "bounds" not in raw:
+            raise SpecError(f"{here} bounds: a regression target needs plausible bounds [low, high]")
+        interval = _number(raw.get("interval", 0.9), f"{here} interval")
+        if not 0.0 < interval < 1.0:
+            raise SpecError(f"{here} interval: the interval level must be between 0 and 1, not {interval}")
+        return TargetSpec(str(raw["name"]), (), str(raw.get("unit", "")), _pair(raw["bounds"], f"{here} bounds"),
+                          interval, _flag(raw.get("low_inclusive", False), f"{here} low_inclusive"))
+    if len(set(label.lower() for label in labels)) != len(labels) or len(labels) < 2:
+        raise SpecError(f"{here} labels: a {task} target needs at least two distinct labels (case ignored)")
+    if task == "binary" and len(labels) != 2:
+        raise SpecError(f"{here} labels: a binary target has exactly two labels, not {list(labels)}")
+    positive = raw.get("positive")
+    if task == "binary" and positive not in labels:
+        raise SpecError(f"{here} positive: a binary target names its positive class, one of {list(labels)}")
+    if task != "binary" and positive is not None:
+        raise SpecError(f"{here} positive: only a binary target has a positive class")
+    for key in ("bounds", "interval", "low_inclusive"):
+        if key in raw:
+            raise SpecError(f"{here} {key}: only a regression target has {key}")
+    return TargetSpec(str(raw["name"]), labels, str(raw.get("unit", "")), positive=positive)
+
+
+def _threshold(raw: dict | None, task: str, where: str) -> ThresholdSpec | None:
+    if task != "binary":
+        if raw is not None:
+            raise SpecError(f"{where} [threshold]: only a binary model has a decision threshold")
+        return None
+    raw = raw or {}
+    here = f"{where} [threshold]"
+    _known(raw, "threshold", here)
+    rule = raw.get("rule", "best_f1")
+    if rule not in THRESHOLD_RULES:
+        raise SpecError(f"{here} rule: must be one of {', '.join(THRESHOLD_RULES)}, not {rule!r}")
+    if rule == "best_f1":
+        if "value" in raw:
+            raise SpecError(f"{here} value: the best_f1 rule takes no value")
+        return ThresholdSpec(rule)
+    if "value" not in raw:
+        raise SpecError(f"{here} value: the {rule} rule needs a value between 0 and 1")
+    value = _number(raw["value"], f"{here} value")
+    if not 0.0 < value < 1.0:
+        raise SpecError(f"{here} value: must be between 0 and 1, not {value}")
+    return ThresholdSpec(rule, value)
+
+
+def _data(raw: dict, where: str) -> DataSpec:
+    here = f"{where} [data]"
+    _known(raw, "data", here)
+    for key in ("file", "sha256"):
+        if key not in raw:
+            raise SpecError(f"{here}: missing {key!r}")
+    bad_rows = raw.get("bad_rows", "reject")
+    if bad_rows not in BAD_ROWS:
+        raise SpecError(f"{here} bad_rows: must be one of {', '.join(BAD_ROWS)}, not {bad_rows!r}")
+    share = _number(raw.get("max_bad_share", 0.0), f"{here} max_bad_share")
+    if not 0.0 <= share < 1.0 or (bad_rows == "reject" and "max_bad_share" in raw):
+        raise SpecError(f"{here} max_bad_share: a share from 0 to below 1, and only with bad_rows = \"drop\"")
+    columns = raw.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise SpecError(f"{here} columns: a table of 'header in the file' = \"field name\"")
+    return DataSpec(str(raw["file"]), str(raw["sha256"]), dict(columns), _names(raw.get("required", []),
+                    f"{here} required"), bad_rows, share)
+
+
+def _holdout(raw: dict, task: str, where: str) -> HoldoutSpec:
+    here = f"{where} [holdout]"
+    _known(raw, "holdout", here)
+    fraction = _number(raw.get("fraction", 0.2), f"{here} fraction")
+    if not 0.0 < fraction < 0.9:
+        raise SpecError(f"{here} fraction: must be above 0 and below 0.9, not {fraction}")
+    stratify = _flag(raw.get("stratify", task != "regression"), f"{here} stratify")
+    if stratify and task == "regression":
+        raise SpecError(f"{here} stratify: a regression target has no classes to stratify by")
+    group_by = _names(raw.get("group_by", []), f"{here} group_by")
+    if stratify and group_by:
+        raise SpecError(f"{here}: stratify and group_by cannot both hold; choose one")
+    return HoldoutSpec(fraction, stratify, group_by)
+
+
 def _gate(raw: dict, task: str, where: str) -> GateSpec:
     g = dict(raw)
-    metric, tolerance = str(g.pop("metric")), float(g.pop("tolerance"))
+    if "tolerance" not in g:
+        raise SpecError(f"{where} [gate]: missing 'tolerance' (how much worse than stable a candidate may be)")
+    metric = str(g.pop("metric", GATE_METRICS[task]))
+    tolerance = _number(g.pop("tolerance"), f"{where} [gate] tolerance")
     if metric != GATE_METRICS[task]:
         raise SpecError(f"{where} [gate] metric: a {task} model is gated on {GATE_METRICS[task]!r}, not {metric!r}")
     unknown = sorted(set(g) - set(GATE_EXTRAS[task]))
     if unknown:
-        raise SpecError(f"{where} [gate]: unknown setting(s) {unknown} (a {task} gate knows "
+        raise SpecError(f"{where} [gate]: unknown setting(s) {unknown} (a {task} gate knows metric, tolerance, "
                         f"{', '.join(GATE_EXTRAS[task])})")
     for key, value in g.items():
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise SpecError(f"{where} [gate] {key}: must be a number")
+        _number(value, f"{where} [gate] {key}")
     if task == "regression":
         low, high = g.get("coverage_min", 0.0), g.get("coverage_max", 1.0)
         if not 0.0 <= low < high <= 1.0:
@@ -213,111 +394,141 @@ def _gate(raw: dict, task: str, where: str) -> GateSpec:
     return GateSpec(metric, tolerance, {k: float(v) for k, v in g.items()})
 
 
+def _search(raw: dict | None, where: str) -> dict[str, tuple]:
+    if raw is None:
+        return dict(DEFAULT_SEARCH)
+    here = f"{where} [search]"
+    out = {}
+    for key, given in raw.items():
+        if key not in SEARCH_KEYS:
+            close = difflib.get_close_matches(key, SEARCH_KEYS, n=1)
+            raise SpecError(f"{here}: unknown key {key!r}{f' (did you mean {close[0]!r}?)' if close else ''}; "
+                            f"allowed: {', '.join(SEARCH_KEYS)}")
+        values = given if isinstance(given, list) else [given]
+        kind = SEARCH_KEYS[key]
+        if not values or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values) \
+                or (kind is int and any(not float(v).is_integer() or v < 1 for v in values)):
+            raise SpecError(f"{here} {key}: a list of {'integers >= 1' if kind is int else 'numbers'}")
+        out[key] = tuple(kind(v) for v in values)
+    for key in ("num_boost_round", "max_depth"):
+        out.setdefault(key, DEFAULT_SEARCH[key])
+    return out
+
+
 def _regression(raw: dict | None, task: str, features: tuple[FeatureSpec, ...], target: TargetSpec,
                 where: str) -> RegressionSpec | None:
     """The [regression] section, checked against the features; SpecError names the field at fault."""
     if task != "regression":
         if raw is not None:
-            raise SpecError(f"{where} [regression]: only a regression model has input regimes")
+            raise SpecError(f"{where} [regression]: only a regression model has a [regression] section")
         return None
-    if raw is None or not raw.get("regimes"):
-        raise SpecError(f"{where} [regression]: a regression model needs at least one [[regression.regimes]]")
-    if target.interval is None or not 0.0 < target.interval < 1.0:
-        raise SpecError(f"{where} target interval: a regression target needs an interval level between 0 and 1")
-    if target.bounds[0] < 0:
-        raise SpecError(f"{where} target bounds: a regressor's baseline works on the log scale, so its target's "
-                        "bounds must start at 0 or above")
+    raw = raw or {}
+    here = f"{where} [regression]"
+    _known(raw, "regression", here)
+    strategy = raw.get("strategy", "plain")
+    if strategy not in STRATEGIES:
+        raise SpecError(f"{here} strategy: must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    log_scale = strategy == "log_baseline"
+    if log_scale and (target.bounds[0] < 0 or (target.bounds[0] == 0 and target.low_inclusive)):
+        raise SpecError(f"{where} [target] bounds: the log_baseline strategy models log(y), so its target must be "
+                        "above 0 (bounds starting at 0, exclusive, or above); use strategy = \"plain\" otherwise")
     by_name = {f.name: f for f in features}
     group = raw.get("group")
     if group is not None and (group not in by_name or by_name[group].kind != "categorical"):
-        raise SpecError(f"{where} [regression] group: {group!r} is not a categorical feature")
+        raise SpecError(f"{here} group: {group!r} is not a categorical feature")
+    raw_regimes = raw.get("regimes", [])
+    if log_scale and not raw_regimes:
+        raise SpecError(f"{here} regimes: the log_baseline strategy needs at least one [[regression.regimes]]")
     regimes = []
-    for i, r in enumerate(raw["regimes"]):
+    for i, r in enumerate(raw_regimes):
         name = r.get("name")
-        here = f"{where} [[regression.regimes]] {name!r}"
+        at = f"{where} [[regression.regimes]] {name!r}"
         if not isinstance(name, str) or not _REGIME_NAME.fullmatch(name) or name == RESERVED_REGIME:
             raise SpecError(f"{where} [[regression.regimes]] #{i + 1} name: lower-case letters, digits, '_' or '-', "
                             f"starting with a letter, not {RESERVED_REGIME!r}")
-        unknown = sorted(set(r) - {"name", "needs", "baseline"})
-        if unknown:
-            raise SpecError(f"{here}: unknown setting(s) {unknown}")
-        needs, baseline = _names(r.get("needs", []), f"{here} needs"), _names(r.get("baseline", []), f"{here} baseline")
-        last = i == len(raw["regimes"]) - 1
+        _known(r, "regime", at)
+        needs, baseline = _names(r.get("needs", []), f"{at} needs"), _names(r.get("baseline", []), f"{at} baseline")
+        last = i == len(raw_regimes) - 1
         if last and needs:
-            raise SpecError(f"{here} needs: the last regime serves every row and needs nothing")
+            raise SpecError(f"{at} needs: the last regime serves every row and needs nothing")
         if not last and not needs:
-            raise SpecError(f"{here} needs: every regime but the last needs at least one input")
+            raise SpecError(f"{at} needs: every regime but the last needs at least one input")
         for n in needs:
             if n not in by_name or by_name[n].kind != "numeric" or by_name[n].required:
-                raise SpecError(f"{here} needs: {n!r} is not an optional numeric feature")
+                raise SpecError(f"{at} needs: {n!r} is not an optional numeric feature")
+        if baseline and not log_scale:
+            raise SpecError(f"{at} baseline: only the log_baseline strategy has a baseline formula")
         for n in baseline:
             f = by_name.get(n)
-            if f is None or f.kind != "numeric" or f.bounds[0] <= 0:
-                # its logarithm is taken: a lower bound of 0 would let a denormal through, 0 once rounded to float32
-                raise SpecError(f"{here} baseline: {n!r} is not a numeric feature with a positive lower bound")
+            if f is None or f.kind != "numeric" or f.bounds[0] < 0 or (f.bounds[0] == 0 and f.low_inclusive):
+                # its logarithm is taken: the value must be above 0
+                raise SpecError(f"{at} baseline: {n!r} is not a numeric feature whose values are all above 0")
             if not f.required and n not in needs:
-                raise SpecError(f"{here} baseline: {n!r} is optional; a baseline input must be required or needed")
+                raise SpecError(f"{at} baseline: {n!r} is optional; a baseline input must be required or needed")
         regimes.append(RegimeSpec(name, needs, baseline))
     if len({r.name for r in regimes}) != len(regimes):
         raise SpecError(f"{where} [[regression.regimes]]: names must be unique")
-    unknown = sorted(set(raw) - {"regimes", "group", "calibration_fraction", "min_level_rows"})
-    if unknown:
-        raise SpecError(f"{where} [regression]: unknown setting(s) {unknown}")
-    fraction = float(raw.get("calibration_fraction", 0.25))
-    if not 0.0 < fraction < 1.0:
-        raise SpecError(f"{where} [regression] calibration_fraction: must be between 0 and 1")
     min_rows = raw.get("min_level_rows", 30)
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
-        raise SpecError(f"{where} [regression] min_level_rows: must be an integer >= 1")
-    return RegressionSpec(tuple(regimes), group, fraction, min_rows)
+        raise SpecError(f"{here} min_level_rows: must be an integer >= 1")
+    return RegressionSpec(tuple(regimes) or (RegimeSpec(RESERVED_REGIME),), strategy, group, min_rows)
+
+
+def _passthrough(raw: dict, where: str) -> PassthroughSpec:
+    _known(raw, "passthrough", where)
+    if "name" not in raw:
+        raise SpecError(f"{where}: missing 'name'")
+    kind = raw.get("kind")
+    if kind not in PASSTHROUGH_KINDS:
+        raise SpecError(f"{where} kind: must be one of {', '.join(PASSTHROUGH_KINDS)}, not {kind!r}")
+    bounds = None
+    if "bounds" in raw:
+        low, high = _pair(raw["bounds"], f"{where} bounds")
+        bounds = (int(low), int(high))
+    return PassthroughSpec(str(raw["name"]), kind, bounds)
 
 
 def parse_spec(raw: dict, folder: Path) -> ModelSpec:
-    """A ModelSpec from a parsed TOML document; SpecError names what is wrong."""
+    """A ModelSpec from a parsed TOML document; SpecError names the key at fault (and the keys allowed)."""
     where = str(folder / SPEC_FILE)
     try:
+        _known(raw, "spec", where)
+        for key in ("name", "task", "target", "features", "data", "gate"):
+            if key not in raw:
+                raise SpecError(f"{where}: missing {key!r}")
+        if not isinstance(raw["name"], str) or not MODEL_NAME.fullmatch(raw["name"]):
+            raise SpecError(f"{where} name: 2-32 lower-case letters, digits or '-', starting with a letter and not "
+                            f"ending with '-' (it names URLs and cloud resources), not {raw['name']!r}")
         task = raw["task"]
         if task not in TASKS:
-            raise SpecError(f"{where}: task must be one of {TASKS}")
-        t = raw["target"]
-        labels = tuple(str(v) for v in t.get("labels", ()))
-        if task != "regression" and len(labels) < 2:
-            raise SpecError(f"{where}: a {task} target needs at least two labels")
-        target = TargetSpec(str(t["name"]), labels, str(t.get("unit", "")),
-                            _pair(t["bounds"], f"{where} target") if "bounds" in t else None,
-                            float(t["interval"]) if "interval" in t else None)
-        if task == "regression" and target.bounds is None:
-            raise SpecError(f"{where}: a regression target needs plausible bounds")
+            raise SpecError(f"{where} task: must be one of {', '.join(TASKS)}, not {task!r}")
+        target = _target(raw["target"], task, where)
         features = tuple(_feature(f, f"{where} feature {f.get('name')!r}") for f in raw["features"])
-        passthrough = tuple(
-            PassthroughSpec(str(p["name"]), p["kind"], tuple(int(v) for v in p["bounds"]) if "bounds" in p else None)
-            for p in raw.get("passthrough", ()))
-        if any(p.kind not in PASSTHROUGH_KINDS for p in passthrough):
-            raise SpecError(f"{where}: passthrough kind must be one of {PASSTHROUGH_KINDS}")
+        if not features:
+            raise SpecError(f"{where}: a model needs at least one [[features]]")
+        passthrough = tuple(_passthrough(p, f"{where} passthrough {p.get('name')!r}")
+                            for p in raw.get("passthrough", ()))
         names = [f.name for f in features] + [p.name for p in passthrough]
         if len(set(names)) != len(names) or target.name in names:
             raise SpecError(f"{where}: field names must be unique and differ from the target's")
-        d = raw["data"]
-        data = DataSpec(str(d["file"]), str(d["sha256"]), dict(d.get("columns", {})), tuple(d.get("required", ())))
-        h = raw.get("holdout", {})
-        holdout = HoldoutSpec(float(h.get("fraction", 0.2)), bool(h.get("stratify", False)),
-                              tuple(h.get("group_by", ())))
+        data = _data(raw["data"], where)
+        holdout = _holdout(raw.get("holdout", {}), task, where)
         gate = _gate(raw["gate"], task, where)
-        search = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in raw["search"].items()}
-        if not search.get("num_boost_round") or not all(search.values()):
-            raise SpecError(f"{where} [search]: every key needs at least one value, num_boost_round included")
-        unknown_fields = sorted({*h.get("group_by", ()), *data.required} - {*names, target.name})
+        search = _search(raw.get("search"), where)
+        unknown_fields = sorted({*holdout.group_by, *data.required} - {*names, target.name})
         if unknown_fields:
             raise SpecError(f"{where}: [holdout] group_by or [data] required name unknown field(s) {unknown_fields}")
         regression = _regression(raw.get("regression"), task, features, target, where)
+        threshold = _threshold(raw.get("threshold"), task, where)
         return ModelSpec(str(raw["name"]), str(raw.get("title", raw["name"])), str(raw.get("description", "")),
-                         task, target, features, passthrough, data, holdout, gate, search, folder, regression)
+                         task, target, features, passthrough, data, holdout, gate, search, folder, regression,
+                         threshold)
     except KeyError as exc:
         raise SpecError(f"{where}: missing {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, SpecError):
             raise
-        raise SpecError(f"{where}: {exc}") from None
+        raise SpecError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
 @cache

@@ -143,5 +143,6 @@ def test_feedback_joins_the_labelled_rows_as_a_pseudo_file(local_store, penguins
     assert len(data.from_files) == 3 and FEEDBACK_KEY not in data.from_files["source"].tolist()  # drift: not twice
     assert data.rows["sex"].tolist()[-2:] == ["unknown", "unknown"]  # a new level: the first spelling seen
     assert data.rejected == [{"file": FEEDBACK_KEY, "id": "r-1", "reason": data.rejected[0]["reason"],
-                              "errors": {"body_mass_g": ["must be greater than 500 and at most 50000 g"]}}]
+                              "errors": {"body_mass_g": ["must be greater than 500 and at most 50000 g"]},
+                              "values": {"body_mass_g": 1e6}}]
     assert load_labelled(local_store, penguins_spec, base_data).files[-1]["key"] != FEEDBACK_KEY  # none read

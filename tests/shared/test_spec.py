@@ -25,7 +25,7 @@ def test_both_models_load_and_penguins_is_the_default():
 
 def test_regression_section_of_the_co2_spec():
     r = load_spec("co2").regression
-    assert r.group == "fuel_type" and r.calibration_fraction == 0.25 and r.min_level_rows == 30
+    assert r.strategy == "log_baseline" and r.log_scale and r.group == "fuel_type" and r.min_level_rows == 30
     assert [(g.name, g.needs, g.baseline) for g in r.regimes] == [
         ("rated", ("fuel_consumption_comb_l_per_100km",), ("fuel_consumption_comb_l_per_100km",)),
         ("characteristics", (), ("engine_size_l", "cylinders"))]
@@ -47,7 +47,9 @@ def _regimes(raw: dict) -> list[dict]:
 
 
 @pytest.mark.parametrize(("change", "says"), [
-    (lambda r: r.pop("regression"), "needs at least one [[regression.regimes]]"),
+    (lambda r: r["regression"].pop("regimes"), "log_baseline strategy needs at least one [[regression.regimes]]"),
+    (lambda r: r["regression"].update(strategy="plain"), "only the log_baseline strategy has a baseline formula"),
+    (lambda r: r["regression"].update(strategy="cubic"), "strategy: must be one of plain, log_baseline"),
     (lambda r: _regimes(r)[1].update(needs=["fuel_consumption_comb_mpg"]), "the last regime serves every row"),
     (lambda r: _regimes(r)[0].update(needs=[]), "every regime but the last needs at least one input"),
     (lambda r: _regimes(r)[0].update(needs=["engine_size_l"]), "'engine_size_l' is not an optional numeric"),
@@ -55,15 +57,27 @@ def _regimes(raw: dict) -> list[dict]:
     (lambda r: _regimes(r)[1].update(baseline=["fuel_consumption_comb_mpg"]), "a baseline input must be required"),
     (lambda r: _regimes(r)[0].update(name="all"), "name: lower-case letters"),
     (lambda r: _regimes(r)[1].update(name="rated"), "names must be unique"),
-    (lambda r: _regimes(r)[0].update(weight=2), "unknown setting(s) ['weight']"),
+    (lambda r: _regimes(r)[0].update(weight=2), "unknown key 'weight'; allowed: name, needs, baseline"),
     (lambda r: r["regression"].update(group="engine_size_l"), "group: 'engine_size_l' is not a categorical"),
-    (lambda r: r["regression"].update(calibration_fraction=1.5), "calibration_fraction"),
-    (lambda r: r["target"].pop("interval"), "needs an interval level"),
-    (lambda r: r["target"].update(bounds=[-10.0, 1500.0]), "bounds must start at 0 or above"),
+    (lambda r: r["regression"].update(calibration_fraction=0.25), "unknown key 'calibration_fraction'"),
+    (lambda r: r["target"].update(interval=1.5), "interval level must be between 0 and 1"),
+    (lambda r: r["target"].update(bounds=[-10.0, 1500.0]), "the log_baseline strategy models log(y)"),
+    (lambda r: r["target"].update(low_inclusive=True), "the log_baseline strategy models log(y)"),
+    (lambda r: r["target"].pop("bounds"), "a regression target needs plausible bounds"),
+    (lambda r: r["target"].update(positive="x"), "a regression target has no labels or positive class"),
+    (lambda r: r.update(threshold={"rule": "best_f1"}), "only a binary model has a decision threshold"),
+    (lambda r: r["features"][2].update(missing_values=[0]), "must say required = false"),
+    (lambda r: r["features"][6].update(missing_values=["none"]), "missing_values: must be a list of numbers"),
+    (lambda r: r["features"][2].update(required="no"), "required: must be true or false"),
+    (lambda r: r["data"].update(bad_rows="skip"), "bad_rows: must be one of reject, drop"),
+    (lambda r: r["data"].update(max_bad_share=0.1), "only with bad_rows = \"drop\""),
+    (lambda r: r["holdout"].update(stratify=True), "a regression target has no classes to stratify by"),
     (lambda r: r["gate"].update(metric="log_loss"), "gated on 'rmse', not 'log_loss'"),
     (lambda r: r["gate"].update(coverage_min=0.95), "coverage_min and coverage_max"),
     (lambda r: r["gate"].update(accuracy_floor=0.9), "unknown setting(s) ['accuracy_floor']"),
-    (lambda r: r["search"].pop("num_boost_round"), "num_boost_round included"),
+    (lambda r: r["search"].update(max_dept=[3]), "unknown key 'max_dept' (did you mean 'max_depth'?)"),
+    (lambda r: r["search"].update(max_depth=[2.5]), "max_depth: a list of integers >= 1"),
+    (lambda r: r.update(taks="binary"), "unknown key 'taks' (did you mean 'task'?)"),
     (lambda r: r["holdout"].update(group_by=["make", "year"]), "unknown field(s) ['year']"),
 ])
 def test_a_bad_regressor_spec_names_the_field(change, says):
@@ -71,10 +85,14 @@ def test_a_bad_regressor_spec_names_the_field(change, says):
 
 
 @pytest.mark.parametrize(("change", "says"), [
-    (lambda r: r.update(regression={"regimes": [{"name": "x"}]}), "only a regression model has input regimes"),
+    (lambda r: r.update(regression={"regimes": [{"name": "x"}]}), "only a regression model has a [regression]"),
     (lambda r: r["gate"].update(coverage_min=0.8), "unknown setting(s) ['coverage_min']"),
     (lambda r: r["gate"].update(accuracy_floor="high"), "accuracy_floor: must be a number"),
-    (lambda r: r["target"].update(labels=["Adelie"]), "needs at least two labels"),
+    (lambda r: r["target"].update(labels=["Adelie"]), "needs at least two distinct labels"),
+    (lambda r: r["target"].update(labels=["Adelie", "adelie"]), "needs at least two distinct labels"),
+    (lambda r: r["target"].update(positive="Adelie"), "only a binary target has a positive class"),
+    (lambda r: r.update(task="binary"), "a binary target has exactly two labels"),
+    (lambda r: r["holdout"].update(group_by=["island"]), "stratify and group_by cannot both hold"),
     (lambda r: r.pop("data"), "missing 'data'"),
 ])
 def test_a_bad_classifier_spec_names_the_field(change, says):
@@ -84,3 +102,51 @@ def test_a_bad_classifier_spec_names_the_field(change, says):
 def test_an_unknown_model_names_the_known_ones():
     with pytest.raises(SpecError, match="no model spec named 'nonesuch' \\(known: co2, penguins\\)"):
         load_spec("nonesuch")
+
+
+def _binary(raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    raw.update(task="binary")
+    raw["target"].update(labels=["Adelie", "Gentoo"], positive="Adelie")
+    return raw
+
+
+def test_a_binary_spec_puts_its_positive_class_last_and_defaults_its_threshold_rule():
+    raw, folder = _raw("penguins")
+    spec = parse_spec(_binary(raw), folder)
+    assert spec.is_binary and spec.labels == ("Gentoo", "Adelie") and spec.threshold.rule == "best_f1"
+    assert spec.holdout.stratify  # a classifier's holdout is stratified unless the spec says otherwise
+    fixed = _binary(raw)
+    fixed["threshold"] = {"rule": "min_precision", "value": 0.9}
+    assert parse_spec(fixed, folder).threshold.value == 0.9
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda r: r["target"].update(positive="Chinstrap"), "names its positive class, one of ['Adelie', 'Gentoo']"),
+    (lambda r: r.update(threshold={"rule": "min_recall"}), "the min_recall rule needs a value"),
+    (lambda r: r.update(threshold={"rule": "best_f1", "value": 0.5}), "the best_f1 rule takes no value"),
+    (lambda r: r.update(threshold={"rule": "fixed", "value": 1.5}), "value: must be between 0 and 1"),
+    (lambda r: r.update(threshold={"rul": "fixed"}), "unknown key 'rul' (did you mean 'rule'?)"),
+    (lambda r: r["gate"].update(roc_auc_tolerance="x"), "roc_auc_tolerance: must be a number"),
+])
+def test_a_bad_binary_spec_names_the_field(change, says):
+    raw, folder = _raw("penguins")
+    raw = _binary(raw)
+    change(raw)
+    with pytest.raises(SpecError) as err:
+        parse_spec(raw, folder)
+    assert says in str(err.value)
+
+
+def test_a_plain_regressor_needs_no_regimes_and_may_predict_negative_values():
+    raw, folder = _raw("co2")
+    raw = copy.deepcopy(raw)
+    raw.pop("regression")
+    raw["holdout"].pop("group_by")
+    raw["target"].update(bounds=[-50.0, 50.0])
+    raw.pop("search")
+    spec = parse_spec(raw, folder)
+    r = spec.regression
+    assert r.strategy == "plain" and not r.log_scale and [g.name for g in r.regimes] == ["all"]
+    assert not spec.holdout.stratify and spec.holdout.group_by == () and spec.target.interval == 0.9
+    assert set(spec.search) >= {"max_depth", "num_boost_round"}  # defaults when [search] is left out
