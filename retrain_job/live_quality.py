@@ -1,7 +1,9 @@
 """Quality of each served version from the truth fed back for it, with 95% intervals, and what it expects of itself.
 
 Realised quality per (model version, role) comes from the joined rows (`retrain_job.feedback.join_feedback`):
-accuracy (Wilson interval), macro F1 and log loss (bootstrap) for a classifier; RMSE and MAE (bootstrap) and
+accuracy (Wilson interval), macro F1 and log loss (bootstrap) for a classifier; for a binary one also ROC AUC,
+PR AUC (average precision) and the Brier score of P(positive) (bootstrap), and precision and recall of the
+positive class at the version's threshold (Wilson) with its F1 (bootstrap); RMSE and MAE (bootstrap) and
 interval coverage (Wilson) for a regressor. Beside it, confidence-based performance estimation (CBPE, as
 NannyML names it): with calibrated probabilities a prediction is right with the probability of its predicted
 label, so the mean of those over all recent predictions, labelled or not, estimates accuracy where no truth
@@ -21,8 +23,9 @@ from retrain_job.feedback import FeedbackCounts, Joined, JoinedRow, Prediction, 
 Z95 = NormalDist().inv_cdf(0.975)
 PROBABILITY_FLOOR = 1e-7  # log loss clips probabilities as evaluate.classifier_metrics does
 BOOTSTRAP_CELLS = 2_000_000  # resample weights held in memory at once (resamples x rows)
-HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "coverage"})
-LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "macro_f1", "coverage", "roc_auc", "pr_auc", "precision", "recall", "f1"})
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae", "brier"})
+BINARY_METRICS = ("roc_auc", "pr_auc", "brier", "precision", "recall", "f1")  # a binary classifier's, after log loss
 ROLE_ORDER = ("stable", "canary", "fallback", "shipped")
 
 
@@ -148,22 +151,95 @@ def _bootstrap_metric(value: float, statistic: Callable[[np.ndarray], np.ndarray
     return Metric(value, n, *bootstrap_interval(statistic, n, resamples, seed), "bootstrap")
 
 
-def _probability_rows(rows: Sequence[JoinedRow]) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities and truth indices of the rows logged with the most common label order."""
+def _probability_table(rows: Sequence[JoinedRow]) -> tuple[tuple[str, ...], list[JoinedRow], np.ndarray, np.ndarray]:
+    """The most common logged label order, its rows (with probabilities and a truth among those labels), their
+    probabilities and truth indices."""
     orders: dict[tuple[str, ...], int] = {}
     for r in rows:
         if r.probabilities is not None and r.labels is not None:
             orders[r.labels] = orders.get(r.labels, 0) + 1
     if not orders:
-        return np.empty((0, 0)), np.empty(0, dtype=int)
+        return (), [], np.empty((0, 0)), np.empty(0, dtype=int)
     labels = max(orders, key=orders.get)
     chosen = [r for r in rows if r.labels == labels and r.probabilities is not None and r.truth in labels]
-    return (np.array([r.probabilities for r in chosen], dtype=np.float64),
+    return (labels, chosen, np.array([r.probabilities for r in chosen], dtype=np.float64),
             np.array([labels.index(r.truth) for r in chosen], dtype=int))
 
 
-def classifier_quality(rows: Sequence[JoinedRow], resamples: int = 1000, seed: int = 0) -> dict[str, Metric]:
-    """Accuracy (Wilson), macro F1 and log loss (bootstrap) of labelled rows; log loss from logged probabilities."""
+def _probability_rows(rows: Sequence[JoinedRow]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities and truth indices of the rows logged with the most common label order."""
+    _, _, probabilities, truth_index = _probability_table(rows)
+    return probabilities, truth_index
+
+
+def ranking_auc(scores: np.ndarray, positive: np.ndarray, weights: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """ROC AUC and average precision (PR AUC) of scores against a binary truth, one of each per row of `weights`
+    (resamples x rows: how often each row counts; None: every row once).
+
+    The one implementation of both, for a value (no weights) and its bootstrap alike. Rows are grouped by tied
+    score, highest first: ROC AUC is the chance a positive outscores a negative, a tie counting half; average
+    precision is the precision at each distinct score weighted by the share of the positives it adds (what
+    scikit-learn's roc_auc_score and average_precision_score compute). NaN where the weights leave out a class.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    w = np.ones((1, len(s))) if weights is None else np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    if len(s) == 0:
+        return np.full(len(w), np.nan), np.full(len(w), np.nan)
+    order = np.argsort(-s, kind="stable")
+    ranked, truth, w = s[order], y[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # the first row of each tied score
+    pos = np.add.reduceat(np.where(truth, w, 0.0), starts, axis=1)  # resamples x distinct scores, highest first
+    neg = np.add.reduceat(np.where(truth, 0.0, w), starts, axis=1)
+    tp, fp = pos.cumsum(axis=1), neg.cumsum(axis=1)  # counted positive at each score as threshold
+    positives, negatives = tp[:, -1], fp[:, -1]
+    both = (positives > 0) & (negatives > 0)
+    lower_negatives = negatives[:, None] - fp  # negatives scored strictly below each group
+    roc = (pos * (lower_negatives + 0.5 * neg)).sum(axis=1) / np.where(both, positives * negatives, 1.0)
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    average_precision = (pos * precision).sum(axis=1) / np.where(both, positives, 1.0)
+    return np.where(both, roc, np.nan), np.where(both, average_precision, np.nan)
+
+
+def binary_quality(rows: Sequence[JoinedRow], threshold: float | None = None, resamples: int = 1000,
+                   seed: int = 0) -> dict[str, Metric]:
+    """A binary classifier's metrics of P(positive) (the last logged label's probability) on labelled rows.
+
+    ROC AUC and PR AUC (`ranking_auc`) and the Brier score, each with a bootstrap interval; precision and
+    recall of the positive class with Wilson intervals (n: the rows decided positive, the truly positive ones)
+    and its F1 (bootstrap). The decisions are P(positive) >= `threshold` (the version's, from its manifest), or
+    the logged answers when it is None. The AUCs are not measured while the rows hold only one class, nor
+    precision while no row is decided positive (evaluate.binary_metrics gives 0 there).
+    """
+    labels, chosen, probabilities, truth_index = _probability_table(rows)
+    out = {name: Metric(None, 0, method="wilson" if name in ("precision", "recall") else "bootstrap")
+           for name in BINARY_METRICS}
+    if len(labels) != 2 or not chosen:
+        return out
+    n = len(chosen)
+    p, y = probabilities[:, 1], truth_index == 1
+    decided = p >= threshold if threshold is not None else np.array([r.predicted == labels[1] for r in chosen])
+    roc, average_precision = (float(v[0]) for v in ranking_auc(p, y))
+    for name, value, k in (("roc_auc", roc, 0), ("pr_auc", average_precision, 1)):
+        if not math.isnan(value):
+            out[name] = _bootstrap_metric(value, lambda w, k=k: ranking_auc(p, y, w)[k], n, resamples, seed)
+        else:
+            out[name] = Metric(None, n, method="bootstrap")
+    squared = (p - y) ** 2
+    out["brier"] = _bootstrap_metric(float(squared.mean()), lambda w: w @ squared / n, n, resamples, seed)
+    out["precision"] = _wilson_metric(y[decided].astype(np.float64))
+    out["recall"] = _wilson_metric(decided[y].astype(np.float64))
+    hit, said, true = (decided & y).astype(np.float64), decided.astype(np.float64), y.astype(np.float64)
+    out["f1"] = _bootstrap_metric(float(2 * hit.sum() / max(said.sum() + true.sum(), 1.0)),
+                                  lambda w: 2 * (w @ hit) / np.maximum(w @ said + w @ true, 1.0), n, resamples, seed)
+    return out
+
+
+def classifier_quality(rows: Sequence[JoinedRow], resamples: int = 1000, seed: int = 0, *, binary: bool = False,
+                       threshold: float | None = None) -> dict[str, Metric]:
+    """Accuracy (Wilson), macro F1 and log loss (bootstrap) of labelled rows; log loss from logged probabilities.
+    A binary classifier's (`binary`) also `binary_quality`'s at `threshold`."""
     classes = sorted({str(r.truth) for r in rows} | {str(r.predicted) for r in rows})
     index = {label: i for i, label in enumerate(classes)}
     truth = np.array([index[str(r.truth)] for r in rows], dtype=int)
@@ -185,6 +261,8 @@ def classifier_quality(rows: Sequence[JoinedRow], resamples: int = 1000, seed: i
                                             resamples, seed)
     else:
         out["log_loss"] = Metric(None, 0, method="bootstrap")
+    if binary:
+        out.update(binary_quality(rows, threshold, resamples, seed))
     return out
 
 
@@ -224,6 +302,8 @@ class VersionQuality:
     calibration_error: float | None = None  # top-label ECE of the labelled rows
     verdict: str | None = None  # "ok", "degraded", or None: not enough labels
     reasons: tuple[str, ...] = ()
+    positive: str | None = None  # a binary classifier's positive label (None for any other model)
+    threshold: float | None = None  # a binary classifier's threshold on P(positive); None: its logged answers
 
     def to_dict(self) -> dict:
         """JSON-ready result."""
@@ -233,7 +313,8 @@ class VersionQuality:
                 "expected_accuracy_labelled": (None if self.expected_accuracy_labelled is None
                                                else self.expected_accuracy_labelled.to_dict()),
                 "calibration_error": _round(self.calibration_error), "verdict": self.verdict,
-                "reasons": list(self.reasons)}
+                "reasons": list(self.reasons),
+                **({"positive": self.positive, "threshold": self.threshold} if self.positive is not None else {})}
 
 
 def _worse_than(name: str, metric: Metric, reference: float) -> bool:
@@ -247,15 +328,23 @@ def _worse_than(name: str, metric: Metric, reference: float) -> bool:
 
 def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], predictions: Sequence[Prediction], *,
                     min_labels: int = 30, expected: Mapping[str, float] | None = None, interval_level: float = 0.9,
-                    resamples: int = 1000, seed: int = 0) -> VersionQuality:
+                    resamples: int = 1000, seed: int = 0, binary: bool = False,
+                    threshold: float | None = None) -> VersionQuality:
     """Quality of one (version, role) with a verdict once it has `min_labels` labels.
 
     Degraded when a metric's whole interval is worse than its reference: the holdout's value in `expected`;
     for a classifier, the accuracy its own probabilities expect on the same rows (miscalibration or a changed
-    relation between inputs and truth); for a regressor, the intervals' nominal `interval_level`.
+    relation between inputs and truth); for a regressor, the intervals' nominal `interval_level`. A binary
+    classifier (`binary`) is also measured by `binary_quality` at `threshold`.
     """
     classifier = any(isinstance(x.predicted, str) for x in (*rows, *predictions))
-    metrics = (classifier_quality if classifier else regressor_quality)(rows, resamples, seed) if rows else {}
+    binary = binary and classifier
+    if not rows:
+        metrics = {}
+    elif classifier:
+        metrics = classifier_quality(rows, resamples, seed, binary=binary, threshold=threshold)
+    else:
+        metrics = regressor_quality(rows, resamples, seed)
     estimated = labelled_estimate = None
     ece = None
     reasons: list[str] = []
@@ -280,8 +369,11 @@ def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], pr
         verdict, reasons = None, [f"not enough labels: {len(rows)} of {min_labels}"]
     else:
         verdict = "degraded" if reasons else "ok"
+    labels = next((x.labels for x in (*rows, *predictions) if x.labels), None) if binary else None
+    positive = labels[-1] if labels else None  # binary labels are logged (negative, positive)
     return VersionQuality(model_version, role, "classifier" if classifier else "regressor", len(rows),
-                          len(predictions), metrics, estimated, labelled_estimate, ece, verdict, tuple(reasons))
+                          len(predictions), metrics, estimated, labelled_estimate, ece, verdict, tuple(reasons),
+                          positive, threshold if binary else None)
 
 
 # ---- feedback guards ------------------------------------------------------------------------------------
@@ -356,10 +448,13 @@ def _role_rank(role: str) -> int:
 
 def monitor(joined: Joined, *, min_labels: int = 30, confidence: float = 0.9,
             expected: Mapping[str, Mapping[str, float]] | None = None, interval_level: float = 0.9,
-            resamples: int = 1000, seed: int = 0) -> MonitorReport:
+            resamples: int = 1000, seed: int = 0, binary: bool = False,
+            thresholds: Mapping[str, float | None] | None = None) -> MonitorReport:
     """Quality of every (version, role) seen in the window, with CBPE estimates, counts and feedback guards.
 
-    `expected` maps a version to its holdout metrics (its manifest's), the reference a verdict is judged by.
+    `expected` maps a version to its holdout metrics (its manifest's), the reference a verdict is judged by;
+    for a binary classifier (`binary`), `thresholds` a version to its threshold on P(positive) (a version
+    without one is judged on its logged answers).
     """
     groups: dict[tuple[str, str], tuple[list[JoinedRow], list[Prediction]]] = {}
     for r in joined.rows:
@@ -369,7 +464,7 @@ def monitor(joined: Joined, *, min_labels: int = 30, confidence: float = 0.9,
     versions = tuple(
         version_quality(version, role, rows, predictions, min_labels=min_labels,
                         expected=(expected or {}).get(version), interval_level=interval_level,
-                        resamples=resamples, seed=seed)
+                        resamples=resamples, seed=seed, binary=binary, threshold=(thresholds or {}).get(version))
         for (version, role), (rows, predictions) in sorted(groups.items(), key=lambda kv: (_role_rank(kv[0][1]),
                                                                                             kv[0][0])))
     return MonitorReport(joined.model, joined.window, joined.counts, versions, feedback_guards(joined, confidence),
@@ -391,8 +486,9 @@ def compare_versions(canary: VersionQuality | None, stable: VersionQuality | Non
     """Promote unless a metric of the canary is worse than stable's by more than its tolerance; undecided below
     `min_labels` on either side.
 
-    `tolerance` maps a metric (accuracy, macro_f1, log_loss, rmse, mae, coverage) to how much worse the canary
-    may be, as the offline gate's tolerances; point values are compared, their intervals given as evidence.
+    `tolerance` maps a metric (accuracy, macro_f1, log_loss, rmse, mae, coverage; a binary classifier's roc_auc,
+    pr_auc, brier, precision, recall, f1) to how much worse the canary may be, as the offline gate's tolerances;
+    point values are compared, their intervals given as evidence.
     """
     unknown = set(tolerance) - HIGHER_IS_BETTER - LOWER_IS_BETTER
     if unknown:

@@ -6,13 +6,17 @@ the job (`make monitor` locally):
 1. **Join**: the model's feedback of the last `MONITOR_FEEDBACK_HOURS` (`POST /feedback` log lines) joined by
    prediction id to its prediction log lines up to `MONITOR_PREDICTION_DAYS` older (`retrain_job.feedback`).
 2. **Quality** per (model version, role) with 95% intervals (`retrain_job.live_quality.monitor`): accuracy,
-   macro F1 and log loss of a classifier with its CBPE estimate beside them; RMSE, MAE and interval coverage of
-   a regressor. Each version is held to what its own manifest promised (its holdout metrics; for a regressor,
-   the per-regime holdout errors weighted by the regimes of its labelled rows). No verdict below
+   macro F1 and log loss of a classifier with its CBPE estimate beside them, and for a binary one ROC AUC,
+   PR AUC, the Brier score, and precision, recall and F1 of the positive class at the version's threshold
+   (its manifest's `threshold.value`, 0.5 without one, as the function decides; the logged answers for a
+   version whose manifest is gone); RMSE, MAE and interval coverage of a regressor. Each version is held to
+   what its own manifest promised (its holdout metrics, a binary classifier's ROC AUC among them; for a
+   regressor, the per-regime holdout errors weighted by the regimes of its labelled rows). No verdict below
    `MONITOR_MIN_LABELS` labelled rows.
 3. **Canary judged on live labels**: with a canary in the pointer, its realised quality against stable's by
    `compare_versions`, the tolerances from the spec's `[gate]` (a `--tol-*` flag or TOL_* setting overrides
-   them, as for a run): a classifier's accuracy and macro F1 tolerances; a regressor's RMSE tolerance (scaled,
+   them, as for a run): a classifier's accuracy and macro F1 tolerances (a binary one's also its ROC AUC by
+   `roc_auc_tolerance`); a regressor's RMSE tolerance (scaled,
    as the gate scales it per regime, by stable's expected RMSE on the regimes of its labelled rows over its
    first regime's) and a coverage tolerance of the interval level minus `coverage_min`. "rollback" drops the
    canary, "promote" makes it stable, "undecided" (too few labels on either side) leaves it serving;
@@ -21,7 +25,8 @@ the job (`make monitor` locally):
 5. **Metrics** (`custom.googleapis.com/tabular/live_*`, labels `model`, `model_version`, `role`).
 
 Alerting: the realised-quality metrics (`live_accuracy`, `live_coverage`, and also `live_macro_f1`,
-`live_log_loss`, `live_rmse`, `live_mae`) are written ONLY for a version with at least `MONITOR_MIN_LABELS`
+`live_log_loss`, `live_rmse`, `live_mae`, and a binary classifier's `live_roc_auc`, `live_pr_auc`, `live_brier`,
+`live_precision`, `live_recall`, `live_f1`) are written ONLY for a version with at least `MONITOR_MIN_LABELS`
 labelled rows in the window, so an alert on `live_accuracy` or `live_coverage` needs no second condition on the
 label count: a missing point means "not enough evidence yet", never a low value. `live_labelled`,
 `live_predictions` and `live_accuracy_estimated` (CBPE, which needs no labels) are written for every version
@@ -46,6 +51,7 @@ from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import PointerRace, resolve_canary
 from retrain_job.report import render_monitor_html
 from shared.bundle import CorruptBundle, read_bundle
+from shared.model import decision_threshold
 from shared.pointer import ServingPointer, read_pointer
 from shared.spec import ModelSpec, default_model, load_spec
 from shared.store import NotFound, Store
@@ -57,7 +63,11 @@ CONFIDENCE = 0.9  # a prediction this sure of itself, contradicted by its truth,
 NO_VERSION = "none"  # the model_version and role labels of feedback_unknown_ids
 # realised-quality metrics, written only with enough labels: (live_quality metric, Cloud Monitoring metric)
 REALISED_METRICS = (("accuracy", "live_accuracy"), ("macro_f1", "live_macro_f1"), ("log_loss", "live_log_loss"),
-                    ("rmse", "live_rmse"), ("mae", "live_mae"), ("coverage", "live_coverage"))
+                    ("rmse", "live_rmse"), ("mae", "live_mae"), ("coverage", "live_coverage"),
+                    ("roc_auc", "live_roc_auc"), ("pr_auc", "live_pr_auc"), ("brier", "live_brier"),  # binary
+                    ("precision", "live_precision"), ("recall", "live_recall"), ("f1", "live_f1"))
+CLASSIFIER_PROMISE = ("accuracy", "macro_f1", "log_loss")
+BINARY_PROMISE = (*CLASSIFIER_PROMISE, "roc_auc", "pr_auc", "brier", "threshold", "precision", "recall", "f1")
 
 
 def monitor_prefix(model: str) -> str:
@@ -103,7 +113,8 @@ def _present(value: object) -> bool:
 def expected_metrics(manifest: Mapping, rows: Sequence[JoinedRow]) -> dict | None:
     """What a version's manifest promised for the rows it was judged on (None without holdout metrics).
 
-    A classifier: its holdout accuracy, macro F1 and log loss. A regressor: per-regime holdout errors weighted
+    A classifier: its holdout accuracy, macro F1 and log loss; a binary one also its ROC AUC, PR AUC, Brier
+    score, threshold, and precision, recall and F1 at that threshold. A regressor: per-regime holdout errors weighted
     by the regimes its labelled rows went to (RMSE as the root of the weighted mean square, MAE and coverage as
     weighted means), with the weights; without labelled rows, only the per-regime figures.
     """
@@ -112,7 +123,7 @@ def expected_metrics(manifest: Mapping, rows: Sequence[JoinedRow]) -> dict | Non
         return None
     regimes = holdout.get("regimes")
     if not isinstance(regimes, Mapping):  # a classifier
-        return {k: holdout[k] for k in ("accuracy", "macro_f1", "log_loss", "rows") if k in holdout}
+        return {k: holdout[k] for k in (*BINARY_PROMISE, "rows") if k in holdout}  # a multiclass one has 3
     members = [m for m in manifest.get("members") or () if m.get("name") in regimes]
     out: dict = {"regimes": {name: {k: m.get(k) for k in ("rmse", "mae", "coverage", "rows")}
                              for name, m in regimes.items()}}
@@ -128,10 +139,14 @@ def expected_metrics(manifest: Mapping, rows: Sequence[JoinedRow]) -> dict | Non
     return out
 
 
-def _verdict_reference(expected: Mapping | None, classifier: bool) -> dict:
-    """The numbers a verdict holds a version to (a regressor's coverage is held to its nominal level instead)."""
-    keys = ("accuracy", "macro_f1", "log_loss") if classifier else ("rmse", "mae")
-    return {k: float(expected[k]) for k in keys if expected and isinstance(expected.get(k), int | float)}
+def _verdict_reference(expected: Mapping | None, classifier: bool, binary: bool = False) -> dict:
+    """The numbers a verdict holds a version to (a regressor's coverage is held to its nominal level instead).
+
+    A binary classifier's also its ROC AUC (its other figures at a threshold, or of P(positive) averaged over
+    the rows, move with the share of positives in the traffic: shown, not judged)."""
+    keys = (*CLASSIFIER_PROMISE, "roc_auc") if binary else CLASSIFIER_PROMISE if classifier else ("rmse", "mae")
+    return {k: float(expected[k]) for k in keys if expected and isinstance(expected.get(k), int | float)
+            and not isinstance(expected.get(k), bool)}
 
 
 def _read_manifests(store: Store, model: str, versions: set[str]) -> tuple[dict[str, dict], dict[str, str]]:
@@ -178,12 +193,16 @@ class CanaryOutcome:
 def canary_tolerance(spec: ModelSpec, policy: GatePolicy, stable_expected: Mapping | None) -> dict[str, float]:
     """How much worse than stable a canary may be on live labels, from the gate's policy.
 
-    A classifier: accuracy and macro F1 by their tolerances. A regressor: RMSE by the gate's tolerance scaled
+    A classifier: accuracy and macro F1 by their tolerances; a binary one also ROC AUC by `roc_auc_tolerance`
+    (the gate's default of 1 never fails it: only shown as evidence). A regressor: RMSE by the gate's tolerance scaled
     by stable's expected RMSE on its labelled rows' regimes over its first regime's (the gate's own scaling per
     regime), coverage by the interval level minus `coverage_min`.
     """
     if spec.is_classifier:
-        return {"accuracy": policy.accuracy_tolerance, "macro_f1": policy.macro_f1_tolerance}
+        tolerance = {"accuracy": policy.accuracy_tolerance, "macro_f1": policy.macro_f1_tolerance}
+        if spec.is_binary:
+            tolerance["roc_auc"] = policy.roc_auc_tolerance
+        return tolerance
     scale = 1.0
     if stable_expected and isinstance(stable_expected.get("rmse"), int | float):
         first = next(iter(stable_expected["regimes"].values()), {}).get("rmse")
@@ -252,10 +271,15 @@ def build_monitor_report(spec: ModelSpec, report: MonitorReport, *, expected: Ma
     for v in out["versions"]:
         version = v["model_version"]
         promise = expected.get(version)
-        versions.append({**v, "expected": _rounded(promise) if promise is not None else None,
-                         "expected_note": ("holdout metrics of the version's manifest" if promise is not None
-                                           else missing.get(version, "no holdout metrics in its manifest"))})
-    return {
+        entry = {**v, "expected": _rounded(promise) if promise is not None else None,
+                 "expected_note": ("holdout metrics of the version's manifest" if promise is not None
+                                   else missing.get(version, "no holdout metrics in its manifest"))}
+        if spec.is_binary and "threshold" in v:
+            entry["threshold_note"] = (f"{v['positive']} when P({v['positive']}) >= {v['threshold']:g} (the "
+                                       f"version's manifest)" if v["threshold"] is not None else
+                                       f"its logged answers ({missing.get(version, 'no usable threshold')})")
+        versions.append(entry)
+    document = {
         "schema_version": SCHEMA_VERSION,
         "kind": "monitor",
         "generated_at": generated_at.isoformat(timespec="seconds"),
@@ -273,6 +297,9 @@ def build_monitor_report(spec: ModelSpec, report: MonitorReport, *, expected: Ma
         "guards": out["guards"],
         "canary": canary.to_dict(),
     }
+    if spec.is_binary:
+        document["positive"] = spec.target.positive
+    return document
 
 
 def _rounded(value):
@@ -299,10 +326,13 @@ def write_report(store: Store, model: str, document: dict, stamp: str) -> str:
 def _summary_version(v: dict) -> dict:
     metrics = {k: {f: m[f] for f in ("value", "low", "high", "n")} for k, m in v["metrics"].items()}
     estimate = v["estimated_accuracy"]
-    return {"model_version": v["model_version"], "role": v["role"], "labels": v["labels"],
-            "predictions": v["predictions"], "verdict": v["verdict"], "reasons": v["reasons"], "realised": metrics,
-            "estimated_accuracy": None if estimate is None else {f: estimate[f] for f in ("value", "low", "high", "n")},
-            "expected": v["expected"]}
+    out = {"model_version": v["model_version"], "role": v["role"], "labels": v["labels"],
+           "predictions": v["predictions"], "verdict": v["verdict"], "reasons": v["reasons"], "realised": metrics,
+           "estimated_accuracy": None if estimate is None else {f: estimate[f] for f in ("value", "low", "high", "n")},
+           "expected": v["expected"]}
+    if "threshold" in v:  # a binary classifier: the threshold its precision and recall were measured at
+        out["threshold"] = v["threshold"]
+    return out
 
 
 def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None) -> dict:
@@ -323,9 +353,12 @@ def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None)
         rows_of.setdefault(r.model_version, []).append(r)
     expected = {version: promise for version, manifest in manifests.items()
                 if (promise := expected_metrics(manifest, rows_of.get(version, []))) is not None}
+    thresholds = {v: decision_threshold(m) for v, m in manifests.items()} if spec.is_binary else None
     report = monitor(joined, min_labels=opts.min_labels, confidence=opts.confidence,
-                     expected={v: _verdict_reference(e, spec.is_classifier) for v, e in expected.items()},
-                     interval_level=spec.target.interval or 0.9, resamples=opts.resamples)
+                     expected={v: _verdict_reference(e, spec.is_classifier, spec.is_binary)
+                               for v, e in expected.items()},
+                     interval_level=spec.target.interval or 0.9, resamples=opts.resamples, binary=spec.is_binary,
+                     thresholds=thresholds)
     canary = judge_canary(store, spec, pointer, report, expected=expected, opts=opts)
     document = build_monitor_report(spec, report, expected=expected, missing=missing, pointer=pointer, canary=canary,
                                     generated_at=now)

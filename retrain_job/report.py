@@ -211,6 +211,14 @@ padding:4px 16px 8px;margin:0 0 18px}.version h2{font-size:18px}.muted{color:#52
 _VERDICTS = {"ok": ("ok_verdict", "ok"), "degraded": ("degraded", "degraded"), None: ("no_verdict", "no verdict")}
 _CANARY_STYLE = {"rollback": "drift", "promote": "no_drift", "undecided": "not_enough_data", "none": "not_enough_data"}
 _CI, _CBPE, _EXPECTED = "#f0831e", "#9aa5b1", "#1f2933"
+# the rows of a version's table: a classifier's (a binary one's with its own after them) or a regressor's
+_CLASSIFIER_ROWS = ("accuracy", "macro_f1", "log_loss")
+_BINARY_ROWS = (*_CLASSIFIER_ROWS, "roc_auc", "pr_auc", "brier", "precision", "recall", "f1")
+_REGRESSOR_ROWS = ("rmse", "mae", "coverage")
+_SHARES = ("accuracy", "coverage", "roc_auc", "pr_auc", "precision", "recall", "f1")  # drawn on a 0..1 bar
+_ROW_NAMES = {"roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)", "brier": "Brier score",
+              "precision": "precision at the threshold", "recall": "recall at the threshold",
+              "f1": "F1 at the threshold"}
 
 
 def _number(value: float | None, digits: str = ".4g") -> str:
@@ -267,19 +275,26 @@ def _metric_cell(metric: dict | None) -> str:
 def _version_section(v: dict, task: str) -> str:
     style, word = _VERDICTS.get(v["verdict"], _VERDICTS[None])
     expected = v.get("expected") or {}
-    names = ("accuracy", "macro_f1", "log_loss") if task == "classifier" else ("rmse", "mae", "coverage")
+    binary = "positive" in v  # a binary classifier's version
+    names = _BINARY_ROWS if binary else _CLASSIFIER_ROWS if task == "classifier" else _REGRESSOR_ROWS
     rows = []
     for name in names:
         metric = v["metrics"].get(name)
         estimate = v.get("estimated_accuracy") if name == "accuracy" else None
         promised = expected.get(name)
         bar = ""
-        if name in ("accuracy", "coverage"):
+        if name in _SHARES:
             bar = _interval_bar(metric, estimate, promised if isinstance(promised, int | float) else None)
         estimate_cell = _metric_cell(estimate) if name == "accuracy" else "<td></td>"
-        rows.append(f"<tr><td>{name}</td>{_metric_cell(metric)}{estimate_cell}"
+        rows.append(f"<tr><td>{html.escape(_ROW_NAMES.get(name, name))}</td>{_metric_cell(metric)}{estimate_cell}"
                     f"<td>{_number(promised) if isinstance(promised, int | float) else ''}</td><td>{bar}</td></tr>")
     extras = []
+    if binary:  # precision, recall and F1 are at the version's threshold; the holdout's was measured at its own
+        promised = expected.get("threshold")
+        other = isinstance(promised, int | float) and promised != v["threshold"]
+        extras.append(f"positive class {html.escape(str(v['positive']))}; decisions: "
+                      f"{html.escape(v.get('threshold_note') or _number(v['threshold']))}"
+                      + (f"; the holdout's at threshold {_number(promised)}" if other else ""))
     if v.get("expected_accuracy_labelled"):
         extras.append(f"accuracy its probabilities expect on the labelled rows: "
                       f"{_number(v['expected_accuracy_labelled']['value'])}")
@@ -320,6 +335,7 @@ def render_monitor_html(report: dict) -> str:
                        f'labels: canary {labels.get("canary", 0)}, stable {labels.get("stable", 0)} '
                        f'(at least {labels.get("min_labels", report["min_labels"])} each).<ul>{evidence}</ul></div>')
     classifier = report["task"] == "classifier"
+    kind = report["task"] + (f", binary: positive class {report['positive']}" if report.get("positive") else "")
     if classifier:
         guard_head = (f"<th>confident predictions (p &ge; {report['confidence']:g})</th><th>contradicted</th>"
                       f"<th>share</th>")
@@ -337,7 +353,7 @@ def render_monitor_html(report: dict) -> str:
 <meta name="viewport" content="width=device-width,initial-scale=1"><title>{title} — live quality</title>
 <style>{_MONITOR_STYLE}</style></head><body>
 <h1>{title} — live quality</h1>
-<p class="sub">Model <b>{html.escape(report['model'])}</b> ({html.escape(report['task'])}). Generated
+<p class="sub">Model <b>{html.escape(report['model'])}</b> ({html.escape(kind)}). Generated
 {html.escape(_when(report['generated_at']))}. Feedback from {html.escape(_when(window['feedback_from']))} to
 {html.escape(_when(window['to']))}, joined to predictions served since
 {html.escape(_when(window['predictions_from']))}.</p>

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+from retrain_job.evaluate import binary_metrics, classifier_metrics
 from retrain_job.live_quality import (
     _macro_f1_from_counts,
     bootstrap_interval,
@@ -16,6 +17,7 @@ from retrain_job.live_quality import (
     estimate_accuracy,
     expected_calibration_error,
     monitor,
+    ranking_auc,
     wilson_interval,
 )
 from shared.store import LocalStore
@@ -223,3 +225,148 @@ def test_feedback_guards_count_truths_against_confident_predictions_per_source(l
                                 "outside_interval": 0}
     assert (guards["team-b"]["items"], guards["team-b"]["joined"], guards["team-b"]["confident"],
             guards["team-b"]["confident_disagreements"]) == (4, 3, 2, 0)
+
+
+# ---- a binary classifier -----------------------------------------------------------------------------------
+
+BINARY = ["no", "yes"]  # (negative, positive): the positive class last, as a binary bundle's labels
+THRESHOLD = 0.37
+BINARY_METRICS = ("accuracy", "macro_f1", "log_loss", "roc_auc", "pr_auc", "brier", "precision", "recall", "f1")
+
+
+def binary_rows(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (no, yes) as the function logs them (6 decimals) and truths drawn from them (1: yes)."""
+    p_yes = 1.0 / (1.0 + np.exp(-rng.normal(-0.6, 1.8, n)))
+    proba = np.round(np.column_stack([1.0 - p_yes, p_yes]), 6)
+    return proba, (rng.random(n) < proba[:, 1]).astype(int)
+
+
+def write_binary(log: SinkLog, request_id: str, proba: np.ndarray, truths: np.ndarray, *, threshold: float = THRESHOLD,
+                 version: str = "v1", role: str = "stable", labelled: int | None = None) -> None:
+    """One request answered as a binary model answers (yes iff P(yes) >= threshold), and feedback for the first
+    `labelled` rows (all by default)."""
+    predicted = [BINARY[int(p >= threshold)] for p in proba[:, 1]]
+    log.prediction(request_id, predicted, at=AT, version=version, role=role, probabilities=proba.tolist(),
+                   labels=BINARY)
+    items = [{"id": f"{request_id}-{k}", "truth": BINARY[t]} for k, t in enumerate(truths)]
+    log.feedback(items[:labelled], at=AT + timedelta(minutes=10))
+
+
+def test_binary_quality_is_the_offline_evaluation_of_the_same_rows(log):
+    rng = np.random.default_rng(21)
+    proba, y = binary_rows(rng, 400)
+    write_binary(log, "bin", proba, y)
+    joined = log.join()
+    v = monitor(joined, binary=True, thresholds={"v1": THRESHOLD}).version("v1")
+    offline = classifier_metrics(proba, y, THRESHOLD)  # retrain_job.evaluate: what the holdout promise is made of
+    assert offline.keys() >= set(BINARY_METRICS) and offline == {**offline, **binary_metrics(proba[:, 1], y, THRESHOLD)}
+    assert tuple(v.metrics) == BINARY_METRICS and (v.positive, v.threshold, v.labels) == ("yes", THRESHOLD, 400)
+    for name in BINARY_METRICS:
+        m = v.metrics[name]
+        assert m.value == pytest.approx(offline[name], abs=1e-6), name
+        assert m.low <= m.value <= m.high, name
+        assert m.method == ("wilson" if name in ("accuracy", "precision", "recall") else "bootstrap"), name
+    assert v.metrics["roc_auc"].value == pytest.approx(roc_auc_score(y, proba[:, 1]), abs=1e-12)
+    assert v.metrics["pr_auc"].value == pytest.approx(average_precision_score(y, proba[:, 1]), abs=1e-12)
+    assert v.metrics["brier"].value == pytest.approx(np.mean((proba[:, 1] - y) ** 2), abs=1e-12)
+    said, hits = proba[:, 1] >= THRESHOLD, int(np.sum((proba[:, 1] >= THRESHOLD) & (y == 1)))
+    precision, recall = v.metrics["precision"], v.metrics["recall"]
+    assert (precision.n, (precision.low, precision.high)) == (said.sum(), wilson_interval(hits, int(said.sum())))
+    assert (recall.n, (recall.low, recall.high)) == (y.sum(), wilson_interval(hits, int(y.sum())))
+    for name in ("roc_auc", "pr_auc", "brier", "f1", "log_loss"):
+        assert v.metrics[name].n == 400 and v.metrics[name].high - v.metrics[name].low < 0.25, name
+    entry = v.to_dict()
+    assert (entry["positive"], entry["threshold"], entry["task"]) == ("yes", THRESHOLD, "classifier")
+    assert entry["metrics"]["roc_auc"]["value"] == pytest.approx(offline["roc_auc"], abs=1e-6)
+    # the same rows as a multiclass model's: its three metrics only, and no binary fields
+    plain = monitor(joined).version("v1")
+    assert tuple(plain.metrics) == ("accuracy", "macro_f1", "log_loss") and plain.positive is None
+    assert "positive" not in plain.to_dict() and "threshold" not in plain.to_dict()
+    assert plain.metrics["log_loss"] == v.metrics["log_loss"]
+
+
+def test_the_manifest_threshold_decides_precision_and_recall(log):
+    rng = np.random.default_rng(22)
+    proba, y = binary_rows(rng, 400)
+    write_binary(log, "thr", proba, y)  # answered at THRESHOLD
+    joined = log.join()
+    by_threshold = {t: monitor(joined, binary=True, thresholds={"v1": t}).version("v1") for t in (0.2, THRESHOLD, 0.6,
+                                                                                                  0.8)}
+    for t, v in by_threshold.items():
+        offline = binary_metrics(proba[:, 1], y, t)
+        for name in ("precision", "recall", "f1"):
+            assert v.metrics[name].value == pytest.approx(offline[name], abs=1e-6), (t, name)
+        assert v.threshold == t
+    recalls = [v.metrics["recall"].value for v in by_threshold.values()]
+    precisions = [v.metrics["precision"].value for v in by_threshold.values()]
+    assert recalls == sorted(recalls, reverse=True) and recalls[0] > recalls[-1]  # a higher bar finds fewer
+    assert precisions[-1] > precisions[0]  # and is right more often when it says yes
+    n_said = [v.metrics["precision"].n for v in by_threshold.values()]
+    assert n_said == [int(np.sum(proba[:, 1] >= t)) for t in by_threshold]
+    # what does not depend on the threshold does not move: ranking, probabilities, the served answers
+    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "accuracy", "macro_f1"):
+        assert len({v.metrics[name] for v in by_threshold.values()}) == 1, name
+    # without a threshold (a version whose manifest is gone) its logged answers are its decisions
+    served = monitor(joined, binary=True).version("v1")
+    assert served.threshold is None and served.to_dict()["threshold"] is None
+    for name in ("precision", "recall", "f1"):
+        assert served.metrics[name] == by_threshold[THRESHOLD].metrics[name]
+
+
+def test_too_few_labels_or_one_class_give_no_binary_verdict_or_auc(log):
+    rng = np.random.default_rng(23)
+    proba, y = binary_rows(rng, 40)
+    write_binary(log, "few", proba, y, labelled=12)
+    v = monitor(log.join(), binary=True, thresholds={"v1": THRESHOLD},
+                expected={"v1": {"roc_auc": 0.99}}).version("v1")
+    assert (v.labels, v.predictions, v.verdict, v.reasons) == (12, 40, None, ("not enough labels: 12 of 30",))
+    assert v.metrics["roc_auc"].n == 12  # the numbers are there, without a verdict (nor a live_* metric)
+    negatives = np.array([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6]] * 12)
+    write_binary(log, "neg", negatives, np.zeros(36, dtype=int), version="v2")
+    only_no = monitor(log.join(), binary=True, thresholds={"v2": 0.5}).version("v2")
+    assert only_no.metrics["roc_auc"].value is None and only_no.metrics["pr_auc"].value is None  # one class
+    assert only_no.metrics["recall"].value is None and only_no.metrics["recall"].n == 0  # no positives
+    assert only_no.metrics["precision"].value == 0.0 and only_no.metrics["precision"].n == 12
+    assert only_no.metrics["brier"].value == pytest.approx(np.mean(negatives[:, 1] ** 2))
+    never_yes = monitor(log.join(), binary=True, thresholds={"v2": 0.95}).version("v2")
+    assert never_yes.metrics["precision"].value is None and never_yes.metrics["precision"].n == 0
+    assert never_yes.metrics["f1"].value == 0.0 == binary_metrics(negatives[:, 1], np.zeros(36, int), 0.95)["f1"]
+
+
+def test_roc_auc_below_the_promise_degrades_and_rolls_a_canary_back(log):
+    rng = np.random.default_rng(24)
+    proba, y = binary_rows(rng, 300)
+    write_binary(log, "s", proba, y)
+    ranked_blind, _ = binary_rows(rng, 300)
+    write_binary(log, "c", ranked_blind, rng.permutation(y), version="v2", role="canary")  # truths unrelated
+    joined = log.join()
+    stable_auc = roc_auc_score(y, proba[:, 1])
+    report = monitor(joined, binary=True, thresholds={"v1": THRESHOLD, "v2": THRESHOLD},
+                     expected={"v1": {"roc_auc": stable_auc - 0.02}, "v2": {"roc_auc": stable_auc - 0.02}})
+    stable, canary = report.version("v1", "stable"), report.version("v2", "canary")
+    assert stable.verdict == "ok" and canary.verdict == "degraded"
+    [reason] = [r for r in canary.reasons if r.startswith("roc_auc")]
+    assert reason.endswith(f"below the holdout's {stable_auc - 0.02:.4g}")
+    assert canary.metrics["roc_auc"].high < stable_auc - 0.02 < stable.metrics["roc_auc"].high
+    rollback = compare_versions(canary, stable, {"roc_auc": 0.05})
+    assert rollback.decision == "rollback" and rollback.evidence.startswith("roc_auc: canary ")
+    assert rollback.evidence.endswith("tolerance 0.05 -> fails")
+    assert compare_versions(stable, stable, {"roc_auc": 0.05, "brier": 0.01}).decision == "promote"
+    assert compare_versions(canary, stable, {"roc_auc": 1.0}).decision == "promote"  # the gate's default tolerance
+
+
+def test_ranking_auc_from_resample_weights_is_scikit_learn_s_of_the_resampled_rows():
+    rng = np.random.default_rng(6)
+    scores = np.round(rng.random(60), 1)  # many ties
+    truth = rng.random(60) < scores
+    roc, average_precision = ranking_auc(scores, truth)
+    assert roc[0] == pytest.approx(roc_auc_score(truth, scores), abs=1e-12)
+    assert average_precision[0] == pytest.approx(average_precision_score(truth, scores), abs=1e-12)
+    drawn = rng.integers(0, 60, size=(50, 60))
+    weights = np.array([np.bincount(rows, minlength=60) for rows in drawn], dtype=float)
+    roc, average_precision = ranking_auc(scores, truth, weights)
+    for rows, r, a in zip(drawn, roc, average_precision):
+        assert r == pytest.approx(roc_auc_score(truth[rows], scores[rows]), abs=1e-12)
+        assert a == pytest.approx(average_precision_score(truth[rows], scores[rows]), abs=1e-12)
+    one_class = ranking_auc(scores, np.zeros(60, dtype=bool))
+    assert np.isnan(one_class[0][0]) and np.isnan(one_class[1][0])

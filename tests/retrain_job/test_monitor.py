@@ -11,7 +11,7 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +20,32 @@ from sklearn.metrics import f1_score
 
 from retrain_job.__main__ import main, parse_args
 from retrain_job.data import load_base
+from retrain_job.evaluate import classifier_metrics
 from retrain_job.feedback import FeedbackCounts, JoinedRow, Window
 from retrain_job.gate import GatePolicy
 from retrain_job.live_quality import Metric, MonitorReport, VersionQuality
-from retrain_job.monitor import canary_tolerance, expected_metrics, metric_points, monitor_prefix
+from retrain_job.monitor import (
+    _verdict_reference,
+    canary_tolerance,
+    expected_metrics,
+    metric_points,
+    monitor_prefix,
+)
 from retrain_job.report import render_monitor_html
-from shared.pointer import read_pointer
+from shared.bundle import Bundle, make_bundle, write_bundle
+from shared.model import decision_threshold, load_model
+from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import JOB, Settings
-from shared.spec import load_spec
+from shared.spec import ModelSpec, load_spec
 from shared.store import LocalStore
+from shared.validation import build_batch
 from testbed.servers import FunctionServer
+from tests.retrain_job.test_feedback import SinkLog
 from tests.support.bundles import STABLE, publish
 from tests.support.http import post
 from tests.support.jobs import run_job
+from tests.support.kinds import LABELS as BINARY_LABELS
+from tests.support.kinds import THRESHOLD, binary_bundle, rows
 
 CANARY = "20261102T000000Z-canary00"
 PENGUINS, CO2 = load_spec("penguins"), load_spec("co2")
@@ -479,3 +492,213 @@ def test_the_page_escapes_what_it_shows():
     page = render_monitor_html(report)
     assert "<b>T</b>" not in page and "&lt;v2&gt;" in page and "&lt;s&gt;" in page
     assert "No predictions of this model in the window" in page
+
+
+# ---- a binary classifier -----------------------------------------------------------------------------------
+
+APPROVALS = "approvals"
+BINARY_STABLE, BINARY_CANARY = "20261101T000000Z-apprstab", "20261102T000000Z-apprcana"
+CANARY_THRESHOLD = 0.6
+BINARY_LIVE = ("accuracy", "macro_f1", "log_loss", "roc_auc", "pr_auc", "brier", "precision", "recall", "f1")
+APPROVALS_SPEC = """
+name = "approvals"
+title = "Approval classifier"
+task = "binary"
+
+[target]
+name = "approved"
+labels = ["no", "yes"]
+positive = "yes"
+
+[threshold]
+rule = "best_f1"
+
+[[features]]
+name = "x1"
+kind = "numeric"
+bounds = [-100.0, 100.0]
+
+[[features]]
+name = "x2"
+kind = "numeric"
+bounds = [-100.0, 100.0]
+required = false
+
+[[features]]
+name = "colour"
+kind = "categorical"
+
+[data]
+file = "approvals.csv"
+sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+[gate]
+tolerance = 0.05
+# wide on the thresholded figures: the canary is judged here on how it ranks
+accuracy_tolerance = 0.5
+macro_f1_tolerance = 0.5
+roc_auc_tolerance = 0.05
+"""
+
+
+def binary_spec(folder: Path, gate_extra: str = "") -> ModelSpec:
+    """The binary model's spec written into a scratch specs folder (SPECS_DIR of a job process) and loaded."""
+    (folder / APPROVALS).mkdir(parents=True, exist_ok=True)
+    text = APPROVALS_SPEC if not gate_extra else APPROVALS_SPEC.replace("roc_auc_tolerance = 0.05", gate_extra)
+    (folder / APPROVALS / "spec.toml").write_text(text)
+    return load_spec(APPROVALS, specs_dir=folder)
+
+
+def p_yes(bundle: Bundle, instances: list[dict]) -> np.ndarray:
+    """P(yes) of request rows, as the function computes it from the bundle."""
+    model = load_model(APPROVALS, bundle, "store", fast_max_rows=0)
+    return model.predictor.outputs(build_batch(model.contract, instances).matrix)[:, 1]
+
+
+def binary_version(version: str, threshold: float, holdout_seed: int) -> Bundle:
+    """tests.support.kinds' binary model under `version` with `threshold` in its manifest and the holdout metrics
+    retrain_job.evaluate gives at that threshold (truths drawn from its own probabilities)."""
+    base = binary_bundle()
+    instances = rows(300, seed=holdout_seed)
+    p = p_yes(base, instances)
+    y = (np.random.default_rng(holdout_seed).random(len(p)) < p).astype(int)
+    sections = {k: v for k, v in base.manifest.items() if k not in {"format", "version", "created_at", "files"}}
+    sections["threshold"] = {**sections["threshold"], "value": threshold}
+    sections["metrics"] = {"holdout": classifier_metrics(np.column_stack([1 - p, p]), y, threshold)}
+    return make_bundle(version, base.files, **sections)
+
+
+@dataclass
+class BinaryWorld:
+    """A store with a binary model's stable and canary, the log of what each answered and the truths sent."""
+
+    store: LocalStore
+    specs: Path
+    bundles: dict[str, Bundle]
+    answered: dict[str, tuple[np.ndarray, list[str], dict[str, int]]]  # version -> logged proba, answers, truths
+
+
+@pytest.fixture
+def binary_world(tmp_path) -> BinaryWorld:
+    """Each version answers 200 rows as the function does (yes iff P(yes) >= its manifest's threshold; the
+    probabilities logged to 6 decimals); 150 of each come back labelled: stable's truths drawn from its own
+    probabilities, the canary's unrelated to its inputs (a model that no longer ranks)."""
+    specs = tmp_path / "specs"
+    binary_spec(specs)
+    store = LocalStore(tmp_path / "store")
+    bundles = {BINARY_STABLE: binary_version(BINARY_STABLE, THRESHOLD, 71),
+               BINARY_CANARY: binary_version(BINARY_CANARY, CANARY_THRESHOLD, 72)}
+    for bundle in bundles.values():
+        write_bundle(store, APPROVALS, bundle)
+    write_pointer(store, APPROVALS, ServingPointer(BINARY_STABLE, (), BINARY_CANARY, 50.0),
+                  read_pointer(store, APPROVALS)[1])
+    log = SinkLog(store)
+    at = datetime.now(UTC) - timedelta(hours=2)
+    rng = np.random.default_rng(9)
+    answered = {}
+    for k, (version, role, threshold) in enumerate(((BINARY_STABLE, "stable", THRESHOLD),
+                                                    (BINARY_CANARY, "canary", CANARY_THRESHOLD))):
+        instances = rows(200, seed=80 + k)
+        p = p_yes(bundles[version], instances)
+        predicted = [BINARY_LABELS[int(v >= threshold)] for v in p]
+        proba = np.round(np.column_stack([1 - p, p]), 6)
+        log.prediction(f"ap-{role}", predicted, at=at, model=APPROVALS, version=version, role=role,
+                       instances=instances, probabilities=proba.tolist(), labels=list(BINARY_LABELS))
+        truths = rng.random(200) < (p if role == "stable" else np.full(200, p.mean()))
+        sent = {f"ap-{role}-{j}": int(truths[j]) for j in range(150)}
+        log.feedback([{"id": i, "truth": BINARY_LABELS[t]} for i, t in sent.items()], at=at + timedelta(minutes=30),
+                     model=APPROVALS)
+        answered[version] = (proba, predicted, sent)
+    log.join(APPROVALS)  # flushes the sink
+    return BinaryWorld(store, specs, bundles, answered)
+
+
+def test_binary_live_quality_is_evaluate_s_at_each_versions_threshold_and_its_metrics_arrive(binary_world,
+                                                                                           monitoring):
+    w = binary_world
+    code, summary = run_job(str(w.store.root), "monitor", "--model", APPROVALS, "--no-canary-decision",
+                            env={"SPECS_DIR": str(w.specs), "METRICS_PROJECT": "demo-project",
+                                 "METRICS_ENDPOINT": monitoring.endpoint}, timeout=120)
+    assert (code, summary["decision"]) == (0, "monitored"), summary
+    got = points(monitoring)
+    for version, role, threshold in ((BINARY_STABLE, "stable", THRESHOLD), (BINARY_CANARY, "canary",
+                                                                           CANARY_THRESHOLD)):
+        proba, predicted, sent = w.answered[version]
+        rows_ = [int(i.rsplit("-", 1)[1]) for i in sent]
+        offline = classifier_metrics(proba[rows_], np.array(list(sent.values())), threshold)
+        assert [predicted[j] for j in rows_] == [BINARY_LABELS[int(p >= threshold)] for p in proba[rows_, 1]]
+        v = version_of(summary, version, role)
+        assert (v["labels"], v["predictions"], v["threshold"]) == (150, 200, threshold)
+        assert tuple(v["realised"]) == BINARY_LIVE
+        labels = (APPROVALS, version, role)
+        for name in BINARY_LIVE:
+            realised = v["realised"][name]
+            assert realised["value"] == pytest.approx(offline[name], rel=1e-5, abs=2e-6), (version, name)
+            assert realised["low"] <= realised["value"] <= realised["high"], (version, name)
+            assert got[(f"live_{name}", *labels)] == pytest.approx(offline[name], abs=1e-6), (version, name)
+        promised = w.bundles[version].manifest["metrics"]["holdout"]
+        assert {k: v["expected"][k] for k in ("roc_auc", "pr_auc", "brier", "threshold", "precision", "recall")} == {
+            k: pytest.approx(promised[k], rel=1e-5) for k in ("roc_auc", "pr_auc", "brier", "threshold", "precision",
+                                                               "recall")}
+        assert v["expected"]["threshold"] == threshold
+    stable, canary = version_of(summary, BINARY_STABLE, "stable"), version_of(summary, BINARY_CANARY, "canary")
+    assert stable["verdict"] == "ok" and canary["verdict"] == "degraded"
+    assert any(r.startswith("roc_auc ") and "below the holdout's" in r for r in canary["reasons"])
+    outcome = summary["canary"]
+    assert (outcome["decision"], outcome["action"]) == ("rollback", "not applied: --no-canary-decision")
+    assert outcome["tolerance"] == {"accuracy": 0.5, "macro_f1": 0.5, "roc_auc": 0.05}  # the spec's [gate]
+    [auc_line] = [line for line in outcome["evidence"].split("; ") if line.startswith("roc_auc:")]
+    assert auc_line.endswith("tolerance 0.05 -> fails") and "-> fails" not in outcome["evidence"].split("; ")[0]
+
+    report = json.loads((w.store.root / monitor_prefix(APPROVALS) / "latest.json").read_text())
+    assert (report["task"], report["positive"]) == ("classifier", "yes")
+    entry = next(v for v in report["versions"] if v["model_version"] == BINARY_CANARY)
+    assert (entry["positive"], entry["threshold"]) == ("yes", CANARY_THRESHOLD)
+    assert entry["threshold_note"] == "yes when P(yes) >= 0.6 (the version's manifest)"
+    page = (w.store.root / monitor_prefix(APPROVALS) / "latest.html").read_text()
+    promised = w.bundles[BINARY_CANARY].manifest["metrics"]["holdout"]
+    for name in ("roc_auc", "pr_auc", "brier", "precision", "recall"):  # the holdout's promise beside each
+        assert f"<td>{promised[name]:.4g}</td>" in page, name
+    for shown in ("ROC AUC", "PR AUC (average precision)", "Brier score", "precision at the threshold",
+                  "recall at the threshold", "binary: positive class yes", "decisions: yes when P(yes) &gt;= 0.37",
+                  "decisions: yes when P(yes) &gt;= 0.6", f"{entry['metrics']['roc_auc']['value']:.4g}"):
+        assert shown in page, shown
+
+
+def test_a_binary_version_is_held_to_its_roc_auc_at_its_manifest_threshold(tmp_path):
+    spec = binary_spec(tmp_path / "specs")
+    manifest = binary_version(BINARY_STABLE, THRESHOLD, 71).manifest
+    holdout = manifest["metrics"]["holdout"]
+    expected = expected_metrics(manifest, [])
+    assert expected == {k: holdout[k] for k in (*BINARY_LIVE, "threshold", "rows")}
+    assert _verdict_reference(expected, True, True) == {k: holdout[k] for k in ("accuracy", "macro_f1", "log_loss",
+                                                                                 "roc_auc")}
+    assert _verdict_reference(expected, True) == {k: holdout[k] for k in ("accuracy", "macro_f1", "log_loss")}
+    assert decision_threshold(manifest) == THRESHOLD
+    assert decision_threshold({k: v for k, v in manifest.items() if k != "threshold"}) == 0.5  # as the function
+    assert decision_threshold({**manifest, "threshold": {"value": 1.5}}) is None  # not a probability: logged answers
+    assert canary_tolerance(spec, GatePolicy.of(spec), expected) == {"accuracy": 0.5, "macro_f1": 0.5,
+                                                                     "roc_auc": 0.05}
+    default = binary_spec(tmp_path / "default", gate_extra="# no roc_auc_tolerance")
+    assert canary_tolerance(default, GatePolicy.of(default), None)["roc_auc"] == 1.0  # the gate's: never fails
+    # a multiclass manifest's promise is as before
+    assert set(expected_metrics({"metrics": {"holdout": {"accuracy": 0.9, "macro_f1": 0.8, "log_loss": 0.3,
+                                                          "ece": 0.02, "rows": 60}}}, [])) == {
+        "accuracy", "macro_f1", "log_loss", "rows"}
+
+
+def test_binary_realised_metrics_are_written_only_from_the_minimum_count():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def quality(version: str, labels: int) -> VersionQuality:
+        metrics = {name: Metric(0.8, labels, 0.7, 0.9, "bootstrap") for name in BINARY_LIVE}
+        return VersionQuality(version, "stable", "classifier", labels, 200, metrics,
+                              estimated_accuracy=Metric(0.92, 200, 0.9, 0.94, "cbpe"), positive="yes",
+                              threshold=THRESHOLD)
+
+    report = MonitorReport(APPROVALS, Window(now, now, now), FeedbackCounts(), (quality("few", 29),
+                                                                                quality("enough", 30)), (), 30, 0.9)
+    names = {(p.name, p.labels["model_version"]) for p in metric_points(report, 30)}
+    binary = {"live_roc_auc", "live_pr_auc", "live_brier", "live_precision", "live_recall", "live_f1"}
+    assert {name for name, version in names if version == "enough"} >= binary | {"live_accuracy", "live_log_loss"}
+    assert not {name for name, version in names if version == "few"} & (binary | {"live_accuracy"})

@@ -9,15 +9,20 @@ import tempfile
 from pathlib import Path
 
 import jsonschema
+import pandas as pd
 import pytest
 from PIL import Image
 
+from retrain_job.drift import DriftThresholds
 from retrain_job.publish import promote, stage
+from retrain_job.report import build_report, render_html
 from scripts.send_traffic import send, synthetic_rows
 from shared.store import LocalStore
 from testbed.servers import REPO
+from tests.retrain_job.test_monitor import binary_spec
 from tests.support.bundles import publish
 from tests.support.http import get
+from tests.support.kinds import binary_bundle, rows
 
 SCHEMA = json.loads((REPO / "retrain_job" / "report.schema.json").read_text())
 
@@ -129,3 +134,22 @@ def test_regressor_report_compares_its_own_features_and_predicted_values(serve, 
     assert mix["feature"] == "predicted_co2_emissions_g_per_km" and mix["kind"] == "numeric"
     html = (Path(local_store.root) / summary["drift"]["report"] / "report.html").read_text()
     assert "Vehicle CO2-emissions regressor" in html and "Predicted co2_emissions_g_per_km distribution" in html
+
+
+def test_a_binary_models_drift_report_names_its_task_and_compares_its_answers_with_its_labels(tmp_path):
+    """The drift report holds no model metrics (a binary model's ROC AUC, PR AUC, Brier score and threshold are in
+    its manifest and, beside the live figures, in the monitor's report): it names the task and compares features
+    and the answers' yes/no mix with the training labels'."""
+    spec = binary_spec(tmp_path / "specs")
+    reference = pd.DataFrame(rows(300, seed=31)).assign(approved=["yes" if k % 3 == 0 else "no" for k in range(300)])
+    serving = pd.DataFrame(rows(200, seed=32)).assign(predicted=["yes" if k % 2 == 0 else "no" for k in range(200)])
+    report = build_report(spec, binary_bundle().contract, reference, serving, pd.DataFrame(),
+                          thresholds=DriftThresholds(), window={"from": "a", "to": "b"})
+    jsonschema.validate(report, SCHEMA)
+    assert report["model"] == {"name": "approvals", "title": "Approval classifier", "task": "binary",
+                               "target": "approved"}
+    mix = report["prediction_drift"]
+    assert (mix["feature"], mix["kind"], mix["histogram"]["categories"]) == ("predicted_approved", "categorical",
+                                                                             ["no", "yes"])
+    assert mix["drifted"]  # a third yes in training, half the answers
+    assert "(binary)" in render_html(report)
