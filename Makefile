@@ -22,7 +22,7 @@ SYSTEM_PACKAGES := chromium wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test system-packages check-system-packages model retrain monitor traffic lint infra-check \
-	reliability bench stages sweep load clean
+	reliability bench stages sweep load clean init
 
 help: ## list the targets with one line each
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | \
@@ -47,6 +47,7 @@ $(FN_VENV)/.installed: pyproject.toml
 	touch $@
 
 serve: $(FN_VENV)/.installed model ## serve the function on PORT from the local bucket (trains a first model if needed)
+	@$(FN_VENV)/bin/python -m scripts.announce --url http://$(BIND_HOST):$(PORT) &
 	cd function && MODEL_STORE="$(MODEL_STORE)" LOG_TO_STORE=1 WORKERS=$(WORKERS) THREADS=$(THREADS) \
 		POINTER_TTL_S=$${POINTER_TTL_S:-5} ../$(FN_VENV)/bin/functions-framework --source main.py --target predict \
 		--host $(BIND_HOST) --port $(PORT)
@@ -68,13 +69,18 @@ check-system-packages:
 	if [ -n "$$missing" ]; then echo "missing system packages:" $$missing "- run 'make system-packages' first"; exit 1; fi
 
 model: $(VENV)/.installed ## train and publish a first model of every spec into the local bucket if it has none
-	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --all-models --if-no-model | tail -n 1
+	@echo "make model: a first model of every spec without one in $(MODEL_STORE) (about 20 s the first time)"
+	@set -o pipefail; LOG_LEVEL=WARNING $(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" --all-models \
+		--if-no-model | $(VENV)/bin/python -m scripts.first_models
 
 retrain: $(VENV)/.installed ## one run of the retraining job for MODEL=name (default: the default spec) on the local bucket
 	$(VENV)/bin/python -m retrain_job --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
 
 monitor: $(VENV)/.installed ## live quality from feedback, the canary judged on it, for MODEL=name on the local bucket
 	$(VENV)/bin/python -m retrain_job monitor --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
+
+init: $(VENV)/.installed ## a new model's spec to review, from CSV=path TARGET=column [NAME=name] [TASK=binary|multiclass|regression]
+	$(VENV)/bin/python -m retrain_job init --csv "$(CSV)" --target "$(TARGET)" $(if $(NAME),--name "$(NAME)") $(if $(TASK),--task "$(TASK)")
 
 traffic: $(VENV)/.installed ## synthetic traffic to `make serve`: MODEL=name, SHIFT="--scale FEATURE=1.2"
 	$(VENV)/bin/python -m scripts.send_traffic --url http://$(BIND_HOST):$(PORT) $(if $(MODEL),--model $(MODEL)) --rows $(ROWS) \
