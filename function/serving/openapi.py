@@ -21,14 +21,20 @@ def _custom_field_properties(self, field, **kwargs) -> dict:
     nullable = {"nullable": True} if field.allow_none else {}
     if isinstance(field, Measurement):
         f = field.rule.feature
-        return {"type": "number", "minimum": f.hard_min, "exclusiveMinimum": True, "maximum": f.hard_max, **nullable}
+        bounded = {"type": "number", "minimum": f.hard_min, "exclusiveMinimum": not f.low_inclusive,
+                   "maximum": f.hard_max}
+        if f.missing_values:  # accepted anywhere, served as missing
+            return {"anyOf": [bounded, {"type": "number", "enum": list(f.missing_values)}], **nullable,
+                    "description": f"{', '.join(f'{v:g}' for v in f.missing_values)} means not measured"}
+        return {**bounded, **nullable}
     if isinstance(field, Category):
         f = field.rule.feature
         if f.unseen == "missing":  # any string is served; the known levels are listed
             return {"type": "string", "maxLength": MAX_STRING_CHARS, **nullable,
                     "description": f"known: {', '.join(f.levels)} (any case); others are served as unknown"}
-        return {"type": "string", "maxLength": MAX_STRING_CHARS, "pattern": _any_case_pattern(f.levels),
-                "description": f"one of {', '.join(f.levels)}, any case", **nullable}
+        accepted = (*f.levels, *f.missing_values)  # values that mean missing are served, as missing
+        return {"type": "string", "maxLength": MAX_STRING_CHARS, "pattern": _any_case_pattern(accepted),
+                "description": f"one of {', '.join(accepted)}, any case", **nullable}
     if isinstance(field, Passthrough):
         p = field.rule.field
         if p.kind == "integer":
