@@ -35,7 +35,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.model_selection import StratifiedKFold
 
 from retrain_job import regression
-from retrain_job.data import LabelledData, feature_names, fingerprint, to_records
+from retrain_job.data import DataError, LabelledData, feature_names, fingerprint, to_records
 from retrain_job.evaluate import classifier_metrics, score, serving_model
 from retrain_job.live_quality import expected_calibration_error
 from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leakage
@@ -93,8 +93,26 @@ class TrainingData:
                   for f in self.labelled.files if f["rows"]]]
 
 
+def check_enough_rows(spec: ModelSpec, base: pd.DataFrame) -> None:
+    """DataError unless the base data can fill the holdout and every cross-validation fold: each label of a
+    classifier a few rows per fold after the holdout, a regressor ten rows per fold."""
+    fraction = spec.holdout.fraction
+    if spec.is_classifier:
+        needed = math.ceil(CV_FOLDS / (1.0 - fraction)) + 1
+        counts = base[spec.target.name].value_counts()
+        short = {label: int(counts.get(label, 0)) for label in spec.target.labels if counts.get(label, 0) < needed}
+        if short:
+            raise DataError(f"target {spec.target.name!r}: {short} row(s) of these labels; each label needs at least "
+                            f"{needed} (a {fraction:g} holdout and {CV_FOLDS} cross-validation folds): gather more "
+                            "rows, or merge the rare labels in the data and in [target] labels")
+    elif len(base) < 10 * CV_FOLDS:
+        raise DataError(f"{len(base)} usable row(s); a regressor needs at least {10 * CV_FOLDS} "
+                        f"({CV_FOLDS} cross-validation folds of ten rows)")
+
+
 def prepare(spec: ModelSpec, base: pd.DataFrame, labelled: LabelledData | None = None) -> TrainingData:
     """Split with the base data's frozen holdout, add the labelled rows to training, derive the contract, encode."""
+    check_enough_rows(spec, base)
     labelled = labelled if labelled is not None else LabelledData.none(spec)
     new = labelled.rows
     rows = base if new.empty else pd.concat([base, new], ignore_index=True)

@@ -601,7 +601,7 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Interval:
-    """A split-conformal half-width on the member's scale (of log y, or of y), per level of the baseline's
+    """A conformal half-width on the member's scale (of log y, or of y), per level of the baseline's
     group (or pooled); `widest`, the largest of them, for rows beyond the training ranges."""
 
     level: float

@@ -289,8 +289,10 @@ def _target(raw: dict, task: str, where: str) -> TargetSpec:
     _known(raw, "target", f"{where} [target]")
     if "name" not in raw:
         raise SpecError(f"{where} [target]: missing 'name'")
-    labels = tuple(str(v) for v in raw.get("labels", ()))
     here = f"{where} [target]"
+    if not isinstance(raw.get("labels", []), list):
+        raise SpecError(f"{here} labels: a list of labels, e.g. [\"no\", \"yes\"]")
+    labels = tuple(str(v) for v in raw.get("labels", ()))
     if task == "regression":
         if labels or "positive" in raw:
             raise SpecError(f"{here}: a regression target has no labels or positive class")

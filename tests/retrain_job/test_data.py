@@ -10,6 +10,7 @@ import pytest
 from retrain_job.data import (
     FEEDBACK_ID,
     FEEDBACK_KEY,
+    DataError,
     columns,
     intake_contract,
     load_base,
@@ -17,6 +18,7 @@ from retrain_job.data import (
     load_serving_inputs,
     parse_labelled_csv,
     parse_labelled_records,
+    read_base,
 )
 from shared.spec import SpecError, load_spec
 from tests.support.csv_files import csv_bytes
@@ -146,3 +148,77 @@ def test_feedback_joins_the_labelled_rows_as_a_pseudo_file(local_store, penguins
                               "errors": {"body_mass_g": ["must be greater than 500 and at most 50000 g"]},
                               "values": {"body_mass_g": 1e6}}]
     assert load_labelled(local_store, penguins_spec, base_data).files[-1]["key"] != FEEDBACK_KEY  # none read
+
+
+# ---- the base data: bad rows, labels, data rules ----------------------------------------------------------------
+
+def _penguins_with(tmp_path, edit_rows=None, spec_edit: str = "", swap=()):
+    """A copy of the penguins spec folder whose CSV has some rows edited (line number -> {column: text}), its
+    checksum updated, `spec_edit` appended to [data] and each (old, new) text of `swap` replaced in the spec;
+    the spec read from the copy."""
+    import csv as csv_module
+    import hashlib
+    import io
+
+    folder = tmp_path / "penguins"
+    shutil.copytree(load_spec("penguins").folder, folder)
+    data = folder / "penguins.csv"
+    rows = list(csv_module.DictReader(io.StringIO(data.read_text())))
+    for line, changes in (edit_rows or {}).items():
+        rows[line - 2].update(changes)
+    out = io.StringIO()
+    writer = csv_module.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    data.write_text(out.getvalue())
+    text = (folder / "spec.toml").read_text()
+    text = text.replace('sha256 = "f204db2c753b0937caac3cb35258562c14f073e4bbc76be24b4c51ce22767a93"',
+                        f'sha256 = "{hashlib.sha256(data.read_bytes()).hexdigest()}"\n{spec_edit}')
+    for old, new in swap:
+        assert old in text, old
+        text = text.replace(old, new)
+    (folder / "spec.toml").write_text(text)
+    return load_spec("penguins", tmp_path)
+
+
+def test_bad_base_rows_refuse_the_data_set_naming_field_count_and_lines(tmp_path):
+    spec = _penguins_with(tmp_path, {6: {"body_mass_g": "0"}, 9: {"body_mass_g": "-1"},
+                                     12: {"flipper_length_mm": "n/a"}})
+    with pytest.raises(DataError) as err:
+        read_base(spec)
+    message = str(err.value)
+    assert "3 bad row(s) ([data] bad_rows = \"reject\")" in message
+    assert "body_mass_g: must be greater than 500 and at most 50000 g - 2 of 342 rows, e.g. line 6: '0', line 9: " \
+           "'-1'" in message
+    assert "flipper_length_mm: must be a number - 1 of 342 rows, e.g. line 12: 'n/a'" in message
+
+
+def test_bad_base_rows_are_dropped_up_to_the_share_the_spec_allows(tmp_path):
+    spec = _penguins_with(tmp_path, {6: {"body_mass_g": "0"}, 9: {"bill_depth_mm": "x"}},
+                          'bad_rows = "drop"\nmax_bad_share = 0.01')
+    base = read_base(spec)
+    assert len(base.frame) == 340 and base.intake["bad_rows"] == 2 and base.intake["dropped_missing_required"] == 2
+    assert base.intake["bad_rows_by_field"] == [
+        "body_mass_g: must be greater than 500 and at most 50000 g - 1 of 342 rows, e.g. line 6: '0'",
+        "bill_depth_mm: must be a number - 1 of 342 rows, e.g. line 9: 'x'"]
+    strict = _penguins_with(tmp_path / "strict", {6: {"body_mass_g": "0"}, 9: {"bill_depth_mm": "x"}},
+                            'bad_rows = "drop"\nmax_bad_share = 0.005')
+    with pytest.raises(DataError, match=r"0.6% of the rows, more than \[data\] max_bad_share = 0.005"):
+        read_base(strict)
+
+
+def test_labels_spelled_otherwise_than_in_the_data_are_named_before_training(tmp_path):
+    spec = _penguins_with(tmp_path, swap=[('labels = ["Adelie", "Chinstrap", "Gentoo"]', 'labels = ["0", "1", "2"]')])
+    with pytest.raises(DataError) as err:
+        read_base(spec)
+    assert str(err.value).startswith("target 'species': the spec's labels ['0', '1', '2'] do not match the values "
+                                     "in the data: 'Adelie' (151 rows), 'Gentoo' (123 rows), 'Chinstrap' (68 rows)")
+
+
+def test_values_that_mean_missing_are_trained_as_missing(tmp_path):
+    spec = _penguins_with(tmp_path, {6: {"bill_length_mm": "0"}, 7: {"bill_length_mm": "0.0"}}, swap=[
+        ('name = "bill_length_mm"\nkind = "numeric"',
+         'name = "bill_length_mm"\nkind = "numeric"\nrequired = false\nmissing_values = [0]'),
+        ('required = ["bill_length_mm", ', 'required = [')])
+    frame = read_base(spec).frame
+    assert frame["bill_length_mm"].isna().sum() == 2 and len(frame) == 342  # the two zeros, kept as missing

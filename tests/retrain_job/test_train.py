@@ -11,6 +11,7 @@ from retrain_job.live_quality import expected_calibration_error
 from shared.bundle import MODEL_FILE, TREES_FILE
 from shared.model import load_model
 from shared.predictor import BoosterPredictor, TreeEnsemble
+from shared.spec import ThresholdSpec
 from shared.validation import build_batch
 from tests.support.bundles import FAST_PARAMS
 
@@ -151,3 +152,60 @@ def test_temperature_scaling_rewrites_leaves_and_base_margin(penguins_spec, base
     y = np.array([0, 1, 2, 0])
     sharp = np.log(np.array([[0.98, 0.01, 0.01], [0.01, 0.98, 0.01], [0.98, 0.01, 0.01], [0.01, 0.98, 0.01]]))
     assert train.fit_temperature(sharp, y) > 1  # half right at 98%: softened
+
+
+# ---- a binary model's threshold ----------------------------------------------------------------------------------
+
+def _scores(n: int = 400, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    p = np.clip(0.3 + 0.35 * (y - 0.3) + rng.normal(0, 0.18, n), 0.001, 0.999)
+    return p, y
+
+
+def _at(p: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float, float]:
+    chosen = p >= t
+    tp = int(np.sum(chosen & (y == 1)))
+    precision, recall = tp / max(int(chosen.sum()), 1), tp / int(y.sum())
+    return precision, recall, (2 * precision * recall / (precision + recall) if tp else 0.0)
+
+
+def test_each_threshold_rule_picks_what_it_says_on_out_of_fold_probabilities():
+    p, y = _scores()
+    candidates = np.unique(p)
+    best = train.choose_threshold(ThresholdSpec("best_f1"), p, y)
+    assert abs(_at(p, y, best["value"])[2] - max(_at(p, y, t)[2] for t in candidates)) < 1e-6
+    assert best["training_oof"]["f1"] == pytest.approx(_at(p, y, best["value"])[2], abs=1e-6)
+    precise = train.choose_threshold(ThresholdSpec("min_precision", 0.8), p, y)
+    ok = [t for t in candidates if _at(p, y, t)[0] >= 0.8]
+    assert precise["reached"] and precise["value"] == pytest.approx(min(ok), abs=1e-6)  # the most recall
+    recalling = train.choose_threshold(ThresholdSpec("min_recall", 0.9), p, y)
+    ok = [t for t in candidates if _at(p, y, t)[1] >= 0.9]
+    assert recalling["reached"] and recalling["value"] == pytest.approx(max(ok), abs=1e-6)  # the most precision
+    assert train.choose_threshold(ThresholdSpec("fixed", 0.42), p, y)["value"] == 0.42
+    top_negative = p.copy()
+    top_negative[np.flatnonzero(y == 0)[0]] = 0.9999  # every threshold now takes in a false positive
+    assert not train.choose_threshold(ThresholdSpec("min_precision", 0.9999), top_negative, y)["reached"]
+
+
+def test_a_binary_spec_trains_one_logistic_booster_with_its_threshold_and_metrics(tmp_path):
+    from retrain_job.data import read_base
+    from tests.retrain_job.test_data import _penguins_with
+
+    spec = _penguins_with(tmp_path, spec_edit='bad_rows = "drop"\nmax_bad_share = 0.25', swap=[
+        ('task = "multiclass"', 'task = "binary"'),
+        ('labels = ["Adelie", "Chinstrap", "Gentoo"]', 'labels = ["Adelie", "Gentoo"]\npositive = "Gentoo"'),
+        ("accuracy_floor = 0.9", "accuracy_floor = 0.9\nroc_auc_tolerance = 0.01")])
+    base = read_base(spec)
+    assert base.intake["bad_rows"] == 68  # the Chinstraps: no label of this model, dropped as the spec allows
+    bundle = train.build_candidate(train.prepare(spec, base.frame), FAST_PARAMS, [])
+    manifest = bundle.manifest
+    booster = xgb.Booster()
+    booster.load_model(bytearray(bundle.files[MODEL_FILE]))
+    assert '"binary:logistic"' in booster.save_config() and manifest["labels"] == ["Adelie", "Gentoo"]
+    assert manifest["threshold"]["rule"] == "best_f1" and 0 < manifest["threshold"]["value"] < 1
+    holdout = manifest["metrics"]["holdout"]
+    assert holdout["roc_auc"] > 0.99 and {"pr_auc", "brier", "precision", "recall", "f1"} <= set(holdout)
+    model = load_model(spec.name, bundle, "store", fast_max_rows=64)
+    assert model.threshold == manifest["threshold"]["value"]
+
