@@ -15,11 +15,13 @@ function/main.py; main.py validates them here first, so a bad value stops start-
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -283,6 +285,13 @@ class Settings:
     max_batch_rows: int = _setting("MAX_BATCH_ROWS", Integer(1), 10_000, FUNCTION, "largest batch; more is a 413")
     max_body_bytes: int = _setting("MAX_BODY_BYTES", Integer(1), 8 * 1024 * 1024, FUNCTION,
                                    "largest body; more is a 413 before it is read")
+    max_explain_rows: int = _setting("MAX_EXPLAIN_ROWS", Integer(1), 1000, FUNCTION,
+                                     "largest batch explained in one request (`:explain`, `parameters.explain`); "
+                                     "more is a 413 naming this setting, before any model work")
+    explain_concurrency: int = _setting("EXPLAIN_CONCURRENCY", Integer(1), 2, FUNCTION,
+                                        "explanations computed at once per worker; a request that finds no slot "
+                                        "within 0.5 s is a 503 with `Retry-After`, so explanations cannot take "
+                                        "every thread from predictions and `/health`")
     fast_predictor_max_rows: int = _setting("FAST_PREDICTOR_MAX_ROWS", Integer(0), 64, FUNCTION,
                                             "batches up to this size use the verified tree evaluators (no XGBoost "
                                             "import), larger ones XGBoost; at `MAX_BATCH_ROWS` XGBoost never loads")
@@ -470,14 +479,57 @@ def exit_on_bad_settings(prog: str, reader: str, environ: Mapping[str, str] = os
         raise SystemExit(2) from None
 
 
-def configure_logging(level: str) -> None:
-    """Write log records of `level` and above to stderr (a handler is added only if the root has none)."""
+def configure_logging(level: str, structured: bool = False) -> None:
+    """Write log records of `level` and above to stderr (a handler is added only if the root has none).
+
+    `structured` (the function): every record is one JSON line Cloud Logging parses (`severity`, `message`,
+    `logger`, and a `stack_trace` field holding any exception's trace), on the root's stream handlers whoever
+    added them; warnings (numpy's RuntimeWarnings among them) and exceptions that escape a thread are logged
+    through it, so no raw traceback or warning text reaches the log.
+    """
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         root.addHandler(handler)
     root.setLevel(level)
+    if structured:
+        for handler in root.handlers:
+            if type(handler) is logging.StreamHandler:  # ours or Functions Framework's; not a test harness's
+                handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(False)  # then True: captures again if something replaced showwarning since
+        logging.captureWarnings(True)
+        threading.excepthook = _log_thread_exception
+        sys.excepthook = _log_uncaught_exception
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON line per record, in the shape Cloud Logging parses from a container's output."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"severity": record.levelname, "message": record.getMessage(), "logger": record.name}
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["stack_trace"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = record.stack_info
+        return json.dumps(entry, default=str)
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("threading").error("uncaught exception in thread %s", name,
+                                         exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def _log_uncaught_exception(exc_type, exc_value, exc_traceback) -> None:
+    if issubclass(exc_type, KeyboardInterrupt):
+        sys.__excepthook__(exc_type, exc_value, exc_traceback)
+        return
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(exc_type, exc_value, exc_traceback))
 
 
 if __name__ == "__main__":  # python -m shared.settings [function|job]: the table the docs paste

@@ -76,7 +76,7 @@ class GcsEmulator:
 class FunctionServer:
     """The function served by Functions Framework's gunicorn, as in production."""
 
-    # GET / is a 405 answered before any model is touched: waiting for the port does not warm the model
+    # GET / is KServe V1's liveness, answered before any model is touched: waiting for it does not warm a model
     PROBE_PATH = "/"
 
     def __init__(self, env: dict[str, str], workers: int = 1, threads: int = 8, lean: bool = True, *,

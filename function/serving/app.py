@@ -3,13 +3,19 @@
 Paths under `/v2` speak the Open Inference Protocol (`v2`); every other path our JSON and Vertex AI's
 shape (`v1`). Both translate to and from the protocol-independent `DataPlane`. Nothing here raises to
 the framework: every failure becomes a JSON error in the shape of the protocol that was asked.
+
+`ServingApp.wsgi` is the WSGI entry gunicorn calls (function/main.py installs it in place of the Flask app
+Functions Framework builds): every path, however odd, reaches our routing and gets our JSON errors, and
+no framework hook reads a body we did not ask for. A body whose declared length is over `MAX_BODY_BYTES`
+is a 413 before a byte of it is read; a body cut off before its declared length, or a chunked body with
+a bad chunk, is a 400 at once. Both close the connection (what is left of the body is never read).
 """
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +31,10 @@ from function.serving.tracing import TraceContext, Tracer, trace_context
 from shared.predictor import Estimates
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-Id"
 _JSON_TYPE = (("Content-Type", "application/json"),)
+_BINARY_TYPE = (("Content-Type", "application/octet-stream"),)
+CLOSE = {"Connection": "close"}  # on answers that leave a body unread or broken: the connection is not reused
 LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 # what a large batch's later log entries repeat, so each can be joined and read on its own
 CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "threshold", "source")
@@ -63,27 +70,35 @@ class Call:
             raise ApiError(405, f"{self.request.path} accepts {method} only", headers={"Allow": method})
 
     def json_body(self, any_type: bool = False) -> bytes:
-        """The raw JSON body, within the size limit; 413, or 415 unless typed as JSON (or `any_type`)."""
+        """The raw JSON body, within the size limit; 413, or 415 unless typed as JSON (or `any_type`), or 400
+        when it ends before its declared length or its chunked encoding is broken."""
         # straight from the WSGI environ: werkzeug's lazy properties cost more than the prediction
         environ = self.request.environ
         limit = self.settings.max_body_bytes
         length = environ.get("CONTENT_LENGTH")
         size = int(length) if length and length.isdigit() else None
-        if size is not None and size > limit:
-            raise ApiError(413, f"body exceeds {limit} bytes")
+        if size is not None and size > limit:  # ServingApp.__call__ answers this first; kept for direct callers
+            raise ApiError(413, f"body exceeds {limit} bytes", headers=CLOSE)
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
         if mimetype != "application/json" and not mimetype.endswith("+json") and not any_type:
             raise ApiError(415, "send the body as application/json")
-        if size is not None:
-            # Straight from the server's stream (werkzeug's wrappers around it cost more than the prediction),
-            # and cached where werkzeug's get_data() looks: Functions Framework calls it after every request
-            # to drain the body.
-            raw = environ["wsgi.input"].read(size)
-            self.request._cached_data = raw
-            return raw
-        raw = self.request.stream.read(limit + 1)  # chunked, no declared length: read at most the limit
-        if len(raw) > limit:
-            raise ApiError(413, f"body exceeds {limit} bytes")
+        try:
+            if size is not None:
+                # Straight from the server's stream (werkzeug's wrappers around it cost more than the prediction),
+                # and cached where werkzeug's get_data() looks, for anything reading it after us.
+                raw = environ["wsgi.input"].read(size)
+                self.request._cached_data = raw
+            else:
+                raw = self.request.stream.read(limit + 1)  # chunked, no declared length: read at most the limit
+        except Exception as exc:  # the server's reader: a bad chunk size, a chunked body cut off, a reset
+            self.log_fields["body_error"] = type(exc).__name__
+            raise ApiError(400, "body is malformed or was cut off before its end", headers=CLOSE) from None
+        if size is not None and len(raw) < size:
+            self.log_fields["body_error"] = "truncated"
+            raise ApiError(400, f"body ends after {len(raw)} of the {size} bytes its Content-Length declares",
+                           headers=CLOSE)
+        if size is None and len(raw) > limit:
+            raise ApiError(413, f"body exceeds {limit} bytes", headers=CLOSE)
         return raw
 
     def parsed_json(self, raw: bytes) -> object:
@@ -156,14 +171,23 @@ class ServingApp:
     def registry(self) -> Registry:
         return self.dataplane.registry
 
+    def wsgi(self, environ: dict, start_response):
+        """The WSGI application: every request, whatever its path, answered by `__call__`."""
+        return self(Request(environ))(environ, start_response)
+
     def __call__(self, request: Request) -> Response:
         """Answer one request; never raises."""
         started = time.perf_counter()
         layer = self.v2 if request.path.startswith(v2.PREFIX) else self.v1
-        given_id = request.environ.get("HTTP_X_REQUEST_ID")
-        call = Call(request, self.settings, given_id or new_request_id(), trace_context(request.environ),
+        environ = request.environ
+        given_id = environ.get("HTTP_X_REQUEST_ID")
+        call = Call(request, self.settings, given_id or new_request_id(), trace_context(environ),
                     Timings(), started)
         try:
+            length = environ.get("CONTENT_LENGTH")
+            if length and length.isdigit() and int(length) > self.settings.max_body_bytes:
+                # before any routing or reading: not a byte of the body is read, and the connection closes
+                raise ApiError(413, f"body exceeds {self.settings.max_body_bytes} bytes", headers=CLOSE)
             if given_id is not None and not REQUEST_ID_PATTERN.fullmatch(given_id):
                 call.request_id = new_request_id()
                 raise ApiError(400, f"{REQUEST_ID_HEADER} {REQUEST_ID_RULE}", field=REQUEST_ID_HEADER,
@@ -174,15 +198,18 @@ class ServingApp:
             call.log_fields["error"] = err.message
             if err.violations:
                 call.log_fields["error_fields"] = sorted({v["field"].split(".")[-1] for v in err.violations})[:20]
-        except Exception:  # a bug must not become a stack trace or a dead worker
-            log.exception("unhandled error")
-            err = ApiError(500, "internal error")
+        except Exception as exc:  # a bug must not become a stack trace in the answer, a dead worker or a log
+            err = ApiError(500, "internal error")  # of many lines: its trace goes in the request's one entry
             status, body, headers = 500, layer.error_body(err), {}
+            call.log_fields.update(error="internal error", exception=f"{type(exc).__name__}: {exc}"[:1000],
+                                   stack_trace="".join(traceback.format_exception(exc))[-8000:])
         start = time.perf_counter()
         payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         call.timings.add("format", start)
-        # headers as a list with the Content-Type in it: werkzeug then skips its mimetype handling
-        response = Response(payload, status, [*_JSON_TYPE, (REQUEST_ID_HEADER, call.request_id), *headers.items()])
+        # headers as a list with the Content-Type in it: werkzeug then skips its mimetype handling; an OIP answer
+        # with binary tensor data (a JSON header, then raw bytes) is octet-stream, as the extension says
+        kind = _BINARY_TYPE if isinstance(body, orjson.Fragment) else _JSON_TYPE
+        response = Response(payload, status, [*kind, (REQUEST_ID_HEADER, call.request_id), *headers.items()])
         self._log(call, status, len(payload))
         return response
 

@@ -3,10 +3,16 @@
 Every front door (`v1` for our JSON and Vertex AI's shape, `v2` for the Open Inference Protocol) only
 translates its wire format to an `InferenceRequest` and an `Inference` back; none validates or predicts
 on its own. Like Seldon MLServer's `handlers/dataplane.py` under its REST and gRPC layers.
+
+Explanations (TreeSHAP) cost far more than predictions, so they are bounded twice: a request may ask for
+at most `MAX_EXPLAIN_ROWS` rows (413 before any model work), and at most `EXPLAIN_CONCURRENCY` are
+computed at once per worker; a request that finds no slot within `EXPLAIN_WAIT_S` is a 503 with
+`Retry-After`, so a burst of explanations cannot hold every thread away from predictions and `/health`.
 """
 from __future__ import annotations
 
 import re
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,6 +34,8 @@ PREDICTION_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}-[0-9]{1,9}")  # `<re
 PREDICTION_ID_RULE = "must be a prediction id: a request id, '-' and a row number (as answers give them)"
 HIDDEN_MANIFEST_SECTIONS = ("libraries",)  # answers never reveal library versions
 CANARY_BUCKETS = 10_000  # a request's canary key falls in [0, CANARY_BUCKETS)
+EXPLAIN_WAIT_S = 0.5  # how long an explanation may wait for one of the EXPLAIN_CONCURRENCY slots
+EXPLAIN_RETRY_AFTER_S = "1"
 
 
 # on any answer to a request that waited for a model load, so load tests and clients can tell those apart
@@ -135,6 +143,7 @@ class DataPlane:
     def __init__(self, settings: Settings, registry: Registry) -> None:
         self.settings = settings
         self.registry = registry
+        self._explain_slots = threading.BoundedSemaphore(settings.explain_concurrency)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -164,6 +173,8 @@ class DataPlane:
 
     def infer(self, request: InferenceRequest, timings: Timings) -> Inference:
         """Validate, predict and (if asked) explain one request; InvalidInput names every bad value."""
+        if request.explain:
+            self._check_explain_rows(request.inputs)
         start = time.perf_counter()
         choice = self.choose(request.model, zlib.crc32(request.routing_key) % CANARY_BUCKETS, request.version)
         model = choice.model
@@ -180,9 +191,29 @@ class DataPlane:
         if request.explain:
             from shared.explain import explain  # noqa: PLC0415 - XGBoost's TreeSHAP, only when asked
 
-            explanation = explain(model, batch)
+            if not self._explain_slots.acquire(timeout=EXPLAIN_WAIT_S):
+                raise ApiError(503, f"{self.settings.explain_concurrency} explanations are being computed "
+                                    "(EXPLAIN_CONCURRENCY); retry later",
+                               headers={"Retry-After": EXPLAIN_RETRY_AFTER_S})
+            try:
+                explanation = explain(model, batch)
+            finally:
+                self._explain_slots.release()
             timings.add("explain", start)
         return Inference(model, choice, outputs, batch.warnings, explanation, request.request_id)
+
+    def _check_explain_rows(self, inputs: Rows | Columns | Encoded) -> None:
+        """413 naming MAX_EXPLAIN_ROWS when a request asks to explain more rows than that."""
+        if isinstance(inputs, Rows):
+            rows = len(inputs.rows)
+        elif isinstance(inputs, Columns):
+            rows = inputs.n
+        else:
+            rows = inputs.matrix.shape[0] if inputs.matrix.ndim else 1
+        limit = self.settings.max_explain_rows
+        if rows > limit:
+            raise ApiError(413, f"{rows} rows to explain; at most {limit} per request (MAX_EXPLAIN_ROWS): "
+                                "send them in smaller batches")
 
     @staticmethod
     def _validate(model: ServingModel, inputs: Rows | Columns | Encoded) -> FeatureBatch:

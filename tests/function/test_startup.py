@@ -1,6 +1,7 @@
 """Start-up of the real function under Functions Framework: a bad setting stops it with one line, no traceback."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -60,7 +61,9 @@ def test_log_level_applies_to_the_function(serve, level, logged):
     status, body, _ = get(server.url + "/health", timeout=20)
     assert status == 200 and body["serving"] == "shipped"
     server.stop()
-    errors = [line for line in server.log_lines() if line.startswith("ERROR function.serving.loader: model store")]
+    entries = [json.loads(line) for line in server.log_lines() if line.startswith("{")]
+    errors = [e for e in entries if e.get("logger") == "function.serving.loader" and e.get("severity") == "ERROR"
+              and e["message"].startswith("model store")]
     assert bool(errors) == logged, server.log_lines()
 
 

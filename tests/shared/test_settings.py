@@ -245,6 +245,56 @@ def test_configure_logging_applies_the_level():
         root.setLevel(before)
 
 
+def test_structured_logging_writes_one_json_line_per_record_warning_and_thread_error():
+    """The function's logging: records, their tracebacks, warnings (numpy's RuntimeWarnings among them) and
+    exceptions escaping a thread all become one JSON line each, never raw traceback or warning text."""
+    import io  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    root = logging.getLogger()
+    saved = root.level, list(root.handlers), [h.formatter for h in root.handlers], threading.excepthook, sys.excepthook
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root.handlers[:] = [handler]
+    try:
+        configure_logging("INFO", structured=True)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("x").exception("failed\nover lines")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            np.log(np.zeros(1))  # RuntimeWarning: divide by zero
+        thread = threading.Thread(target=lambda: 1 / 0)
+        thread.start()
+        thread.join()
+    finally:
+        logging.captureWarnings(False)
+        root.setLevel(saved[0])
+        root.handlers[:] = saved[1]
+        for h, f in zip(saved[1], saved[2], strict=True):
+            h.setFormatter(f)
+        threading.excepthook, sys.excepthook = saved[3], saved[4]
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["severity"] for e in entries] == ["ERROR", "WARNING", "ERROR"], entries
+    assert entries[0]["message"] == "failed\nover lines" and "ValueError: boom" in entries[0]["stack_trace"]
+    assert entries[1]["logger"] == "py.warnings" and "RuntimeWarning" in entries[1]["message"]
+    assert "ZeroDivisionError" in entries[2]["stack_trace"]
+
+
+def test_explanation_bounds_are_settings():
+    assert Settings().max_explain_rows == 1000 and Settings().explain_concurrency == 2
+    got = Settings.from_env({"MAX_EXPLAIN_ROWS": "50", "EXPLAIN_CONCURRENCY": "4"}, reader=FUNCTION)
+    assert (got.max_explain_rows, got.explain_concurrency) == (50, 4)
+    with pytest.raises(SettingError) as caught:
+        Settings.from_env({"MAX_EXPLAIN_ROWS": "0", "EXPLAIN_CONCURRENCY": "x"}, reader=FUNCTION)
+    assert len(caught.value.problems) == 2
+
+
 # --- one place ---------------------------------------------------------------------------------------------
 
 def test_every_field_but_the_header_is_an_environment_setting():
