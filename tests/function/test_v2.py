@@ -3,13 +3,18 @@
 One function server (module-scoped) serves both models from a local store: the penguin classifier with a kept
 fallback version, and the CO2 regressor. Every V2 answer must equal the V1 answer to the same rows, and every
 V2 body (success and error) must match KServe's published REST document (`tests/support/oip.py`; the health
-bodies, which that document leaves without a schema, are checked against our contract directly).
+bodies, which that document leaves without a schema, are checked against our contract directly). The client
+runs with its defaults, the binary tensor data extension both ways (`WIRES`: "binary"), and with
+`binary_data=False`, all JSON ("json"); both must answer alike.
 """
 from __future__ import annotations
 
 import json
 import math
 import re
+import struct
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -43,6 +48,7 @@ CO2_RATED = [r for r in CO2_ROWS if "fuel_consumption_comb_l_per_100km" in r]
 CO2_RATED = [*CO2_RATED, {**CO2_RATED[0], "make": "TOYOTA", "engine_size_l": 2.5}]
 ROWS = {"penguins": PENGUIN_ROWS, "co2": CO2_RATED}  # rows with every feature: what numpy tensors can carry
 MODELS = tuple(ROWS)
+WIRES = ("binary", "json")  # tritonclient's defaults (binary tensor data both ways), or binary_data=False
 
 
 # ---------------------------------------------------------------------------------------------------- fixtures
@@ -103,27 +109,55 @@ def _tensor_json(contract: FeatureContract, rows: list[dict]) -> dict:
     return {"name": TENSOR, "shape": list(matrix.shape), "datatype": "FP32", "data": data}
 
 
-def _per_feature_inputs(contract: FeatureContract, rows: list[dict]) -> list[httpclient.InferInput]:
-    """The client's inputs, one per feature: numbers as FP64, categories as BYTES (numpy object arrays)."""
+def _set_data(tensor: httpclient.InferInput, array: np.ndarray, wire: str) -> httpclient.InferInput:
+    """The array as the client's default sends it (binary), or as JSON."""
+    if wire == "binary":
+        return tensor.set_data_from_numpy(array)
+    return tensor.set_data_from_numpy(array, binary_data=False)
+
+
+def _per_feature_inputs(contract: FeatureContract, rows: list[dict],
+                        wire: str = "binary") -> list[httpclient.InferInput]:
+    """The client's inputs, one per feature: numbers as FP64 (a missing one NaN), categories as BYTES (numpy
+    object arrays)."""
     numeric = {f.name for f in contract.numeric}
     inputs = []
     for name in contract.field_names:
         if name in numeric:
-            array, datatype = np.array([row[name] for row in rows], dtype=np.float64), "FP64"
+            values = [row.get(name) for row in rows]
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            datatype = "FP64"
         else:
             array, datatype = np.array([row[name] for row in rows], dtype=np.object_), "BYTES"
-        inputs.append(httpclient.InferInput(name, [len(rows)], datatype).set_data_from_numpy(array, binary_data=False))
+        inputs.append(_set_data(httpclient.InferInput(name, [len(rows)], datatype), array, wire))
     return inputs
 
 
-def _tensor_input(contract: FeatureContract, rows: list[dict]) -> httpclient.InferInput:
+def _tensor_input(contract: FeatureContract, rows: list[dict], wire: str = "binary") -> httpclient.InferInput:
     matrix = build_batch(contract, rows).matrix
-    assert matrix.dtype == np.float32 and not np.isnan(matrix).any()
-    return httpclient.InferInput(TENSOR, list(matrix.shape), "FP32").set_data_from_numpy(matrix, binary_data=False)
+    assert matrix.dtype == np.float32
+    return _set_data(httpclient.InferInput(TENSOR, list(matrix.shape), "FP32"), matrix, wire)
 
 
-def _requested(*names: str) -> list[httpclient.InferRequestedOutput]:
+def _requested(*names: str, wire: str = "binary") -> list[httpclient.InferRequestedOutput]:
+    if wire == "binary":
+        return [httpclient.InferRequestedOutput(name) for name in names]
     return [httpclient.InferRequestedOutput(name, binary_data=False) for name in names]
+
+
+def _every_output(contract: FeatureContract, wire: str) -> list[httpclient.InferRequestedOutput] | None:
+    """None (the client then asks every output as binary data), or every output asked as JSON."""
+    if wire == "binary":
+        return None
+    names = ("predict", "predict_proba") if contract.is_classifier else ("predict", "predict_interval", "extrapolation")
+    return _requested(*names, wire=wire)
+
+
+def _binary_outputs(body: dict, wire: str) -> None:
+    """The client's default asks every output as binary data; with binary_data=False none is."""
+    for out in body["outputs"]:
+        assert ("binary_data_size" in (out.get("parameters") or {})) == (wire == "binary"), out
+        assert ("data" in out) == (wire == "json"), out
 
 
 def _outputs(body: dict) -> dict[str, np.ndarray]:
@@ -150,7 +184,8 @@ def _same_as_v1(contract: FeatureContract, outputs: dict[str, np.ndarray], v1: l
     """V2 arrays equal the V1 answers: labels equal, probabilities within 1e-6, values within 1e-3."""
     target = contract.target.name
     if contract.is_classifier:
-        assert [str(label) for label in outputs["predict"]] == [a[target] for a in v1]
+        # the client decodes binary BYTES to bytes, JSON BYTES to str
+        assert [_text(label) for label in outputs["predict"]] == [a[target] for a in v1]
         expected = np.array([[a["probabilities"][label] for label in contract.labels] for a in v1])
         assert outputs["predict_proba"].shape == expected.shape
         np.testing.assert_allclose(outputs["predict_proba"], expected, rtol=0, atol=1e-6)
@@ -161,6 +196,10 @@ def _same_as_v1(contract: FeatureContract, outputs: dict[str, np.ndarray], v1: l
         np.testing.assert_allclose(outputs["predict_interval"], bounds, rtol=0, atol=1e-3)
         assert outputs["extrapolation"].dtype == bool
         assert outputs["extrapolation"].tolist() == [a["extrapolation"] for a in v1]
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _client_outputs(result: httpclient.InferResult) -> dict[str, np.ndarray]:
@@ -218,7 +257,7 @@ def test_health_and_server_metadata(server, client):
     assert get(server.url + "/v2/health/ready")[:2] == (200, {"ready": True})
     metadata = client.get_server_metadata()
     validate("metadata_server_response", metadata)
-    assert metadata["name"] and metadata["version"] and isinstance(metadata["extensions"], list)
+    assert metadata["name"] and metadata["version"] and metadata["extensions"] == ["binary_tensor_data"]
     status, raw, _ = get(server.url + "/v2")
     validate("metadata_server_response", raw)
     assert status == 200 and raw == metadata
@@ -273,12 +312,14 @@ def test_unknown_models_and_versions_are_404(server, client, contracts):
 
 # ------------------------------------------------------------------------------------------------- inference
 
+@pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("model", MODELS)
-def test_one_input_per_feature_answers_as_v1(server, client, contracts, model):
+def test_one_input_per_feature_answers_as_v1(server, client, contracts, model, wire):
     contract, rows = contracts[model], ROWS[model]
-    result = client.infer(model, _per_feature_inputs(contract, rows))
+    result = client.infer(model, _per_feature_inputs(contract, rows, wire), outputs=_every_output(contract, wire))
     body = result.get_response()
-    validate("inference_response", body)
+    validate("inference_response", body, binary=wire == "binary")
+    _binary_outputs(body, wire)
     assert body["model_name"] == model and body["model_version"] == STABLE
     _output_tensors_are_as_documented(model, contract, body, len(rows))
     outputs = _client_outputs(result)
@@ -287,35 +328,54 @@ def test_one_input_per_feature_answers_as_v1(server, client, contracts, model):
     _same_as_v1(contract, outputs, _v1(server, model, rows))
 
 
+@pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("model", MODELS)
-def test_the_single_encoded_tensor_answers_as_v1(server, client, contracts, model):
+def test_the_single_encoded_tensor_answers_as_v1(server, client, contracts, model, wire):
     contract, rows = contracts[model], ROWS[model]
     metadata = client.get_model_metadata(model)
     assert metadata["parameters"]["tensor_input"]["columns"] == contract.columns  # the client encodes in this order
-    result = client.infer(model, [_tensor_input(contract, rows)])
+    result = client.infer(model, [_tensor_input(contract, rows, wire)], outputs=_every_output(contract, wire))
     body = result.get_response()
-    validate("inference_response", body)
+    validate("inference_response", body, binary=wire == "binary")
+    _binary_outputs(body, wire)
     assert body["model_name"] == model and body["model_version"] == STABLE
     _output_tensors_are_as_documented(model, contract, body, len(rows))
     _same_as_v1(contract, _client_outputs(result), _v1(server, model, rows))
 
 
+def test_the_client_defaults_and_json_answer_alike_with_a_missing_value(server, client, contracts):
+    """co2's optional fuel consumption missing: NaN in the client's FP64 array, sent as binary or as a bare JSON
+    `NaN` token (tritonclient's JSON encoder), and NaN in the encoded tensor; all answer as V1's missing value."""
+    contract = contracts["co2"]
+    assert any(r.get("fuel_consumption_comb_l_per_100km") is None for r in CO2_ROWS)
+    v1 = _v1(server, "co2", CO2_ROWS)
+    for wire in WIRES:
+        for inputs in (_per_feature_inputs(contract, CO2_ROWS, wire), [_tensor_input(contract, CO2_ROWS, wire)]):
+            result = client.infer("co2", inputs, outputs=_every_output(contract, wire))
+            body = result.get_response()
+            validate("inference_response", body, binary=wire == "binary")
+            _same_as_v1(contract, _client_outputs(result), v1)
+
+
+@pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("model", MODELS)
-def test_requested_outputs_select_and_the_request_id_comes_back(client, contracts, model):
+def test_requested_outputs_select_and_the_request_id_comes_back(client, contracts, model, wire):
     contract, rows = contracts[model], ROWS[model]
     only = "predict_proba" if contract.is_classifier else "predict_interval"
-    result = client.infer(model, _per_feature_inputs(contract, rows), outputs=_requested(only), request_id="req-42")
+    result = client.infer(model, _per_feature_inputs(contract, rows, wire), outputs=_requested(only, wire=wire),
+                          request_id="req-42")
     body = result.get_response()
-    validate("inference_response", body)
+    validate("inference_response", body, binary=wire == "binary")
+    _binary_outputs(body, wire)
     assert body["id"] == "req-42" and [o["name"] for o in body["outputs"]] == [only]
     assert result.as_numpy(only).shape[0] == len(rows) and result.as_numpy("predict") is None
-    result = client.infer(model, [_tensor_input(contract, rows)], outputs=_requested("predict"))
+    result = client.infer(model, [_tensor_input(contract, rows, wire)], outputs=_requested("predict", wire=wire))
     body = result.get_response()
-    validate("inference_response", body)
+    validate("inference_response", body, binary=wire == "binary")
     assert [o["name"] for o in body["outputs"]] == ["predict"]
     assert isinstance(body["id"], str) and body["id"]  # no id sent: the generated request id
-    other = client.infer(model, [_tensor_input(contract, rows)], outputs=_requested("predict")).get_response()
-    assert other["id"] != body["id"]
+    other = client.infer(model, [_tensor_input(contract, rows, wire)], outputs=_requested("predict", wire=wire))
+    assert other.get_response()["id"] != body["id"]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -323,7 +383,7 @@ def test_explain_adds_one_json_explanation_per_row(client, contracts, model):
     contract, rows = contracts[model], ROWS[model]
     result = client.infer(model, _per_feature_inputs(contract, rows), parameters={"explain": True})
     body = result.get_response()
-    validate("inference_response", body)
+    validate("inference_response", body, binary=True)
     _output_tensors_are_as_documented(model, contract, body, len(rows))
     assert {o["name"] for o in body["outputs"]} >= {"predict", "explanation"}
     explanations = result.as_numpy("explanation")
@@ -340,9 +400,9 @@ def test_a_kept_fallback_version_is_served_when_asked_for(client, contracts):
     for version in (STABLE, FALLBACK):
         result = client.infer("penguins", _per_feature_inputs(contract, PENGUIN_ROWS), model_version=version)
         body = result.get_response()
-        validate("inference_response", body)
+        validate("inference_response", body, binary=True)
         assert body["model_version"] == version
-        assert list(result.as_numpy("predict")) == [e["expected"] for e in SPECS["penguins"].examples()]
+        assert list(map(_text, result.as_numpy("predict"))) == [e["expected"] for e in SPECS["penguins"].examples()]
 
 
 def test_missing_optional_values_as_null_and_other_numeric_datatypes(server, contracts):
@@ -426,7 +486,52 @@ BAD_REQUESTS = [
     ("missing-input", _set("bill_depth_mm"), ["bill_depth_mm"]),
     ("unknown-input", _add({"name": "wingspan_mm", "shape": [3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}),
      ["wingspan_mm"]),
-    ("unknown-output", lambda body: {**body, "outputs": [{"name": "species_logits"}]}, ["species_logits"]),
+    ("unknown-output", lambda body: {**body, "outputs": [{"name": "species_logits"}]},
+     ["species_logits", "predict, predict_proba"]),
+    # a datatype must fit its values (the old code let each of these through to the model)
+    ("int8-holding-3750", _set("body_mass_g", datatype="INT8", data=[3750, 6050, 3500]),
+     ["body_mass_g", "row 0", "INT8", "3750"]),
+    ("uint16-holding-a-negative", _set("flipper_length_mm", datatype="UINT16", data=[181, -230, 192]),
+     ["flipper_length_mm", "row 1", "UINT16"]),
+    ("fp32-holding-a-category", _set("sex", datatype="FP32"), ["sex", "row 0", "FP32", "'male'"]),
+    ("bytes-holding-numbers", _set("body_mass_g", datatype="BYTES", data=[3750, 6050, 3500]),
+     ["body_mass_g", "row 0", "BYTES"]),
+    ("bytes-category-holding-numbers", _set("island", data=[1, 2, 3]), ["island", "row 0", "BYTES"]),
+    ("bool-holding-numbers", _set("bill_depth_mm", datatype="BOOL", data=[1, 0, 1]), ["bill_depth_mm", "BOOL"]),
+    ("fp32-beyond-its-range", _set("bill_length_mm", datatype="FP32", data=[39.1, 1e39, 46.5]),
+     ["bill_length_mm", "row 1", "FP32", "1e+39"]),
+    ("fp16-beyond-its-range", _set("body_mass_g", datatype="FP16", data=[3750, 6050, 70000]),
+     ["body_mass_g", "row 2", "FP16"]),
+    ("tensor-beyond-fp32", _tensor_only(data=lambda f, d: [*d[:f], 1e39, *d[f + 1:]]), [TENSOR, "row 1", "FP32"]),
+    ("tensor-fp64-beyond-fp32", _tensor_only(datatype="FP64", data=lambda f, d: [*d[:f], -1e39, *d[f + 1:]]),
+     [TENSOR, "row 1", "FP32"]),
+    ("tensor-int8-beyond-its-range", _tensor_only(datatype="INT8", data=lambda f, d: [int(v) for v in d]),
+     [TENSOR, "INT8"]),
+    # parameters: an object of at most 64 strings, numbers or booleans
+    ("parameters-a-list", lambda body: {**body, "parameters": []}, ["parameters", "a list"]),
+    ("parameters-a-string", lambda body: {**body, "parameters": "explain"}, ["parameters"]),
+    ("parameters-nested", lambda body: {**body, "parameters": {"deep": {"a": {"b": {"c": [1]}}}}},
+     ["parameters", "deep", "an object"]),
+    ("parameters-too-many", lambda body: {**body, "parameters": {f"p{i}": i for i in range(65)}},
+     ["parameters", "65", "64"]),
+    ("parameter-too-long", lambda body: {**body, "parameters": {"content_type": "x" * 2000}},
+     ["parameters", "content_type"]),
+    ("parameter-null", lambda body: {**body, "parameters": {"content_type": None}}, ["content_type", "null"]),
+    ("explain-not-a-boolean", lambda body: {**body, "parameters": {"explain": "yes"}}, ["explain", "boolean"]),
+    ("binary-data-output-not-a-boolean", lambda body: {**body, "parameters": {"binary_data_output": 1}},
+     ["binary_data_output", "boolean"]),
+    ("input-parameters-nested", _set("island", parameters={"content_type": ["str", {"a": 1}]}),
+     ["island", "content_type", "a list"]),
+    ("input-parameters-junk", _set("island", parameters="str"), ["island", "parameters"]),
+    ("output-parameters-nested", lambda body: {**body, "outputs": [{"name": "predict", "parameters": {"x": {}}}]},
+     ["predict", "'x'"]),
+    ("output-binary-data-not-a-boolean",
+     lambda body: {**body, "outputs": [{"name": "predict", "parameters": {"binary_data": "yes"}}]},
+     ["predict", "binary_data"]),
+    ("output-asked-twice", lambda body: {**body, "outputs": [{"name": "predict"}, {"name": "predict"}]},
+     ["predict", "twice"]),
+    ("binary-size-without-the-header", _set("island", parameters={"binary_data_size": 10}),
+     ["island", "Inference-Header-Content-Length"]),
     ("no-inputs", lambda body: {"inputs": []}, []),
     ("inputs-not-a-list", lambda body: {"inputs": {"bill_length_mm": [39.1]}}, []),
     ("body-not-an-object", lambda body: [body], []),
@@ -489,3 +594,188 @@ def test_ready_is_503_while_a_served_model_cannot_answer(serve, published, tmp_p
         assert triton.is_model_ready("penguins") and not triton.is_model_ready("co2")
     finally:
         triton.close()
+
+
+# ----------------------------------------------------------------------------- NaN, and the binary extension
+
+def _post_bytes(server, model: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+    """POST raw bytes; (status, response headers, response body)."""
+    req = urllib.request.Request(server.url + _infer_path(model), data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def _binary_body(header: dict, *chunks: bytes) -> tuple[bytes, dict]:
+    """A binary extension request: the JSON header, then the chunks; and its headers, as tritonclient sends them."""
+    text = json.dumps(header).encode()
+    return text + b"".join(chunks), {"Inference-Header-Content-Length": str(len(text)),
+                                     "Content-Type": "application/octet-stream"}
+
+
+def _length_prefixed(values: list[str]) -> bytes:
+    return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+
+
+def _split(headers: dict, body: bytes) -> tuple[dict, bytes]:
+    size = int({k.lower(): v for k, v in headers.items()}["inference-header-content-length"])
+    return json.loads(body[:size]), body[size:]
+
+
+def test_a_bare_nan_is_a_missing_value_and_infinity_is_refused(server, contracts):
+    """tritonclient's JSON encoder writes a NumPy NaN as a bare `NaN` token: a missing value on /v2 (as null),
+    answered as V1 answers the row without it; a required feature's NaN is refused as its null is, and
+    `Infinity` is never a number."""
+    contract = contracts["co2"]
+    fuel = "fuel_consumption_comb_l_per_100km"
+    rows = [CO2_RATED[0], {k: v for k, v in CO2_RATED[0].items() if k != fuel}]
+    text = json.dumps({"inputs": _per_feature_json(contract, rows)})
+    assert text.count("null") == 1
+    status, headers, raw = _post_bytes(server, "co2", text.replace("null", "NaN").encode(), {})
+    assert status == 200, raw
+    body = json.loads(raw)
+    validate("inference_response", body)
+    _same_as_v1(contract, _outputs(body), _v1(server, "co2", rows))
+    for token in ("Infinity", "-Infinity"):
+        status, _, raw = _post_bytes(server, "co2", text.replace("null", token).encode(), {})
+        assert token in _error(status, json.loads(raw))
+    beyond = text.replace("null", "NaN").replace("2.0", "1e400", 1)  # the standard library's reading: still finite
+    status, _, raw = _post_bytes(server, "co2", beyond.encode(), {})
+    assert "1e400" in _error(status, json.loads(raw))
+    required = json.dumps({"inputs": _per_feature_json(contract, CO2_RATED[:1])}).replace("2.0", "NaN", 1)
+    assert "NaN" in required
+    status, _, raw = _post_bytes(server, "co2", required.encode(), {})
+    message = _error(status, json.loads(raw))
+    assert "engine_size_l" in message and re.search(r"\brow 0\b", message), message
+
+
+def test_a_hand_built_binary_request_and_response_follow_the_extension(server, contracts):
+    """Triton's extension_binary_data.md, byte for byte: inputs' bytes after the JSON header in input order
+    (FP64 little-endian, BYTES 4-byte-length-prefixed UTF-8), outputs asked one by one (`binary_data`), the rest
+    as JSON, the response's Inference-Header-Content-Length the length of its JSON header."""
+    contract = contracts["penguins"]
+    numeric = {f.name for f in contract.numeric}
+    inputs, chunks = [], []
+    for name in contract.field_names:
+        values = [row[name] for row in PENGUIN_ROWS]
+        if name in numeric:
+            chunk, datatype = np.asarray(values, dtype="<f8").tobytes(), "FP64"
+        else:
+            chunk, datatype = _length_prefixed(values), "BYTES"
+        inputs.append({"name": name, "shape": [3], "datatype": datatype,
+                       "parameters": {"binary_data_size": len(chunk)}})
+        chunks.append(chunk)
+    outputs = [{"name": "predict", "parameters": {"binary_data": True}}, {"name": "predict_proba"}]
+    body, headers = _binary_body({"inputs": inputs, "outputs": outputs}, *chunks)
+    status, answer_headers, raw = _post_bytes(server, "penguins", body, headers)
+    assert status == 200, raw
+    header, tail = _split(answer_headers, raw)
+    validate("inference_response", header, binary=True)
+    predict, proba = header["outputs"]
+    assert predict["parameters"] == {"binary_data_size": len(tail)} and "data" not in predict
+    labels, pos = [], 0
+    while pos < len(tail):
+        (size,) = struct.unpack_from("<I", tail, pos)
+        labels.append(tail[pos + 4:pos + 4 + size].decode())
+        pos += 4 + size
+    assert labels == ["Adelie", "Gentoo", "Chinstrap"]
+    v1 = _v1(server, "penguins", PENGUIN_ROWS)
+    expected = [[a["probabilities"][label] for label in contract.labels] for a in v1]
+    np.testing.assert_allclose(np.array(proba["data"]).reshape(proba["shape"]), expected, rtol=0, atol=1e-6)
+    # every output binary (binary_data_output), unless one says otherwise; FP64 and BOOL of co2
+    co2 = contracts["co2"]
+    matrix = build_batch(co2, CO2_RATED).matrix
+    tensor = {"name": TENSOR, "shape": list(matrix.shape), "datatype": "FP32",
+              "parameters": {"binary_data_size": matrix.nbytes}}
+    body, headers = _binary_body({"inputs": [tensor], "parameters": {"binary_data_output": True},
+                                  "outputs": [{"name": "predict"}, {"name": "extrapolation"},
+                                              {"name": "predict_interval", "parameters": {"binary_data": False}}]},
+                                 matrix.astype("<f4").tobytes())
+    status, answer_headers, raw = _post_bytes(server, "co2", body, headers)
+    assert status == 200, raw
+    header, tail = _split(answer_headers, raw)
+    predict, extrapolation, interval = header["outputs"]
+    n = len(CO2_RATED)
+    assert predict["parameters"]["binary_data_size"] == 8 * n and extrapolation["parameters"]["binary_data_size"] == n
+    assert "data" in interval and "parameters" not in interval and len(tail) == 9 * n
+    v1 = _v1(server, "co2", CO2_RATED)
+    np.testing.assert_allclose(np.frombuffer(tail[:8 * n], "<f8"), [a[co2.target.name] for a in v1], atol=1e-3)
+    assert np.frombuffer(tail[8 * n:], np.uint8).tolist() == [int(a["extrapolation"]) for a in v1]
+    # JSON outputs only: no binary data, no header
+    body, headers = _binary_body({"inputs": [tensor]}, matrix.astype("<f4").tobytes())
+    status, answer_headers, raw = _post_bytes(server, "co2", body, headers)
+    assert status == 200 and "inference-header-content-length" not in {k.lower() for k in answer_headers}
+    validate("inference_response", json.loads(raw))
+
+
+def _penguin_binary(contract: FeatureContract, **replace: tuple[dict, bytes]) -> tuple[list[dict], list[bytes]]:
+    """The penguin rows as binary inputs; `replace` maps an input's name to its (changed fields, bytes)."""
+    numeric = {f.name for f in contract.numeric}
+    inputs, chunks = [], []
+    for name in contract.field_names:
+        values = [row[name] for row in PENGUIN_ROWS]
+        chunk = np.asarray(values, dtype="<f8").tobytes() if name in numeric else _length_prefixed(values)
+        tensor = {"name": name, "shape": [3], "datatype": "FP64" if name in numeric else "BYTES",
+                  "parameters": {"binary_data_size": len(chunk)}}
+        if name in replace:
+            changes, chunk = replace[name]
+            parameters = {"binary_data_size": len(chunk), **changes.get("parameters", {})}
+            tensor = {**tensor, **changes, "parameters": parameters}
+        inputs.append(tensor)
+        chunks.append(chunk)
+    return inputs, chunks
+
+
+BAD_BINARY = [
+    ("fp64-infinity", {"bill_length_mm": ({}, np.asarray([39.1, np.inf, 46.5], "<f8").tobytes())},
+     ["bill_length_mm", "row 1", "inf"]),
+    ("fp32-nan-in-a-required-feature", {"bill_length_mm": ({"datatype": "FP32"},
+                                                           np.asarray([39.1, np.nan, 46.5], "<f4").tobytes())},
+     ["bill_length_mm", "row 1"]),
+    ("size-not-the-shape", {"bill_depth_mm": ({}, np.asarray([18.7, 15.2], "<f8").tobytes())},
+     ["bill_depth_mm", "binary_data_size"]),
+    ("bool-byte-2", {"bill_depth_mm": ({"datatype": "BOOL"}, bytes([1, 2, 0]))}, ["bill_depth_mm", "row 1", "BOOL"]),
+    ("bytes-short", {"island": ({}, _length_prefixed(["Torgersen", "Biscoe"]))}, ["island", "BYTES"]),
+    ("bytes-not-utf8", {"island": ({}, _length_prefixed(["Torgersen", "Biscoe"]) + b"\x02\x00\x00\x00\xff\xfe")},
+     ["island", "row 2", "UTF-8"]),
+    ("bytes-numbers-for-a-numeric-feature", {"body_mass_g": ({"datatype": "BYTES"}, _length_prefixed(["3750"] * 3))},
+     ["body_mass_g"]),
+    ("int8-for-a-category", {"island": ({"datatype": "INT8"}, bytes([1, 2, 3]))}, ["island"]),
+    ("negative-size", {"island": ({"parameters": {"binary_data_size": -1}}, b"")}, ["island", "binary_data_size"]),
+    ("data-and-size", {"island": ({"data": ["Torgersen", "Biscoe", "Dream"]}, _length_prefixed(["a", "b", "c"]))},
+     ["island", "data", "binary_data_size"]),
+]
+
+
+@pytest.mark.parametrize(("replace", "named"), [c[1:] for c in BAD_BINARY], ids=[c[0] for c in BAD_BINARY])
+def test_bad_binary_inputs_are_a_400_naming_the_input(server, contracts, replace, named):
+    inputs, chunks = _penguin_binary(contracts["penguins"], **replace)
+    body, headers = _binary_body({"inputs": inputs}, *chunks)
+    status, _, raw = _post_bytes(server, "penguins", body, headers)
+    message = _error(status, json.loads(raw))
+    for part in named:
+        pattern = rf"\b{re.escape(part)}\b" if part.startswith("row ") else re.escape(part)
+        assert re.search(pattern, message), f"{part!r} not named in {message!r}"
+
+
+def test_a_binary_body_must_add_up(server, contracts):
+    inputs, chunks = _penguin_binary(contracts["penguins"])
+    body, headers = _binary_body({"inputs": inputs}, *chunks)
+    status, _, raw = _post_bytes(server, "penguins", body, headers)
+    assert status == 200, raw
+    length = "Inference-Header-Content-Length"
+    for headers_, body_, named in (
+            ({**headers, length: str(len(body) + 1)}, body, length),
+            ({**headers, length: "0"}, body, length),
+            ({**headers, length: "x"}, body, length),
+            (headers, body + b"\x00", "binary_data_size"),  # a byte no input claims
+            (headers, body[:-1], "runs past")):
+        status, _, raw = _post_bytes(server, "penguins", body_, headers_)
+        assert named in _error(status, json.loads(raw))
+
+
+def test_no_runtime_warning_reached_the_log(server):
+    """FP32 values of 1e39 (above, in BAD_REQUESTS) were refused without NumPy's overflow warning."""
+    assert not [line for line in server.log_lines() if "Warning" in line]

@@ -5,6 +5,10 @@
 references resolved inside the document. OpenAPI 3.0 schema objects are a dialect of JSON Schema draft 4/5:
 they are read as draft 4, with OpenAPI's `nullable: true` turned into a `"null"` type and its `x-` extension
 keywords dropped. The document's schema names: `SCHEMA_NAMES`.
+
+The document knows nothing of Triton's binary tensor data extension, whose outputs carry
+`parameters.binary_data_size` instead of `data`: `validate(..., binary=True)` accepts those (and only those, each
+with a whole, non-negative size) by checking them with their data stood in by an empty list.
 """
 from __future__ import annotations
 
@@ -66,11 +70,26 @@ def _validator(kind: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(schema, registry=_registry())
 
 
-def validate(kind: str, body) -> None:
-    """Raise OipMismatch naming every place where `body` breaks the document's schema `kind`."""
+def validate(kind: str, body, *, binary: bool = False) -> None:
+    """Raise OipMismatch naming every place where `body` breaks the document's schema `kind` (`binary`: outputs
+    may be the binary extension's, sized by `parameters.binary_data_size`, their bytes after the JSON)."""
+    if binary and isinstance(body, dict) and isinstance(body.get("outputs"), list):
+        body = {**body, "outputs": [_stood_in(output) for output in body["outputs"]]}
     errors = sorted(_validator(kind).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = [f"  at {e.json_path}: {e.message}" for e in errors[:20]]
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
         raise OipMismatch(f"body is not a valid Open Inference Protocol {kind!r} ({DOCUMENT.name}):\n"
                           + "\n".join(lines) + more + f"\nbody: {str(body)[:2000]}")
+
+
+def _stood_in(output):
+    """A binary extension output (no `data`, a size instead) as the document can check it: data an empty list."""
+    if not isinstance(output, dict):
+        return output
+    size = (output.get("parameters") or {}).get("binary_data_size")
+    if size is None:
+        return output
+    if "data" in output or type(size) is not int or size < 0:
+        raise OipMismatch(f"a binary output has a whole binary_data_size and no data: {str(output)[:500]}")
+    return {**output, "data": []}
