@@ -52,7 +52,8 @@ serve: $(FN_VENV)/.installed model ## serve the function on PORT from the local 
 		POINTER_TTL_S=$${POINTER_TTL_S:-5} ../$(FN_VENV)/bin/functions-framework --source main.py --target predict \
 		--host $(BIND_HOST) --port $(PORT)
 
-test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed .venv-tf/.installed check-system-packages ## the whole suite: lint, unit, integration, reliability, infra
+test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed .venv-tf/.installed .venv-kserve/.installed \
+	check-system-packages ## the whole suite: lint, unit, integration, reliability, infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
@@ -88,6 +89,12 @@ traffic: $(VENV)/.installed ## synthetic traffic to `make serve`: MODEL=name, SH
 
 lint: $(VENV)/.installed ## ruff over the whole tree
 	$(VENV)/bin/ruff check .
+
+# KServe's Python client, which the suite drives the V1 routes with: its package pins pandas<3 and protobuf<7.
+.venv-kserve/.installed:
+	test -x .venv-kserve/bin/python || $(PYTHON) -m venv .venv-kserve
+	.venv-kserve/bin/pip install $(PIP_QUIET) "kserve==0.21.0" $(QUIET_PIP_WARNINGS)
+	touch $@
 
 # The offline stand-in for hashicorp/google (terraform/schema/provider.py) in its own virtualenv:
 # PyPI's tf needs protobuf<6, the suite's google-cloud libraries need protobuf>=6.33.
@@ -127,6 +134,6 @@ load: $(VENV)/.installed $(FN_VENV)/.installed model ## Locust headless: PROFILE
 	PROFILE=$(PROFILE) HOST=$(HOST) MODEL=$(MODEL) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python -m load.run
 
 clean: ## remove everything the Makefile creates (virtualenvs, local bucket, outputs, caches)
-	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-peers .venv-mlserver local_bucket bench/out load/out \
+	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-kserve .venv-peers .venv-mlserver local_bucket bench/out load/out \
 		.pytest_cache .ruff_cache .hypothesis .schemathesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

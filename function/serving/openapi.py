@@ -124,10 +124,29 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
     plugin.converter.add_attribute_function(_custom_field_properties)
     spec.components.schema("Error", schema=Error)
     spec.components.schema("Health", schema=Health)
+    spec.components.schema("Live", {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["alive"]}}})
+    spec.components.schema("Model", {
+        "type": "object", "required": ["name", "ready", "model_version", "fallback", "manifest"],
+        "properties": {"name": {"type": "string"},
+                       "ready": {"type": "boolean", "description": "KServe V1's readiness: true (a model that "
+                                 "cannot answer is a 503)"},
+                       "model_version": {"type": "string"}, "fallback": {"type": "boolean"},
+                       "manifest": {"type": "object", "description": "contract, metrics, training data"}}})
     spec.components.schema("Parameters", {
         "type": "object", "additionalProperties": False, "nullable": True,
         "description": "Vertex AI's request `parameters` (null: none)",
         "properties": {"explain": {"type": "boolean", "description": "add per-feature attributions"}}})
+    # explanations are bounded by MAX_EXPLAIN_ROWS: a :predict batch asking for them is held to that bound
+    explain_rows = min(settings.max_batch_rows, settings.max_explain_rows)
+    spec.components.schema("PredictParameters", {
+        "type": "object", "additionalProperties": False, "nullable": True,
+        "description": "Vertex AI's request `parameters` without explanations (null: none)",
+        "properties": {"explain": {"type": "boolean", "enum": [False]}}})
+    spec.components.schema("ExplainParameters", {
+        "type": "object", "additionalProperties": False, "required": ["explain"],
+        "description": f"Vertex AI's request `parameters` asking for attributions (at most {explain_rows} rows)",
+        "properties": {"explain": {"type": "boolean", "enum": [True]}}})
     spec.components.schema("Explanation", {"type": "object", "description": "Vertex AI's Explanation: one "
                                            "attribution per output (per class of a classifier)",
                                            "properties": {"attributions": {"type": "array",
@@ -136,7 +155,7 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
     errors = {"400": _error("invalid JSON or invalid fields; details name each one"),
               "413": _error(f"body over {settings.max_body_bytes} bytes or over {settings.max_batch_rows} rows"),
               "415": _error("body is not application/json"),
-              "503": _error("no model can be loaded; see Retry-After"), **common}
+              "503": _error("no model can be loaded, or explanations are all busy; see Retry-After"), **common}
     for name, contract in served:
         title = _title(name)
         spec.components.schema(f"{title}Instance", schema=row_schema(contract))
@@ -150,39 +169,55 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
                            "modelDisplayName": {"type": "string"}, "modelVersionId": {"type": "string"},
                            "explanations": {"type": "array", "items": {"$ref": "#/components/schemas/Explanation"},
                                             "description": "with `parameters.explain` or `:explain`"}}})
-        spec.components.schema(f"{title}BatchRequest", {
-            "type": "object", "additionalProperties": False, "required": ["instances"],
-            "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": settings.max_batch_rows,
-                                         "items": {"$ref": f"#/components/schemas/{title}Instance"}},
-                           "parameters": {"$ref": "#/components/schemas/Parameters"}}})
+        for schema, rows, parameters, required in (("BatchRequest", settings.max_batch_rows, "PredictParameters", []),
+                                                   ("ExplainingBatchRequest", explain_rows, "ExplainParameters",
+                                                    ["parameters"]),
+                                                   ("ExplainRequest", explain_rows, "Parameters", [])):
+            spec.components.schema(f"{title}{schema}", {
+                "type": "object", "additionalProperties": False, "required": ["instances", *required],
+                "properties": {"instances": {"type": "array", "minItems": 1, "maxItems": rows,
+                                             "items": {"$ref": f"#/components/schemas/{title}Instance"}},
+                               "parameters": {"$ref": f"#/components/schemas/{parameters}"}}})
         batch_body = {"required": True, "content": {"application/json": {"schema": {"oneOf": [
             {"$ref": f"#/components/schemas/{title}Instance"},
-            {"$ref": f"#/components/schemas/{title}BatchRequest"}]}}}}
+            {"$ref": f"#/components/schemas/{title}BatchRequest"},
+            {"$ref": f"#/components/schemas/{title}ExplainingBatchRequest"}]}}}}
+        explain_body = {"required": True, "content": {"application/json": {"schema": {"oneOf": [
+            {"$ref": f"#/components/schemas/{title}Instance"},
+            {"$ref": f"#/components/schemas/{title}ExplainRequest"}]}}}}
         spec.path(path=f"{V1}{name}:predict", operations={"post": {
             "summary": f"{contract.target.name} of a batch under `instances` (KServe V1)", "requestBody": batch_body,
             "responses": {"200": {"description": "predictions", "content": {"application/json": {"schema": {
                 "$ref": f"#/components/schemas/{title}BatchPrediction"}}}}, **errors}}})
         spec.path(path=f"{V1}{name}:explain", operations={"post": {
             "summary": f"{contract.target.name} of a batch with per-feature attributions (KServe V1 explain)",
-            "requestBody": batch_body,
+            "requestBody": explain_body,
             "responses": {"200": {"description": "predictions and explanations", "content": {"application/json": {
                 "schema": {"$ref": f"#/components/schemas/{title}BatchPrediction"}}}}, **errors}}})
-        spec.path(path=f"{V1}{name}", operations={"get": {"summary": f"The {name} model's version and manifest",
-            "responses": {"200": {"description": "manifest", "content": {"application/json": {"schema": {
-                "type": "object"}}}}, "503": _error("no model"), **common}}})
+        spec.path(path=f"{V1}{name}", operations={"get": {
+            "summary": f"The {name} model's version and manifest, and whether it is ready (KServe V1)",
+            "responses": {"200": {"description": "manifest", "content": {"application/json": {"schema": "Model"}}},
+                          "503": _error("no model can be loaded: not ready (KServe's client reads it so)"),
+                          **common}}})
         if name == settings.default_model:
-            spec.path(path="/predict", operations={"post": {
+            predict = {
                 "summary": f"{contract.target.name} of one instance, or of a batch under `instances` ({name})",
                 "requestBody": batch_body,
                 "responses": {"200": {"description": "prediction(s)", "content": {"application/json": {"schema": {
                     "oneOf": [{"$ref": f"#/components/schemas/{title}Prediction"},
-                              {"$ref": f"#/components/schemas/{title}BatchPrediction"}]}}}}, **errors}}})
+                              {"$ref": f"#/components/schemas/{title}BatchPrediction"}]}}}}, **errors}}
+            spec.path(path="/predict", operations={"post": predict})
+            spec.path(path="/", operations={
+                "get": {"summary": "Liveness (KServe V1): the process answers; no model is loaded",
+                        "responses": {"200": {"description": "alive", "content": {"application/json": {
+                            "schema": "Live"}}}, **common}},
+                "post": {**predict, "summary": f"{predict['summary']}; the same as POST /predict"}})
     spec.path(path="/health", operations={"get": {"summary": "Liveness and readiness of every model", "responses": {
         "200": {"description": "the default model is loaded", "content": {"application/json": {"schema": "Health"}}},
         "503": {"description": "no default model", "content": {"application/json": {"schema": "Health"}}},
         **common}}})
     spec.path(path="/model", operations={"get": {"summary": "The default model's manifest", "responses": {
-        "200": {"description": "manifest", "content": {"application/json": {"schema": {"type": "object"}}}},
+        "200": {"description": "manifest", "content": {"application/json": {"schema": "Model"}}},
         "503": _error("no model"), **common}}})
     spec.path(path="/openapi.json", operations={"get": {"summary": "This document", "responses": {
         "200": {"description": "OpenAPI 3", "content": {"application/json": {"schema": {"type": "object"}}}},

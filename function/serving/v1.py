@@ -1,9 +1,11 @@
 """Our JSON and Vertex AI's prediction shape: translation to and from the dataplane, nothing else.
 
-`POST /predict` (or `/`) answers the default model: one instance object, or `{"instances": [...],
-"parameters": {...}}` as Vertex AI sends to a custom container. `/v1/models/{name}` describes a model,
-`:predict` and `:explain` (KServe's V1 verbs) answer it. `/health`, `/model` and `/openapi.json` describe
-the service. Errors are in the Google API shape (`errors.ApiError.body`).
+`POST /predict` (or `POST /`) answers the default model: one instance object, or `{"instances": [...],
+"parameters": {...}}` as Vertex AI sends to a custom container. `GET /v1/models/{name}` describes a model
+(with KServe V1's `ready`), `:predict` and `:explain` (KServe's V1 verbs) answer it; `GET /` is KServe V1's
+liveness, `{"status": "alive"}`, what KServe's `InferenceRESTClient.is_server_live` reads (it loads no model).
+`/health`, `/model` and `/openapi.json` describe the service. Errors are in the Google API shape
+(`errors.ApiError.body`).
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from function.serving.errors import ApiError, bad_request, field_violations
 from shared.predictor import Estimates
 from shared.settings import Settings
 
-# fixed paths and their methods; `/v1/models/{name}[:verb]` are matched apart
-ROUTES = {"/predict": "POST", "/": "POST", "/feedback": "POST", "/health": "GET", "/model": "GET",
+# fixed paths and their methods (`/` has two: GET is liveness, POST a prediction); `/v1/models/{name}[:verb]`
+# are matched apart
+ROUTES = {"/predict": "POST", "/": "GET, POST", "/feedback": "POST", "/health": "GET", "/model": "GET",
           "/openapi.json": "GET"}
+LIVE = {"status": "alive"}  # KServe V1's liveness answer at GET /
 SOURCE_PATTERN = re.compile(r"[A-Za-z0-9._:@/-]{1,64}")  # who sent feedback: a team, a pipeline, a user id
 SOURCE_RULE = "must be 1 to 64 letters, digits or . _ : @ / -"
 FEEDBACK_FIELDS = ("model", "source")  # beside the items of a feedback body
@@ -57,7 +61,13 @@ class Handler:
         if method is None:
             raise ApiError(404, f"no such path; try {', '.join(p for p in ROUTES if p != '/')}, "
                                 f"{PREFIX}{{model}}[:predict|:explain], /v2")
-        call.allow(method)
+        if path == "/":
+            if call.method == "GET":
+                return 200, dict(LIVE), {}
+            if call.method != "POST":
+                raise ApiError(405, f"/ accepts {method} only", headers={"Allow": method})
+        else:
+            call.allow(method)
         default = self.settings.default_model
         if path == "/health":
             return self._health()
@@ -73,8 +83,10 @@ class Handler:
         return self._predict(call, default, batch_answer=False, explain=False)
 
     def _describe(self, name: str) -> tuple[int, dict, dict]:
+        """The model's version and manifest, and KServe V1's `ready` (always true: a model that cannot answer is
+        a 503, which KServe's client reads as not ready)."""
         choice, manifest = self.dataplane.describe(name)
-        return 200, {"name": name, "model_version": choice.model.version, "fallback": choice.fallback,
+        return 200, {"name": name, "ready": True, "model_version": choice.model.version, "fallback": choice.fallback,
                      "manifest": manifest}, {}
 
     def _health(self) -> tuple[int, dict, dict]:
