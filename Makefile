@@ -4,7 +4,9 @@ PYTHON ?= python3
 PORT ?= 8080
 BIND_HOST ?= 127.0.0.1
 WORKERS ?= 1
-THREADS ?= 8
+# `make serve`'s threads: gunicorn's gthread worker holds one for every connection still sending its request,
+# so 32 leave /health answering while 16 slow clients trickle (docs/reliability.md, "Slow clients")
+THREADS ?= 32
 MODEL_STORE ?= $(CURDIR)/local_bucket
 PROFILE ?= normal
 MODEL ?=

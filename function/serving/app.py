@@ -9,6 +9,9 @@ Functions Framework builds): every path, however odd, reaches our routing and ge
 no framework hook reads a body we did not ask for. A body whose declared length is over `MAX_BODY_BYTES`
 is a 413 before a byte of it is read; a body cut off before its declared length, or a chunked body with
 a bad chunk, is a 400 at once. Both close the connection (what is left of the body is never read).
+A gzip or deflate body (Content-Encoding) is decoded, to at most `MAX_BODY_BYTES` (413 beyond); one that is
+not what its Content-Encoding says is a 400, any other encoding a 415 naming it. /v1 takes JSON bodies only;
+/v2 also untyped ones and octet-stream with the binary tensor data extension (`OIP_TYPES`), as OIP clients send.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import itertools
 import os
 import time
 import traceback
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,8 +74,10 @@ class Call:
             raise ApiError(405, f"{self.request.path} accepts {method} only", headers={"Allow": method})
 
     def json_body(self, any_type: bool = False) -> bytes:
-        """The raw JSON body, within the size limit; 413, or 415 unless typed as JSON (or `any_type`), or 400
-        when it ends before its declared length or its chunked encoding is broken."""
+        """The raw JSON body, decoded from its Content-Encoding, within the size limit; 413, or 415 unless typed
+        as JSON (or, with `any_type`, as an Open Inference Protocol request may be: see `OIP_TYPES`) or in an
+        encoding we do not decode, or 400 when it ends before its declared length, its chunked encoding is
+        broken or it does not decode."""
         # straight from the WSGI environ: werkzeug's lazy properties cost more than the prediction
         environ = self.request.environ
         limit = self.settings.max_body_bytes
@@ -80,14 +86,19 @@ class Call:
         if size is not None and size > limit:  # ServingApp.__call__ answers this first; kept for direct callers
             raise ApiError(413, f"body exceeds {limit} bytes", headers=CLOSE)
         mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
-        if mimetype != "application/json" and not mimetype.endswith("+json") and not any_type:
-            raise ApiError(415, "send the body as application/json")
+        if mimetype != "application/json" and not mimetype.endswith("+json"):
+            if not any_type:
+                raise ApiError(415, "send the body as application/json")
+            if mimetype not in OIP_TYPES or (mimetype == "application/octet-stream"
+                                             and "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" not in environ):
+                raise ApiError(415, "send the body as application/json, or as application/octet-stream with "
+                                    "Inference-Header-Content-Length (the binary tensor data extension)")
+        codings = content_codings(environ.get("HTTP_CONTENT_ENCODING"))
         try:
             if size is not None:
                 # Straight from the server's stream (werkzeug's wrappers around it cost more than the prediction),
                 # and cached where werkzeug's get_data() looks, for anything reading it after us.
                 raw = environ["wsgi.input"].read(size)
-                self.request._cached_data = raw
             else:
                 raw = self.request.stream.read(limit + 1)  # chunked, no declared length: read at most the limit
         except Exception as exc:  # the server's reader: a bad chunk size, a chunked body cut off, a reset
@@ -99,6 +110,9 @@ class Call:
                            headers=CLOSE)
         if size is None and len(raw) > limit:
             raise ApiError(413, f"body exceeds {limit} bytes", headers=CLOSE)
+        for coding in reversed(codings):  # the last coding applied is the first undone
+            raw = decoded(raw, coding, limit, self.log_fields)
+        self.request._cached_data = raw
         return raw
 
     def parsed_json(self, raw: bytes) -> object:
@@ -136,6 +150,56 @@ class Call:
             self.per_row["probabilities"] = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)
         if choice.cold:
             self.log_fields["cold"] = True
+
+
+# Content-Types an Open Inference Protocol body may come with besides JSON: none (tritonclient's), curl's `-d`
+# default (Triton's and KServe's curl examples, and ours in docs/protocols.md), and octet-stream (the binary tensor
+# data extension, with its Inference-Header-Content-Length; checked in `Call.json_body`)
+OIP_TYPES = frozenset({"", "application/octet-stream"})
+# Content-Encodings a body may come in (tritonclient's request_compression_algorithm: gzip or deflate), as zlib's
+# wbits: gzip's header and trailer, or deflate's zlib wrapper (RFC 9110 section 8.4.1)
+DECODED = {"gzip": 31, "x-gzip": 31, "deflate": 15}
+ENCODINGS_ACCEPTED = {"Accept-Encoding": "gzip, deflate"}
+
+
+def content_codings(header: str | None) -> list[str]:
+    """The codings a Content-Encoding header lists, in the order applied, identity left out; 415 naming any we
+    do not decode (with the ones we do in Accept-Encoding, RFC 9110 section 12.5.3)."""
+    if not header:
+        return []
+    codings = [c.strip().lower() for c in header.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    for coding in codings:
+        if coding not in DECODED:
+            raise ApiError(415, f"Content-Encoding {coding[:40]!r} is not supported: send the body unencoded, "
+                                "or gzip or deflate", headers=ENCODINGS_ACCEPTED)
+    return codings
+
+
+def decoded(raw: bytes, coding: str, limit: int, log_fields: dict) -> bytes:
+    """`raw` decoded from `coding` (gzip: every member), never more than `limit` bytes of it (413 beyond), 400
+    when it is not that coding or ends early."""
+    out = bytearray()
+    rest = raw
+    while True:
+        inflater = zlib.decompressobj(DECODED[coding])
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            log_fields["body_error"] = f"bad {coding}"
+            raise ApiError(400, f"body is not valid {coding} data, as its Content-Encoding says") from None
+        if len(out) > limit:
+            raise ApiError(413, f"body exceeds {limit} bytes once decoded from {coding}")
+        if not inflater.eof:
+            log_fields["body_error"] = f"truncated {coding}"
+            raise ApiError(400, f"body ends before the end of its {coding} data")
+        rest = inflater.unused_data
+        if not rest or coding == "deflate":
+            break
+    if rest:
+        log_fields["body_error"] = f"trailing {coding}"
+        raise ApiError(400, f"body has bytes after the end of its {coding} data")
+    return bytes(out)
 
 
 _ids: dict = {}

@@ -633,20 +633,22 @@ def test_a_bare_nan_is_a_missing_value_and_infinity_is_refused(server, contracts
     rows = [CO2_RATED[0], {k: v for k, v in CO2_RATED[0].items() if k != fuel}]
     text = json.dumps({"inputs": _per_feature_json(contract, rows)})
     assert text.count("null") == 1
-    status, headers, raw = _post_bytes(server, "co2", text.replace("null", "NaN").encode(), {})
+    status, headers, raw = _post_bytes(server, "co2", text.replace("null", "NaN").encode(),
+                                       {"Content-Type": "application/json"})
     assert status == 200, raw
     body = json.loads(raw)
     validate("inference_response", body)
     _same_as_v1(contract, _outputs(body), _v1(server, "co2", rows))
     for token in ("Infinity", "-Infinity"):
-        status, _, raw = _post_bytes(server, "co2", text.replace("null", token).encode(), {})
+        status, _, raw = _post_bytes(server, "co2", text.replace("null", token).encode(),
+                                     {"Content-Type": "application/json"})
         assert token in _error(status, json.loads(raw))
     beyond = text.replace("null", "NaN").replace("2.0", "1e400", 1)  # the standard library's reading: still finite
-    status, _, raw = _post_bytes(server, "co2", beyond.encode(), {})
+    status, _, raw = _post_bytes(server, "co2", beyond.encode(), {"Content-Type": "application/json"})
     assert "1e400" in _error(status, json.loads(raw))
     required = json.dumps({"inputs": _per_feature_json(contract, CO2_RATED[:1])}).replace("2.0", "NaN", 1)
     assert "NaN" in required
-    status, _, raw = _post_bytes(server, "co2", required.encode(), {})
+    status, _, raw = _post_bytes(server, "co2", required.encode(), {"Content-Type": "application/json"})
     message = _error(status, json.loads(raw))
     assert "engine_size_l" in message and re.search(r"\brow 0\b", message), message
 
