@@ -23,7 +23,7 @@ from testbed.servers import FunctionServer
 from tests.support.bundles import publish
 from tests.support.http import get, post
 from tests.support.kinds import BINARY_VERSION, LABELS, PLAIN_VERSION, THRESHOLD, binary_bundle, plain_bundle, rows
-from tests.support.oip import validate
+from tests.support.oip import triton_client, validate
 
 BINARY, PLAIN = "penguins", "co2"  # the served names the synthetic bundles are published under
 
@@ -46,9 +46,8 @@ def server(store):
 
 @pytest.fixture(scope="module")
 def client(server):
-    triton = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=30)
-    yield triton
-    triton.close()
+    with triton_client(server.url) as triton:
+        yield triton
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from shared.validation import build_batch
 from testbed.servers import FunctionServer
 from tests.support.bundles import STABLE, publish
 from tests.support.http import get, post
-from tests.support.oip import SCHEMA_NAMES, OipMismatch, _as_json_schema, validate
+from tests.support.oip import SCHEMA_NAMES, OipMismatch, _as_json_schema, triton_client, validate
 
 FALLBACK = "20261001T000000Z-fallbk00"  # a kept fallback of penguins: served, so explicitly requestable
 NOT_SERVED = "20250101T000000Z-notserve"  # never published
@@ -66,9 +66,8 @@ def server(tmp_path_factory, trained_bundle, co2_bundle):
 
 @pytest.fixture(scope="module")
 def client(server):
-    triton = httpclient.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=30)
-    yield triton
-    triton.close()
+    with triton_client(server.url) as triton:
+        yield triton
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,13 @@ with a whole, non-negative size) by checking them with their data stood in by an
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
 import jsonschema
+import tritonclient.http as httpclient
 import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
@@ -93,3 +96,13 @@ def _stood_in(output):
     if "data" in output or type(size) is not int or size < 0:
         raise OipMismatch(f"a binary output has a whole binary_data_size and no data: {str(output)[:500]}")
     return {**output, "data": []}
+
+
+@contextmanager
+def triton_client(url: str) -> Iterator[httpclient.InferenceServerClient]:
+    """Triton's own HTTP client on a live function (`http://127.0.0.1:PORT`), closed after use."""
+    client = httpclient.InferenceServerClient(url=url.removeprefix("http://"), network_timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
