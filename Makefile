@@ -24,7 +24,7 @@ SYSTEM_PACKAGES := chromium wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test system-packages check-system-packages model retrain monitor traffic lint infra-check \
-	reliability bench stages sweep load clean init
+	reliability bench stages sweep load clean init scale
 
 help: ## list the targets with one line each
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | \
@@ -55,6 +55,7 @@ serve: $(FN_VENV)/.installed model ## serve the function on PORT from the local 
 		--host $(BIND_HOST) --port $(PORT)
 
 test: $(VENV)/.installed $(FN_VENV)/.installed .venv-checkov/.installed .venv-tf/.installed .venv-kserve/.installed \
+	.venv-bqemulator/.installed \
 	check-system-packages ## the whole suite: lint, unit, integration, reliability, infra
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
@@ -93,6 +94,13 @@ lint: $(VENV)/.installed ## ruff over the whole tree
 	$(VENV)/bin/ruff check .
 
 # KServe's Python client, which the suite drives the V1 routes with: its package pins pandas<3 and protobuf<7.
+# The BigQuery emulator the job's log queries are tested against (tests/support/bigquery.py), in its own
+# virtualenv: it needs duckdb 1.5 (RANGE_BUCKET fails on duckdb 2.0) and sqlglot<30.12, which must not pin .venv's.
+.venv-bqemulator/.installed: requirements-bqemulator.txt
+	test -x .venv-bqemulator/bin/python || $(PYTHON) -m venv .venv-bqemulator
+	.venv-bqemulator/bin/pip install $(PIP_QUIET) -r requirements-bqemulator.txt $(QUIET_PIP_WARNINGS)
+	touch $@
+
 .venv-kserve/.installed:
 	test -x .venv-kserve/bin/python || $(PYTHON) -m venv .venv-kserve
 	.venv-kserve/bin/pip install $(PIP_QUIET) "kserve==0.21.0" $(QUIET_PIP_WARNINGS)
@@ -123,6 +131,9 @@ reliability: $(VENV)/.installed $(FN_VENV)/.installed ## hostile input, storage 
 	.venv-mlserver/bin/pip install $(PIP_QUIET) mlserver==1.7.1 mlserver-xgboost==1.7.1 $(QUIET_PIP_WARNINGS)
 	touch $@
 
+scale: $(VENV)/.installed ## the job's log queries at 1 M and 5 M logged rows: monitor, drift report, retrain with feedback (SCALE_ROWS="100000 1000000" for a quick run); writes bench/RESULTS.md
+	$(VENV)/bin/python -m bench.scale $(if $(SCALE_ROWS),--rows $(SCALE_ROWS))
+
 bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed check-system-packages ## ours against the peers in one run; writes bench/RESULTS.md
 	$(VENV)/bin/python -m bench.run
 
@@ -136,6 +147,6 @@ load: $(VENV)/.installed $(FN_VENV)/.installed model ## Locust headless: PROFILE
 	PROFILE=$(PROFILE) HOST=$(HOST) MODEL=$(MODEL) MODEL_STORE="$(MODEL_STORE)" $(VENV)/bin/python -m load.run
 
 clean: ## remove everything the Makefile creates (virtualenvs, local bucket, outputs, caches)
-	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-kserve .venv-peers .venv-mlserver local_bucket bench/out load/out \
+	rm -rf $(VENV) $(FN_VENV) .venv-checkov .venv-tf .venv-kserve .venv-bqemulator .venv-peers .venv-mlserver local_bucket bench/out load/out \
 		.pytest_cache .ruff_cache .hypothesis .schemathesis *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

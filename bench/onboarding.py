@@ -74,8 +74,8 @@ def plain_xgboost(name: str, specs_dir: Path) -> dict:
     """The reference model on the job's own split of the spec's base data: ROC AUC or RMSE, and fit seconds."""
     import xgboost as xgb  # noqa: PLC0415 - the bench's own import, kept out of module import time
 
-    from retrain_job.data import read_base  # noqa: PLC0415
-    from retrain_job.split import frozen_holdout  # noqa: PLC0415
+    from retrain_job.data.labelled import read_base  # noqa: PLC0415
+    from retrain_job.train.split import frozen_holdout  # noqa: PLC0415
     from shared.spec import load_spec  # noqa: PLC0415
 
     spec = load_spec(name, specs_dir)

@@ -440,6 +440,17 @@ def cold_breakdown(server: Server, runs: int = 3) -> dict:
     return result
 
 
+KEPT_SECTIONS = ("## Scale: the job's log queries (make scale)",)  # written by other benchmarks (bench/scale.py)
+
+
+def write_results(report: str) -> None:
+    """Write bench/RESULTS.md with this run's report, keeping the sections other benchmarks write."""
+    path = REPO / "bench" / "RESULTS.md"
+    old = path.read_text() if path.exists() else ""
+    kept = [part for part in ("## " + p for p in old.split("\n## ")[1:]) if part.startswith(KEPT_SECTIONS)]
+    path.write_text("\n\n".join([report.rstrip("\n"), *(k.rstrip("\n") for k in kept)]) + "\n")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "5")))
@@ -501,7 +512,7 @@ def main() -> int:
         emulator.stop()
     report = summarise(results, batch, extra, args)
     print(report)
-    (REPO / "bench" / "RESULTS.md").write_text(report)
+    write_results(report)
     plot(batch)
     return 0
 

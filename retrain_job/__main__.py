@@ -7,7 +7,7 @@ model's decision); the last output line is a JSON summary. The gate's tolerances
 unless a `--tol-*` flag or its TOL_* setting says otherwise.
 `monitor` measures each served version's quality from the truth fed back for its predictions, judges a canary
 on those live labels (promote, roll back, or leave it: `--no-canary-decision` and `--dry-run` only report),
-writes the monitor report and the `live_*` metrics (retrain_job/monitor.py); `--model` or `--all-models` alike.
+writes the monitor report and the `live_*` metrics (retrain_job/monitor/run.py); `--model` or `--all-models` alike.
 `init --csv PATH --target COLUMN` writes specs/<name>/ from a CSV for review (retrain_job/init.py).
 A spec or data problem is reported as its own message (the key, field, rows and what to fix), never as a raw
 library error.
@@ -25,15 +25,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from retrain_job.data import DataError
-from retrain_job.drift import DriftThresholds
-from retrain_job.gate import Tolerances
+from retrain_job.data.labelled import DataError
+from retrain_job.drift.stats import DriftThresholds
 from retrain_job.init import run_init
-from retrain_job.job import JobOptions, run
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
-from retrain_job.monitor import MonitorOptions, run_monitor
+from retrain_job.monitor.run import MonitorOptions, run_monitor
 from retrain_job.publish import PointerRace, resolve_canary, rollback
-from retrain_job.tasks import Task
+from retrain_job.train.gate import Tolerances
+from retrain_job.train.run import JobOptions, run
+from retrain_job.train.tasks import Task
 from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
 from shared.spec import SpecError, spec_names
 from shared.store import Store, open_store
@@ -61,6 +61,10 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
                    help="where new labelled CSV files are read from (DATA_PREFIX)")
     p.add_argument("--log-prefix", default=s.log_prefix,
                    help="where the prediction log sink writes (LOG_PREFIX; empty for a sink at the bucket root)")
+    p.add_argument("--log-engine", choices=("duckdb", "bigquery"), type=str.lower, default=s.log_engine.lower(),
+                   help="where the logs are queried: DuckDB over the sink's files, or BigQuery (LOG_ENGINE)")
+    p.add_argument("--log-table", default=s.log_table,
+                   help="the BigQuery sink table, project.dataset.run_googleapis_com_stdout (LOG_TABLE)")
     p.add_argument("--log-days", type=int, default=s.log_days)
     p.add_argument("--feedback-days", type=int, default=s.feedback_days,
                    help="days of feedback the run learns from (FEEDBACK_DAYS; 0: none; default: --log-days)")
@@ -102,6 +106,7 @@ def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTar
     """The run's options from the parsed flags (the task and the metrics target from the settings)."""
     return JobOptions(
         model_name=args.model, data_prefix=args.data_prefix, log_prefix=args.log_prefix, log_days=args.log_days,
+        log_engine=args.log_engine, log_table=args.log_table,
         feedback_days=args.feedback_days,
         canary_percent=args.canary_percent, dry_run=args.dry_run, if_no_model=args.if_no_model,
         min_labelled_for_review=args.min_labelled_for_review,
@@ -113,7 +118,8 @@ def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTar
 def monitor_options(args: argparse.Namespace, target: MetricsTarget) -> MonitorOptions:
     """The monitor's options from the parsed flags."""
     return MonitorOptions(
-        model_name=args.model, log_prefix=args.log_prefix, feedback_hours=args.feedback_hours,
+        model_name=args.model, log_prefix=args.log_prefix, log_engine=args.log_engine, log_table=args.log_table,
+        feedback_hours=args.feedback_hours,
         prediction_days=args.prediction_days, min_labels=args.min_labels, canary_decision=args.canary_decision,
         dry_run=args.dry_run, tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss,
                                                     args.tol_rmse),

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from retrain_job.data import MISSING_TEXT
+from retrain_job.data.labelled import MISSING_TEXT
 from shared.spec import EXAMPLES_FILE, MODEL_NAME, SPEC_FILE, SPECS_DIR, TASKS
 from shared.validation.rules import MAX_STRING_CHARS
 

@@ -3,7 +3,7 @@
 Every series gets one point per request and a request carries at most 200 series. The monitored resource
 is `generic_task`, the type meant for batch work: project, location, namespace, job and task id. Every
 point carries the metric label `model` (the spec's name); regressors' per-regime series also `regime`; the
-monitor's `live_*` series and `feedback_unknown_ids` also `model_version` and `role` (retrain_job/monitor.py).
+monitor's `live_*` series and `feedback_unknown_ids` also `model_version` and `role` (retrain_job/monitor/run.py).
 """
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ METRIC_NAMES = (
     "live_roc_auc", "live_pr_auc", "live_brier", "live_precision", "live_recall", "live_f1",  # binary classifiers
     "live_rmse", "live_mae", "live_coverage",  # regressors
     "live_labelled", "live_predictions", "feedback_unknown_ids",
+    # per segment value (label `segment` = field=value, at most 10 values per field), and the stable version's drift
+    "live_segment_labelled", "live_segment_accuracy", "live_segment_rmse", "live_segment_coverage",
+    "live_feature_drift_share", "live_prediction_drift", "live_attribution_drift",
 )
 
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from retrain_job.drift import DriftThresholds, FeatureDrift, categorical_drift, numeric_drift, share_drifted
+from retrain_job.drift.attribution import prediction_drift
+from retrain_job.drift.stats import DriftThresholds, FeatureDrift, categorical_drift, numeric_drift, share_drifted
 from shared.contract import FeatureContract
 from shared.spec import ModelSpec
 
@@ -32,11 +33,16 @@ def _numbers(series: pd.Series) -> np.ndarray:
 
 
 def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
-                 labelled: pd.DataFrame, *, thresholds: DriftThresholds, window: dict) -> dict:
+                 labelled: pd.DataFrame, *, thresholds: DriftThresholds, window: dict,
+                 reference_predictions: list | None = None, attribution: dict | None = None,
+                 segments: bool = True) -> dict:
     """Compare reference with current (serving + labelled) feature by feature, and the predictions' distribution.
 
     A numeric feature with fewer than `thresholds.min_rows` current values (an optional input most requests
-    leave out) is listed as skipped rather than judged.
+    leave out) is listed as skipped rather than judged. Prediction drift compares the served answers with
+    `reference_predictions` (the serving version's answers on its holdout) or, without them, with the
+    training target. `attribution` (`retrain_job.drift.attribution.attribution_drift`) is reported as given.
+    With `segments`, the same report (features and predictions) per value of each of the spec's segment fields.
     """
     t = thresholds
     names = contract.field_names
@@ -54,6 +60,8 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
         "drifted_features": [],
         "share_drifted": 0.0,
         "prediction_drift": None,
+        "attribution_drift": attribution,
+        "segments": [],
     }
     if len(current) < t.min_rows:
         report["status"] = "not_enough_data"
@@ -77,13 +85,41 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
     report["share_drifted"] = share_drifted(features)
     report["status"] = "drift" if report["share_drifted"] >= t.share else "no_drift"
     if "predicted" in serving and len(serving) >= t.min_rows:
-        name, target = f"predicted_{spec.target.name}", reference[spec.target.name]
-        if spec.is_classifier:
-            mix = categorical_drift(name, target.tolist(), serving["predicted"].tolist(), t)
+        name = f"predicted_{spec.target.name}"
+        if reference_predictions is not None:
+            against, source = list(reference_predictions), "the serving version's answers on its holdout"
+        elif spec.target.name in reference:
+            against, source = reference[spec.target.name].tolist(), "the training target"
         else:
-            mix = numeric_drift(name, _numbers(target), _numbers(serving["predicted"]), t)
-        report["prediction_drift"] = mix.to_dict()
+            against, source = None, None
+        if against:
+            mix = prediction_drift(name, against, serving["predicted"].tolist(), spec.is_classifier, t)
+            report["prediction_drift"] = {**mix.to_dict(), "reference": source}
+    if segments:
+        report["segments"] = [part for name in spec.segments for part in
+                              _segment_reports(spec, contract, reference, serving, labelled, t=t, name=name)]
     return report
+
+
+SEGMENT_VALUES = 10  # values of a segment field reported, the most served first (a bounded metric label too)
+
+
+def _segment_reports(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
+                     labelled: pd.DataFrame, *, t: DriftThresholds, name: str) -> list[dict]:
+    """The report's verdicts restricted to each of the most served values of one segment field."""
+    if name not in serving or name not in reference:
+        return []
+    out = []
+    for value, served in serving[name].dropna().astype(str).value_counts().head(SEGMENT_VALUES).items():
+        part = build_report(spec, contract, reference[reference[name].astype(str) == value],
+                            serving[serving[name].astype(str) == value],
+                            labelled[labelled[name].astype(str) == value] if name in labelled else labelled.iloc[:0],
+                            thresholds=t, window={}, segments=False)
+        out.append({"field": name, "value": value, "serving_rows": int(served),
+                    "reference_rows": part["reference"]["rows"], "status": part["status"],
+                    "share_drifted": part["share_drifted"], "drifted_features": part["drifted_features"],
+                    "prediction_drift": part["prediction_drift"]})
+    return out
 
 
 # ---- HTML ---------------------------------------------------------------------------------------------
@@ -197,10 +233,11 @@ Current: serving inputs {html.escape(str(cur['window'].get('from', '')))} to
 <span style="background:{_CUR}"></span>current</p>
 <div class="grid">{''.join(_panel(f) for f in report['features'])}</div>
 {mix_html}
+{_attribution_and_segments_html(report)}
 </body></html>"""
 
 
-# ---- the monitor's report (retrain_job/monitor.py) ------------------------------------------------------
+# ---- the monitor's report (retrain_job/monitor/run.py) ------------------------------------------------------
 
 _MONITOR_STYLE = _STYLE + """
 .degraded{background:#fde8e8;border:1px solid #f5a3a3}.ok_verdict{background:#e3f9e5;border:1px solid #91d8a0}
@@ -364,4 +401,69 @@ the tick: what the version promised.</p>
 {versions}
 <h2>Feedback sources</h2>
 <table><tr><th>source</th><th>items</th><th>joined (its truth counted)</th>{guard_head}</tr>{guards}</table>
+{_segments_html(report.get("segments") or [], classifier)}
+{_drift_html(report.get("drift"))}
 </body></html>"""
+
+
+def _segments_html(segments: list[dict], classifier: bool) -> str:
+    """Live quality per segment value and version: labels, the main realised metric, CBPE, verdict."""
+    if not segments:
+        return ""
+    main = "accuracy" if classifier else "rmse"
+    rows = []
+    for part in segments:
+        for v in part["versions"]:
+            estimate = v.get("estimated_accuracy") or {}
+            rows.append(f"<tr><td>{html.escape(part['segment'])}</td><td>{html.escape(v['model_version'])}</td>"
+                        f"<td>{html.escape(v['role'])}</td><td>{v['predictions']}</td><td>{v['labels']}</td>"
+                        f"<td>{_metric_cell(v['metrics'].get(main))}</td>"
+                        + (f"<td>{_metric_cell(estimate)}</td>" if classifier else
+                           f"<td>{_metric_cell(v['metrics'].get('coverage'))}</td>")
+                        + f"<td>{html.escape(v['verdict'] or 'not enough labels')}</td></tr>")
+    second = "CBPE accuracy" if classifier else "coverage"
+    return (f"<h2>Segments</h2><table><tr><th>segment</th><th>version</th><th>role</th><th>predictions</th>"
+            f"<th>labels</th><th>{main}</th><th>{second}</th><th>verdict</th></tr>{''.join(rows)}</table>")
+
+
+def _drift_html(drift: dict | None) -> str:
+    """The stable version's drift against its training reference: features, predictions, attributions, segments."""
+    if not drift:
+        return ""
+    if drift.get("status") == "no_reference" or "features" not in drift:
+        return f"<h2>Drift</h2><p>{html.escape(drift.get('message', 'no drift verdict'))}</p>"
+    current = drift["current"]
+    window = current.get("window") or {}
+    head = (f"<h2>Drift of {html.escape(str(drift['version']))}</h2><p>{drift['share_drifted']:.0%} of features "
+            f"drifted ({html.escape(drift['status'])}) on {window.get('sampled_rows', current['rows'])} sampled of "
+            f"{window.get('served_rows', current['rows'])} served rows, against "
+            f"{drift['reference']['rows']} training rows.</p>")
+    features = "".join(f"<tr><td>{html.escape(f['feature'])}</td><td>{html.escape(f['method'])}</td>"
+                       f"<td>{f['statistic']:.4g}</td><td class=\"{'bad' if f['drifted'] else 'ok'}\">"
+                       f"{'drift' if f['drifted'] else 'ok'}</td></tr>" for f in drift["features"])
+    prediction = drift.get("prediction_drift")
+    prediction_html = "" if not prediction else (
+        f"<p>Prediction drift ({html.escape(prediction['method'])} against {html.escape(prediction['reference'])}): "
+        f"{prediction['statistic']:.4g}, <b>{'drift' if prediction['drifted'] else 'no drift'}</b>.</p>")
+    return (f"{head}<table><tr><th>feature</th><th>method</th><th>statistic</th><th>verdict</th></tr>{features}"
+            f"</table>{prediction_html}{_attribution_and_segments_html(drift)}")
+
+
+def _attribution_and_segments_html(drift: dict) -> str:
+    """Attribution drift's table and the per-segment verdicts, as both the drift and the monitor reports show them."""
+    attribution = drift.get("attribution_drift")
+    attribution_html = "" if not attribution else (
+        f"<h3>Attribution drift ({html.escape(attribution['method'])}): {attribution['score']:.4g}, "
+        f"<b>{'drift' if attribution['drifted'] else 'no drift'}</b></h3><table><tr><th>feature</th>"
+        f"<th>training share</th><th>served share</th><th>change</th></tr>"
+        + "".join(f"<tr><td>{html.escape(a['feature'])}</td><td>{a['reference_share']:.1%}</td>"
+                  f"<td>{a['current_share']:.1%}</td><td>{a['change']:+.1%}</td></tr>" for a in attribution["features"])
+        + "</table>")
+    segments = "".join(f"<tr><td>{html.escape(sg['field'])}={html.escape(sg['value'])}</td>"
+                       f"<td>{sg['serving_rows']}</td><td>{html.escape(sg['status'])}</td>"
+                       f"<td>{sg['share_drifted']:.0%}</td>"
+                       f"<td>{html.escape(', '.join(sg['drifted_features']))}</td></tr>" for sg in drift["segments"])
+    segments_html = "" if not segments else (
+        f"<h3>Drift per segment</h3><table><tr><th>segment</th><th>sampled rows</th><th>status</th>"
+        f"<th>share drifted</th><th>drifted features</th></tr>{segments}</table>")
+    return attribution_html + segments_html

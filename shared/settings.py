@@ -272,6 +272,12 @@ class Settings:
     log_prefix: str = _setting("LOG_PREFIX", Text(), "logs", BOTH,
                                "where prediction log lines are in the store (empty: the bucket root, as the "
                                "Cloud Logging sink writes on GCP)")
+    log_engine: str = _setting("LOG_ENGINE", Choice(("DUCKDB", "BIGQUERY")), "DUCKDB", JOB,
+                               "where the job queries the logs: DuckDB over the sink's files in the store, or the "
+                               "BigQuery table a Cloud Logging sink fills (`LOG_TABLE`)")
+    log_table: str | None = _setting("LOG_TABLE", _OPTIONAL, None, JOB,
+                                     "the BigQuery sink table, `project.dataset.run_googleapis_com_stdout` "
+                                     "(with `LOG_ENGINE=BIGQUERY`)")
     log_level: str = _setting("LOG_LEVEL", Choice(LOG_LEVELS), "INFO", BOTH,
                               "the least severe Python log records written to stderr")
     # the function
@@ -398,6 +404,9 @@ class Settings:
         if "task_index" in values and count_ok and values["task_index"] >= values.get("task_count", 1):
             problems.append(f"CLOUD_RUN_TASK_INDEX={_quoted(environ['CLOUD_RUN_TASK_INDEX'])}: expected an integer "
                             f"below CLOUD_RUN_TASK_COUNT ({values.get('task_count', 1)})")
+        if values.get("log_engine") == "BIGQUERY" and not values.get("log_table"):
+            problems.append(f"LOG_ENGINE={_quoted(environ['LOG_ENGINE'])}: needs LOG_TABLE, the BigQuery sink table "
+                            "(project.dataset.run_googleapis_com_stdout)")
         models = values.get("models", SPECS)
         if "default_model" in values and values["default_model"] not in models:
             problems.append(f"DEFAULT_MODEL={_quoted(environ['DEFAULT_MODEL'])}: expected one of MODELS "

@@ -28,7 +28,7 @@ GATE_METRICS = {"multiclass": "log_loss", "binary": "log_loss", "regression": "r
 GATE_EXTRAS = {"multiclass": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor"),
                "binary": ("accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor", "roc_auc_tolerance"),
                "regression": ("coverage_min", "coverage_max")}
-STRATEGIES = ("plain", "log_baseline")  # how a regressor is built (retrain_job.regression)
+STRATEGIES = ("plain", "log_baseline")  # how a regressor is built (retrain_job.train.regression)
 THRESHOLD_RULES = ("best_f1", "fixed", "min_precision", "min_recall")  # how a binary model's threshold is chosen
 BAD_ROWS = ("reject", "drop")  # what a bad row of the training data does: refuse the data set, or drop the row
 # XGBoost training parameters a [search] grid may vary (each key a list of values to cross-validate)
@@ -39,7 +39,7 @@ DEFAULT_SEARCH = {"max_depth": (3, 4, 6), "num_boost_round": (100, 300), "eta": 
 # every key each part of a spec may hold: anything else is a typo, named with these
 KEYS = {
     "spec": ("name", "title", "description", "task", "default", "target", "threshold", "features", "passthrough",
-             "data", "holdout", "gate", "search", "regression"),
+             "data", "holdout", "gate", "search", "regression", "segments"),
     "target": ("name", "labels", "positive", "unit", "bounds", "low_inclusive", "interval"),
     "threshold": ("rule", "value"),
     "feature": ("name", "kind", "required", "unit", "bounds", "low_inclusive", "other_units", "unseen", "strip",
@@ -188,6 +188,7 @@ class ModelSpec:
     folder: Path
     regression: RegressionSpec | None = None
     threshold: ThresholdSpec | None = None  # binary only
+    segments: tuple[str, ...] = ()  # fields whose values live quality and drift are also reported per
 
     @property
     def is_classifier(self) -> bool:
@@ -490,6 +491,20 @@ def _passthrough(raw: dict, where: str) -> PassthroughSpec:
     return PassthroughSpec(str(raw["name"]), kind, bounds)
 
 
+def _segments(raw: object, features: tuple[FeatureSpec, ...], passthrough: tuple[PassthroughSpec, ...],
+              where: str) -> tuple[str, ...]:
+    """Segment fields: categorical features or text passthrough fields, each named once."""
+    allowed = [f.name for f in features if f.kind == "categorical"] + \
+              [p.name for p in passthrough if p.kind == "text"]
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw) or len(set(raw)) != len(raw):
+        raise SpecError(f"{where} segments: a list of distinct field names, not {raw!r}")
+    wrong = [name for name in raw if name not in allowed]
+    if wrong:
+        raise SpecError(f"{where} segments: {wrong} must be categorical features or text passthrough fields "
+                        f"(bounded values), one of {allowed}")
+    return tuple(raw)
+
+
 def parse_spec(raw: dict, folder: Path) -> ModelSpec:
     """A ModelSpec from a parsed TOML document; SpecError names the key at fault (and the keys allowed)."""
     where = str(folder / SPEC_FILE)
@@ -513,6 +528,10 @@ def parse_spec(raw: dict, folder: Path) -> ModelSpec:
         names = [f.name for f in features] + [p.name for p in passthrough]
         if len(set(names)) != len(names) or target.name in names:
             raise SpecError(f"{where}: field names must be unique and differ from the target's")
+        quoted = [n for n in names if '"' in n or "\\" in n or not n.isprintable()]
+        if quoted:
+            raise SpecError(f"{where}: field names {quoted} may not hold quotes, backslashes or control characters "
+                            "(the log queries name them in JSON paths)")
         data = _data(raw["data"], where)
         holdout = _holdout(raw.get("holdout", {}), task, where)
         gate = _gate(raw["gate"], task, where)
@@ -522,9 +541,10 @@ def parse_spec(raw: dict, folder: Path) -> ModelSpec:
             raise SpecError(f"{where}: [holdout] group_by or [data] required name unknown field(s) {unknown_fields}")
         regression = _regression(raw.get("regression"), task, features, target, where)
         threshold = _threshold(raw.get("threshold"), task, where)
+        segments = _segments(raw.get("segments", []), features, passthrough, where)
         return ModelSpec(str(raw["name"]), str(raw.get("title", raw["name"])), str(raw.get("description", "")),
                          task, target, features, passthrough, data, holdout, gate, search, folder, regression,
-                         threshold)
+                         threshold, segments)
     except KeyError as exc:
         raise SpecError(f"{where}: missing {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:

@@ -1,4 +1,4 @@
-# Least privilege: the function reads the bucket; the job writes models, reports and metrics;
+# Least privilege: the function reads the bucket; the job writes models, reports and metrics and reads the logs;
 # the scheduler may only run the jobs (granted per job in modules/model). No primitive roles anywhere.
 # One account of each kind serves every model.
 
@@ -52,4 +52,25 @@ resource "google_storage_bucket_iam_member" "sink_writes_logs" {
   bucket = google_storage_bucket.models.name
   role   = "roles/storage.objectCreator"
   member = google_logging_project_sink.predictions.writer_identity
+}
+
+# The BigQuery sink's writer identity may only write tables of the log dataset (it creates the log table there).
+resource "google_bigquery_dataset_iam_member" "sink_writes_log_table" {
+  dataset_id = google_bigquery_dataset.logs.dataset_id
+  role       = "roles/bigquery.dataEditor"
+  member     = google_logging_project_sink.predictions_bigquery.writer_identity
+}
+
+# The job reads the log table (the retraining run's drift report, the hourly monitor), and nothing else in BigQuery;
+# running a query is a job in the project, which the dataset role does not allow.
+resource "google_bigquery_dataset_iam_member" "job_reads_logs" {
+  dataset_id = google_bigquery_dataset.logs.dataset_id
+  role       = "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.job.email}"
+}
+
+resource "google_project_iam_member" "job_runs_queries" {
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_service_account.job.email}"
 }

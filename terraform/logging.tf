@@ -5,19 +5,39 @@ locals {
     "resource.labels.service_name=(${join(" OR ", [for name in values(local.service_names) : "\"${name}\""])})",
     "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\"",
   ])
+  # What both sinks route: the three events of shared/logline.py's SINK_EVENTS.
+  routed_log_filter = "${local.function_log_filter} AND jsonPayload.event=(\"prediction\" OR \"prediction_rows\" OR \"feedback\")"
 }
 
-# Prediction and feedback log lines of every model into the bucket
-# (run.googleapis.com/stdout/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json, one LogEntry per line), where each model's job
-# reads its own (by the lines' `model` field): the retraining run for the drift report, the hourly monitor to join
-# every served row with the truth fed back for it. Three events, function/serving/logs.py's SINK_EVENTS: `prediction`
-# (a request's first entry), `prediction_rows` (a large batch's later entries: more rows, no latency, no status) and
-# `feedback` (POST /feedback's items, a large one's later entries too).
+# Prediction and feedback log lines of every model, routed twice with the same filter. Three events,
+# shared/logline.py's SINK_EVENTS: `prediction` (a request's first entry), `prediction_rows` (a large batch's later
+# entries: more rows, no latency, no status) and `feedback` (POST /feedback's items, a large one's later entries too).
+#
+# Into BigQuery, what each model's job queries (LOG_ENGINE=bigquery, LOG_TABLE): the retraining run for the drift
+# report, the hourly monitor to join every served row with the truth fed back for it, each by the lines' `model`.
+# The sink creates run_googleapis_com_stdout in the dataset, partitioned by day on `timestamp`, its columns taken
+# from the entries it receives: every routed field has one type for every model (shared/logline.py's ROUTED_FIELDS)
+# and each model's own rows travel as JSON text in `data`, so no model's line is refused for a schema conflict.
+resource "google_logging_project_sink" "predictions_bigquery" {
+  name                   = "${var.name_prefix}-predictions-bq-${var.environment}"
+  description            = "Prediction and feedback log lines of every model into BigQuery (daily partitions)."
+  destination            = "bigquery.googleapis.com/projects/${var.project_id}/datasets/${google_bigquery_dataset.logs.dataset_id}"
+  filter                 = local.routed_log_filter
+  unique_writer_identity = true
+
+  bigquery_options {
+    use_partitioned_tables = true
+  }
+}
+
+# Into the bucket, as an archive (and what the job reads with LOG_ENGINE unset): one LogEntry per line in
+# run.googleapis.com/stdout/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json, deleted after log_retention_days.
 resource "google_logging_project_sink" "predictions" {
   # checkov:skip=CKV2_GCP_4:A Bucket Lock retention policy would make the serving pointer and retired bundles undeletable and un-overwritable; the bucket uses object versioning and lifecycle rules instead.
   name                   = "${var.name_prefix}-predictions-${var.environment}"
+  description            = "Prediction and feedback log lines of every model into the model bucket (archive)."
   destination            = "storage.googleapis.com/${google_storage_bucket.models.name}"
-  filter                 = "${local.function_log_filter} AND jsonPayload.event=(\"prediction\" OR \"prediction_rows\" OR \"feedback\")"
+  filter                 = local.routed_log_filter
   unique_writer_identity = true
 }
 

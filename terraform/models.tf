@@ -1,5 +1,5 @@
 # Each model's service, job, schedules, alerts and dashboard (modules/model), one instance per entry of
-# var.models; the bucket, the log sink, the log-based metrics and the service accounts are shared.
+# var.models; the bucket, the log dataset, the log sinks, the log-based metrics and the service accounts are shared.
 module "model" {
   source   = "./modules/model"
   for_each = var.models
@@ -13,6 +13,7 @@ module "model" {
   job_name     = local.job_names[each.key]
 
   model_store         = "gs://${google_storage_bucket.models.name}"
+  log_table           = local.log_table
   source_location     = "gs://${google_storage_bucket.models.name}/${var.function_source_object}"
   function_base_image = var.function_base_image
   revision_suffix     = var.revision_suffix

@@ -28,6 +28,11 @@ output "model_store" {
   value       = "gs://${google_storage_bucket.models.name}"
 }
 
+output "log_table" {
+  description = "BigQuery table of the routed prediction and feedback log lines (LOG_TABLE of the jobs): PROJECT.DATASET.TABLE."
+  value       = local.log_table
+}
+
 output "service_accounts" {
   description = "Service accounts of the functions, the jobs and the scheduler (shared by the models)."
   value = {

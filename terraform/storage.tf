@@ -60,3 +60,18 @@ resource "google_storage_bucket" "models" {
     }
   }
 }
+
+# The routed log lines in BigQuery (google_logging_project_sink.predictions_bigquery): the sink creates one table,
+# run_googleapis_com_stdout (named after the log), partitioned by day on the entries' `timestamp`; each partition
+# expires log_retention_days after its day, like the sink's files in the bucket. The dataset's default partition
+# expiration is what the sink's table gets when the sink creates it (see terraform/README.md, "Logs in BigQuery").
+resource "google_bigquery_dataset" "logs" {
+  # checkov:skip=CKV_GCP_81:Google-managed encryption, like the model bucket that archives the same lines; a customer-managed key would need a KMS key ring and grants this platform does not provision.
+  dataset_id                      = local.log_dataset_id
+  friendly_name                   = "Prediction and feedback logs (${var.environment})"
+  description                     = "Prediction and feedback log lines of every model, routed by the ${var.name_prefix}-predictions-bq-${var.environment} sink."
+  location                        = var.region
+  default_partition_expiration_ms = var.log_retention_days * 24 * 60 * 60 * 1000
+  delete_contents_on_destroy      = false
+  labels                          = local.labels
+}

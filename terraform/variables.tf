@@ -335,9 +335,13 @@ variable "report_retention_days" {
 }
 
 variable "log_retention_days" {
-  description = "Days prediction log files (the sink's output) are kept."
+  description = "Days the routed prediction and feedback log lines are kept: the sink's files in the bucket (lifecycle rule) and the daily partitions of the BigQuery log table (partition expiration)."
   type        = number
   default     = 30
+  validation {
+    condition     = var.log_retention_days >= 1 && var.log_retention_days <= 3650 && floor(var.log_retention_days) == var.log_retention_days
+    error_message = "log_retention_days must be a whole number of days from 1 to 3650."
+  }
 }
 
 variable "noncurrent_retention_days" {

@@ -9,8 +9,8 @@ import functions_framework
 import pytest
 
 from function.serving import factory, logs
-from retrain_job import train
-from retrain_job.data import load_base
+from retrain_job.data.labelled import load_base
+from retrain_job.train import fit as train
 from shared.bundle import Bundle
 from shared.settings import Settings
 from shared.spec import ModelSpec, load_spec

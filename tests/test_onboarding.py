@@ -19,6 +19,7 @@ from bench.onboarding import DATASETS, onboard, ours, plain_xgboost
 from shared.spec import load_spec
 from testbed.servers import REPO, FunctionServer
 from tests.support.http import get, post
+from tests.support.logged import field_of
 
 AUC_SLACK = 0.005  # ours may be this much below the plain XGBoost's ROC AUC, no more
 NAMES = [d.name for d in DATASETS]
@@ -100,10 +101,13 @@ def test_a_new_model_answers_explains_and_takes_feedback_over_http(onboarded, se
 
 
 def _wait_for_feedback_line(store, prediction_id: str, timeout: float = 10.0) -> None:
-    """Until the function's background writer has put the feedback line into the local sink."""
+    """Until the function's background writer has put the feedback line into the local sink's hour files
+    (`*_S0.json`, as `shared.logline.sink_key` names them)."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(prediction_id in p.read_text() and '"feedback"' in p.read_text() for p in store.rglob("*.json")):
+    while time.monotonic() < deadline:  # a prediction line's `data` names the id too: only a feedback line counts
+        lines = [line for p in store.rglob("*_S0.json") for line in p.read_text().splitlines(keepends=True)]
+        entries = (json.loads(line)["jsonPayload"] for line in lines if line.endswith("\n"))  # whole lines only
+        if any(e.get("event") == "feedback" and prediction_id in field_of(e, "id") for e in entries):
             return
         time.sleep(0.1)
     raise TimeoutError(f"no feedback line for {prediction_id} in {store}")

@@ -32,6 +32,7 @@ from function.serving.errors import ApiError
 from function.serving.loader import Registry
 from function.serving.logs import CONTINUED, RequestLog
 from function.serving.tracing import TraceContext, Tracer, trace_context
+from shared.logline import FeedbackRows, PredictionRows
 from shared.predictor import Estimates
 from shared.settings import Settings
 
@@ -42,6 +43,14 @@ CLOSE = {"Connection": "close"}  # on answers that leave a body unread or broken
 LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 # what a large batch's later log entries repeat, so each can be joined and read on its own
 CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "threshold", "source")
+
+
+def _chosen(probabilities: list | np.ndarray, predicted: list[str], labels: tuple[str, ...]) -> list | np.ndarray:
+    """Each row's probability of its predicted label (CBPE's confidence, read by the monitor in SQL)."""
+    index = {label: i for i, label in enumerate(labels)}
+    if isinstance(probabilities, np.ndarray):
+        return probabilities[np.arange(len(predicted)), [index[p] for p in predicted]]
+    return [row[index[p]] for row, p in zip(probabilities, predicted)]
 
 
 @dataclass(slots=True)
@@ -55,7 +64,7 @@ class Call:
     timings: Timings
     started: float
     log_fields: dict = field(default_factory=dict)
-    per_row: dict | None = None  # fields with one value per row, logged for every row (see RequestLog.emit)
+    logged_rows: PredictionRows | FeedbackRows | None = None  # every row, logged as `data` (RequestLog.emit)
 
     @property
     def method(self) -> str:
@@ -127,7 +136,7 @@ class Call:
     def log_feedback(self, model: str, source: str, items: list[dict]) -> None:
         """What the feedback log lines say: every accepted item, for the monitor to join to its prediction."""
         self.log_fields.update(event="feedback", model=model, source=source, rows=len(items))
-        self.per_row = {"items": items}
+        self.logged_rows = FeedbackRows(items)
 
     def log_inference(self, inference: Inference, predicted: list, inputs: dict, single: bool) -> None:
         """What the prediction log lines say about an answered inference: every row's inputs (`inputs`:
@@ -136,18 +145,19 @@ class Call:
         choice, model, out = inference.choice, inference.model, inference.outputs
         self.log_fields.update(model=model.name, model_version=model.version, role=choice.role,
                                fallback=choice.fallback, rows=inference.rows,
-                               prediction=predicted[0] if single else "batch",
+                               prediction=str(predicted[0]) if single else "batch",
                                out_of_range=sum(1 for w in inference.warnings if w))
-        self.per_row = {**inputs, "predicted": predicted}
         if isinstance(out, Estimates):
-            self.per_row["intervals"] = out.intervals()
             flags = out.extrapolation  # as the evaluator made them: a bool array for a large batch
-            self.per_row["extrapolation"] = flags if flags is not None else out.flags()
+            self.logged_rows = PredictionRows(self.request_id, inputs, predicted, intervals=out.intervals(),
+                                              extrapolation=flags if flags is not None else out.flags())
         else:
             self.log_fields["labels"] = model.labels
             if out.threshold is not None:
                 self.log_fields["threshold"] = out.threshold
-            self.per_row["probabilities"] = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)
+            probabilities = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)
+            self.logged_rows = PredictionRows(self.request_id, inputs, predicted, probabilities=probabilities,
+                                              probability=_chosen(probabilities, predicted, model.labels))
         if choice.cold:
             self.log_fields["cold"] = True
 
@@ -301,7 +311,7 @@ class ServingApp:
         trace = call.trace
         if trace is not None:
             entry.update(trace.log_fields(self._trace_project))
-        self.request_log.emit(entry, call.per_row, fields.get("rows", 0), CONTINUED_FIELDS,
+        self.request_log.emit(entry, call.logged_rows, CONTINUED_FIELDS,
                               continued_event=None if event == "feedback" else CONTINUED)
         if self.tracer is not None:
             self.tracer.record(call.method, call.path, status, call.request_id, caller=trace, started=call.started,

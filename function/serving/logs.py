@@ -1,11 +1,12 @@
 """One structured JSON log line per request, in the shape Cloud Logging parses from stdout.
 
-On Cloud Run a log sink routes these lines into the bucket; on the embedded default (`LOG_TO_STORE`)
+On Cloud Run log sinks route these lines into BigQuery and the bucket; on the embedded default (`LOG_TO_STORE`)
 the function appends the same LogEntry lines to the local store itself, in the sink's file layout,
 so local traffic feeds the retraining job's drift report exactly as production traffic would.
 
 Nothing is written on the request path: `RequestLog.emit` serialises the payload once and appends it to
-in-memory buffers under a short lock. One daemon thread per process (`_Flusher`) writes the buffers out
+in-memory buffers under a short lock; a request's rows (shared.logline) are queued as they are and encoded
+into entries by the flusher, off the request's time. One daemon thread per process (`_Flusher`) writes the buffers out
 in batches, every `FLUSH_INTERVAL_S` or as soon as a buffer holds `FLUSH_BYTES`: stdout as whole lines,
 the sink into its hour file, whose handle stays open until the hour changes. At exit the last lines are
 written and the files closed (`atexit`): gunicorn's worker answers SIGTERM by finishing its requests and
@@ -29,14 +30,14 @@ from pathlib import Path
 
 import orjson
 
+from shared.logline import DATA, LOG_ID, PREDICTION_ROWS, SINK_EVENTS, FeedbackRows, PredictionRows, sink_key
 from shared.settings import read_setting
 
-LOG_ID = "run.googleapis.com/stdout"
 # Cloud Logging caps a LogEntry at 256 KB; this leaves room for the entry's own fields around the payload.
 MAX_ENTRY_BYTES = 250_000
 ROWS_PER_ENTRY = 500  # a batch's rows per entry to start from (fewer when its rows are large)
-SINK_EVENTS = frozenset({"prediction", "prediction_rows", "feedback"})  # what the sink routes to the bucket
-CONTINUED = "prediction_rows"  # the event of a batch's later entries: counted by no request metric
+ROW_BYTES = 200  # a logged row's size to expect, before it is encoded (when the queued rows wake the flusher)
+CONTINUED = PREDICTION_ROWS  # the event of a batch's later entries: counted by no request metric
 _JSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 # How long a line may wait in memory (what a SIGKILL can lose), and how full a buffer may get before
 # the flusher is woken at once (declared, with their defaults, in shared/settings.py).
@@ -58,8 +59,21 @@ log = logging.getLogger(__name__)
 
 
 def sink_path(root: Path, when: datetime) -> Path:
-    """Where a Cloud Logging sink puts an entry's hour: LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json."""
-    return root / LOG_ID / f"{when:%Y/%m/%d}" / f"{when:%H}:00:00_{when:%H}:59:59_S0.json"
+    """Where a Cloud Logging sink puts an entry's hour under `root` (`shared.logline.sink_key`)."""
+    return root / sink_key(when)
+
+
+_insert_next = [time.time_ns() // 1000]  # increasing in write order, from this process's start
+_insert_lock = threading.Lock()
+
+
+def next_insert_ids(count: int) -> int:
+    """The first of `count` consecutive insertIds: Cloud Logging orders entries of one timestamp by insertId, so
+    the local sink's ids increase in the order its lines are written (the monitor's tie-break, as in the cloud)."""
+    with _insert_lock:
+        first = _insert_next[0]
+        _insert_next[0] += count
+    return first
 
 
 class _Buffer:
@@ -116,7 +130,7 @@ class LocalSink:
         items = self._buffer.take()
         if not items:
             return
-        ids = os.urandom(8 * len(items)).hex().encode()
+        first = next_insert_ids(len(items))
         severities: dict[str, bytes] = {}
         by_hour: dict[int, list[bytes]] = {}
         second, second_iso = -1, b""
@@ -132,7 +146,7 @@ class LocalSink:
             severity_json = severities.get(severity) or severities.setdefault(severity, orjson.dumps(severity))
             payload_json = memoryview(payload_line)[:-1]
             by_hour.setdefault(whole // 3600, []).append(b"".join((
-                _ENTRY_HEAD, ids[16 * i:16 * i + 16], _ENTRY_PAYLOAD, payload_json, _ENTRY_RECEIVED, stamp,
+                _ENTRY_HEAD, b"%016x" % (first + i), _ENTRY_PAYLOAD, payload_json, _ENTRY_RECEIVED, stamp,
                 _ENTRY_SEVERITY, severity_json, _ENTRY_TIME, stamp, _ENTRY_TAIL)))
         for hour, lines in by_hour.items():
             _write_all(self._fd(hour), b"".join(lines))
@@ -199,6 +213,7 @@ class _Flusher:
 
     def __init__(self) -> None:
         self.stdout = _Stdout()
+        self.rows = _Buffer()  # requests' rows, encoded into entries by the flusher
         self._sinks: weakref.WeakSet[LocalSink] = weakref.WeakSet()
         self._lock = threading.Lock()  # one writer at a time: the thread, flush() and the exit hook
         self._wake = threading.Event()
@@ -225,6 +240,11 @@ class _Flusher:
     def flush(self, close: bool = False) -> None:
         """Write everything queued so far; with `close`, also close the sink files."""
         with self._lock:
+            for request_log, *item in self.rows.take():
+                try:
+                    request_log.write_rows(*item)
+                except Exception:  # a row that cannot be encoded must not cost the others their lines
+                    log.exception("could not encode a request's logged rows")
             for target in (self.stdout, *self._sinks):
                 try:
                     target.write_pending()
@@ -239,6 +259,7 @@ class _Flusher:
         self._wake = threading.Event()
         self._thread = None
         self.stdout.after_fork()
+        self.rows.after_fork()
         for sink in list(self._sinks):
             sink.after_fork()
 
@@ -262,51 +283,57 @@ class RequestLog:
         self.sink = sink
         _flusher.ensure_running()
 
-    def emit(self, payload: dict, per_row: dict | None = None, rows: int = 0, continued: tuple = (),
+    def emit(self, payload: dict, rows: PredictionRows | FeedbackRows | None = None, continued: tuple = (),
              continued_event: str | None = CONTINUED) -> None:
         """Log one request; `payload` must carry `severity` and `message`.
 
-        `per_row` holds lists (or arrays, or a dict of them) of one value per row, for each of the `rows`
-        rows: every row is logged. Rows that do not fit one entry under MAX_ENTRY_BYTES continue in more
-        entries of `continued_event` (None: the payload's own), each with its `first_row` and only the
-        `continued` fields of `payload`.
+        `rows` (a prediction's or a feedback's) are logged in full, as the JSON text of the `data` field, encoded
+        by the flusher (not on the request's time: rows become JSON objects one by one). Rows that do not fit
+        one entry under MAX_ENTRY_BYTES continue in more entries of `continued_event` (None: the payload's own),
+        each with its `first_row` and only the `continued` fields of `payload`.
         """
-        if not per_row:
+        if not rows:
             self._queue(orjson.dumps(payload, option=_JSON), payload)
             return
-        if rows <= ROWS_PER_ENTRY // 8:  # a small request fits one entry whatever its rows: no slicing
-            part = {**payload, "first_row": 0, **per_row}
-            self._queue(orjson.dumps(part, option=_JSON), part)
+        when = self.sink.clock() if self.sink is not None else 0.0
+        if _flusher.rows.add((self, payload, rows, continued, continued_event, when), ROW_BYTES * len(rows)):
+            _flusher.wake()
+        if _flusher._thread is None:  # first use after a fork
+            _flusher.ensure_running()
+
+    def write_rows(self, payload: dict, rows: PredictionRows | FeedbackRows, continued: tuple,
+                   continued_event: str | None, when: float) -> None:
+        """The entries of one request's rows, queued for stdout and the sink (flusher only)."""
+        count = len(rows)
+        if count <= ROWS_PER_ENTRY // 8:  # a small request fits one entry whatever its rows: no slicing
+            part = {**payload, "first_row": 0, DATA: rows.encode(0, count)}
+            self._add(orjson.dumps(part, option=_JSON), part, when)
             return
-        step, start, head = min(rows, ROWS_PER_ENTRY), 0, payload
-        while start < rows:
-            part = {**head, "first_row": start, **{k: _rows(v, start, start + step) for k, v in per_row.items()}}
+        step, start, head = min(count, ROWS_PER_ENTRY), 0, payload
+        while start < count:
+            part = {**head, "first_row": start, DATA: rows.encode(start, min(start + step, count))}
             line = orjson.dumps(part, option=_JSON)
             if len(line) > MAX_ENTRY_BYTES and step > 1:
                 step //= 2
                 continue
-            self._queue(line, part)
+            self._add(line, part, when)
             start += step
             if head is payload:
                 head = {"severity": payload["severity"], "message": payload["message"],
                         "event": continued_event or payload["event"],
                         **{k: payload[k] for k in continued if k in payload}}
 
-    def _queue(self, line: bytes, payload: dict) -> None:
+    def _add(self, line: bytes, payload: dict, when: float) -> bool:
         full = _flusher.stdout.add(line)
         if self.sink is not None and payload.get("event") in SINK_EVENTS:
-            full = self.sink.add(line, payload["severity"], self.sink.clock()) or full
-        if full:
+            full = self.sink.add(line, payload["severity"], when) or full
+        return full
+
+    def _queue(self, line: bytes, payload: dict) -> None:
+        if self._add(line, payload, self.sink.clock() if self.sink is not None else 0.0):
             _flusher.wake()
         if _flusher._thread is None:  # first use after a fork
             _flusher.ensure_running()
-
-
-def _rows(values, start: int, stop: int):
-    """Rows start:stop of a per-row field (a list, an array, or a dict of them as for columns)."""
-    if isinstance(values, dict):
-        return {k: v[start:stop] for k, v in values.items()}
-    return values[start:stop]
 
 
 def flush() -> None:

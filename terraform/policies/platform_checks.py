@@ -155,6 +155,8 @@ class NoPrimitiveRoles(BaseResourceCheck):
         super().__init__(name="No primitive IAM roles", id="CKV_TABULAR_3", categories=[CheckCategories.IAM],
                          supported_resources=["google_project_iam_member", "google_project_iam_binding",
                                               "google_storage_bucket_iam_member", "google_storage_bucket_iam_binding",
+                                              "google_bigquery_dataset_iam_member",
+                                              "google_bigquery_dataset_iam_binding",
                                               "google_cloud_run_v2_service_iam_member",
                                               "google_cloud_run_v2_job_iam_member"])
 

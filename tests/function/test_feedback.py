@@ -13,6 +13,7 @@ import pytest
 from function.serving import logs
 from tests.support.bundles import STABLE, publish
 from tests.support.http import post
+from tests.support.logged import field_of, rows_of
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_one_truth_is_accepted_in_the_labels_spelling_and_logged(both):
     assert resp.status_code == 202 and resp.get_json()["accepted"] == 1 and resp.get_json()["model"] == "penguins"
     (line,) = lines()
     assert line["model"] == "penguins" and line["source"] == "field-team"
-    assert line["items"] == [{"id": "req-1-0", "truth": "Adelie"}]
+    assert rows_of(line) == [{"id": "req-1-0", "truth": "Adelie"}] and line["first_row"] == 0
     assert line["request_id"] == resp.headers["X-Request-Id"]
 
 
@@ -51,7 +52,7 @@ def test_a_batch_for_the_regressor(both):
     resp = client.post("/feedback", json={"model": "co2", "instances": items})
     assert resp.status_code == 202 and resp.get_json()["accepted"] == 5
     (line,) = lines()
-    assert line["model"] == "co2" and line["source"] == "unknown" and [i["truth"] for i in line["items"]] == [
+    assert line["model"] == "co2" and line["source"] == "unknown" and field_of(line, "truth") == [
         200.0, 201.0, 202.0, 203.0, 204.0]
 
 
@@ -119,6 +120,6 @@ def test_a_burst_of_feedback_and_a_sigterm_lose_no_accepted_line(serve, publishe
     logged = [item["id"] for f in sorted((published.root / "logs").rglob("*.json"))
               for line in f.read_text().splitlines()
               if json.loads(line)["jsonPayload"]["event"] == "feedback"
-              for item in json.loads(line)["jsonPayload"]["items"]]
+              for item in rows_of(json.loads(line)["jsonPayload"])]
     assert len(accepted) >= 20 and len(logged) == len(set(logged))
     assert not set(accepted) - set(logged), sorted(set(accepted) - set(logged))[:10]

@@ -13,6 +13,7 @@ from shared.store import GcsStore
 from tests.support.bundles import publish
 from tests.support.examples import SEED_EXAMPLES
 from tests.support.http import get, post
+from tests.support.logged import rows_of
 
 V1, V2 = "20261101T000000Z-http-v1", "20261102T000000Z-http-v2"
 
@@ -41,8 +42,10 @@ def test_local_store_over_http(serve, local_store, trained_bundle):
         time.sleep(0.05)
     assert len(predictions) >= 6
     entry = predictions[0]
-    assert entry["severity"] == "INFO" and entry["model_version"] == V1 and entry["predicted"] == ["Adelie"]
-    assert entry["instances"][0]["bill_length_mm"] == 39.1 and entry["latency_ms"] > 0
+    (row,) = rows_of(entry)
+    assert entry["severity"] == "INFO" and entry["model_version"] == V1 and row["predicted"] == "Adelie"
+    assert entry["prediction"] == "Adelie" and row["id"] == entry["request_id"] + "-0"
+    assert row["instance"]["bill_length_mm"] == 39.1 and entry["latency_ms"] > 0
     assert entry["fallback"] is False and "httpRequest" in entry
 
 

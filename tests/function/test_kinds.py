@@ -23,6 +23,7 @@ from testbed.servers import FunctionServer
 from tests.support.bundles import publish
 from tests.support.http import get, post
 from tests.support.kinds import BINARY_VERSION, LABELS, PLAIN_VERSION, THRESHOLD, binary_bundle, plain_bundle, rows
+from tests.support.logged import field_of, rows_of
 from tests.support.oip import triton_client, validate
 
 BINARY, PLAIN = "penguins", "co2"  # the served names the synthetic bundles are published under
@@ -99,8 +100,10 @@ def test_v1_labels_follow_the_threshold_and_answers_say_it(server, store, binary
         assert answer["probability"] == answer["probabilities"]["yes"] == pytest.approx(probability, abs=2e-6)
         assert answer["probabilities"]["no"] == pytest.approx(1 - probability, abs=2e-6)
     line = _logged(store, "binary-v1")
-    assert line["predicted"] == _expected_labels(p) and line["threshold"] == THRESHOLD
-    assert line["labels"] == list(LABELS) and np.asarray(line["probabilities"]).shape == (len(p), 2)
+    logged = rows_of(line)
+    assert [r["predicted"] for r in logged] == _expected_labels(p) and line["threshold"] == THRESHOLD
+    assert line["labels"] == list(LABELS) and np.asarray([r["probabilities"] for r in logged]).shape == (len(p), 2)
+    assert [r["probability"] for r in logged] == [r["probabilities"][LABELS.index(r["predicted"])] for r in logged]
 
 
 def test_the_default_route_answers_one_row_by_the_threshold(server, store, binary_cases):
@@ -219,7 +222,9 @@ def test_identity_intervals_are_the_value_minus_plus_q_per_level(server, store, 
     assert any(a["delta"] < 0 for a in body["predictions"]) or any(a["interval"]["lower"] < 0
                                                                    for a in body["predictions"])
     line = _logged(store, "plain-v1")
-    assert line["extrapolation"] == [False] * len(inside) and len(line["intervals"]) == len(inside)
+    logged = rows_of(line)
+    assert [r["extrapolation"] for r in logged] == [False] * len(inside) and len(logged) == len(inside)
+    assert all(len(r["interval"]) == 2 for r in logged)
 
 
 def test_a_row_beyond_the_training_ranges_is_flagged_with_the_widest_interval(server, store, plain_rows):
@@ -237,7 +242,7 @@ def test_a_row_beyond_the_training_ranges_is_flagged_with_the_widest_interval(se
     assert min(width[n:]) >= max(width[:n]) - 2e-3  # never narrower than any in-range interval
     for w in width[n:]:
         assert w == pytest.approx(2 * widest, abs=2e-3)
-    assert _logged(store, "plain-beyond")["extrapolation"] == [False] * n + [True] * n
+    assert field_of(_logged(store, "plain-beyond"), "extrapolation") == [False] * n + [True] * n
     status, single, _ = post(f"{server.url}/v1/models/{PLAIN}:predict", {"instances": beyond[:1]})
     assert status == 200 and single["predictions"][0]["extrapolation"] is True  # the single-row path too
 

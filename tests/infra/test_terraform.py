@@ -42,7 +42,8 @@ PER_MODEL_TYPES = ("google_cloud_run_v2_service", "google_cloud_run_v2_job", "go
                    "google_monitoring_alert_policy", "google_monitoring_dashboard",
                    "google_cloud_run_v2_service_iam_member", "google_cloud_run_v2_job_iam_member")
 SHARED_TYPES = ("google_storage_bucket", "google_logging_project_sink", "google_logging_metric",
-                "google_service_account", "google_project_iam_member", "google_storage_bucket_iam_member")
+                "google_service_account", "google_project_iam_member", "google_storage_bucket_iam_member",
+                "google_bigquery_dataset", "google_bigquery_dataset_iam_member")
 
 
 def _clean(value):
@@ -176,8 +177,8 @@ def test_bucket_is_private_versioned_and_lifecycled(tf):
     prefixes = [rule["condition"][0].get("matches_prefix", []) for rule in bucket["lifecycle_rule"]]
     assert ["${local.sink_log_prefix}"] in prefixes
     # every model's stamped reports (retrain_job: reports/MODEL/drift/STAMP/, reports/MODEL/monitor/STAMP.json)
-    from retrain_job.job import reports_prefix
-    from retrain_job.monitor import monitor_prefix
+    from retrain_job.monitor.run import monitor_prefix
+    from retrain_job.train.run import reports_prefix
     reports = next(p for p in prefixes if isinstance(p, str) and "reports/" in p)
     found = re.fullmatch(r'\$\{flatten\(\[for (\w+) in keys\(var\.models\) : \[(.*)\]\]\)\}', reports)
     assert found, reports
@@ -239,7 +240,8 @@ def test_least_privilege_and_no_primitive_roles(tf, mod, call):
                     roles.setdefault(who, set()).add(body["role"])
     assert roles["function"] == {"roles/storage.objectViewer", "roles/logging.logWriter"}
     assert roles["scheduler"] == {"roles/run.jobsExecutorWithOverrides"}  # see test_scheduler_may_override_args
-    assert roles["job"] == {"roles/storage.objectUser", "roles/monitoring.metricWriter", "roles/logging.logWriter"}
+    assert roles["job"] == {"roles/storage.objectUser", "roles/monitoring.metricWriter", "roles/logging.logWriter",
+                            "roles/bigquery.dataViewer", "roles/bigquery.jobUser"}  # see test_bigquery_sink.py
     # the scheduler may run each model's job, nothing project-wide
     grant = mod["resource"]["google_cloud_run_v2_job_iam_member"]["scheduler_runs_job"]
     assert grant["name"] == "${google_cloud_run_v2_job.retrain.name}"
@@ -337,11 +339,14 @@ def _unquoted(text: str) -> str:
 
 
 def test_sink_routes_predictions_their_later_rows_and_feedback(tf):
-    """The monitor joins served rows with fed-back truth: the sink routes the function's three sink events."""
+    """The monitor joins served rows with fed-back truth: the sinks route the function's three sink events."""
     from function.serving.logs import SINK_EVENTS
-    sink = _one(tf, "google_logging_project_sink")
-    found = re.fullmatch(r'\$\{local\.function_log_filter\} AND jsonPayload\.event=\((.*)\)', _unquoted(sink["filter"]))
-    assert found, sink["filter"]
+    sinks = tf["resource"]["google_logging_project_sink"]
+    assert set(sinks) == {"predictions", "predictions_bigquery"}  # the bucket's archive, BigQuery
+    assert all(sink["filter"] == "${local.routed_log_filter}" for sink in sinks.values()), sinks
+    routed = tf["locals"]["routed_log_filter"]
+    found = re.fullmatch(r'\$\{local\.function_log_filter\} AND jsonPayload\.event=\((.*)\)', _unquoted(routed))
+    assert found, routed
     alternatives = found.group(1).split(" OR ")
     assert all(re.fullmatch(r'"\w+"', a) for a in alternatives), alternatives
     assert {a.strip('"') for a in alternatives} == set(SINK_EVENTS) == {"prediction", "prediction_rows", "feedback"}
@@ -502,7 +507,7 @@ def test_log_metrics_read_fields_the_function_really_logs(tf, client, capfd):
     logs.flush()  # request lines are written by a background flusher
     lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     logged = set().union(*(line.keys() for line in lines))
-    bodies = [*tf["resource"]["google_logging_metric"].values(), _one(tf, "google_logging_project_sink")]
+    bodies = [*tf["resource"]["google_logging_metric"].values(), tf["locals"]["routed_log_filter"]]
     fields = set()
     for body in bodies:
         fields |= set(re.findall(r"jsonPayload\.(\w+)", json.dumps(body)))

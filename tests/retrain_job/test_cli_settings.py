@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from retrain_job.__main__ import parse_args
-from retrain_job.drift import DriftThresholds
-from retrain_job.gate import Tolerances
-from retrain_job.job import JobOptions
+from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricsTarget
-from retrain_job.tasks import Task
+from retrain_job.train.gate import Tolerances
+from retrain_job.train.run import JobOptions
+from retrain_job.train.tasks import Task
 from shared.settings import JOB, SettingError, Settings
 from testbed.servers import REPO
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain_job.data import read_base
+from retrain_job.data.labelled import read_base
 from retrain_job.init import InitError, init_spec, model_name, nice, snake_case
 from shared.spec import EXAMPLES_FILE, SPEC_FILE, ModelSpec, parse_spec
 from testbed.servers import REPO

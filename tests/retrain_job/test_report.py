@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from retrain_job.drift import DriftThresholds
+from retrain_job.drift.stats import DriftThresholds
 from retrain_job.publish import promote, stage
 from retrain_job.report import build_report, render_html
 from scripts.send_traffic import send, synthetic_rows
 from shared.store import LocalStore
 from testbed.servers import REPO
-from tests.retrain_job.test_monitor import binary_spec
+from tests.retrain_job.monitor.test_run import binary_spec
 from tests.support.bundles import publish
 from tests.support.http import get
 from tests.support.kinds import binary_bundle, rows

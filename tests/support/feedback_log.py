@@ -9,8 +9,9 @@ import pandas as pd
 
 from function.serving import logs
 from function.serving.logs import LocalSink
-from retrain_job.data import request_fields, to_records
+from retrain_job.data.labelled import request_fields, to_records
 from shared.bundle import Bundle
+from shared.logline import FeedbackRows, PredictionRows
 from shared.model import load_model
 from shared.spec import ModelSpec
 from shared.store import LocalStore
@@ -38,14 +39,19 @@ class FeedbackLog:
         payload = {"severity": "INFO", "message": f"POST /v1/models/{self.spec.name}:predict 200",
                    "event": "prediction", "status": 200, "request_id": request_id, "model": self.spec.name,
                    "model_version": self.bundle.version, "role": "stable", "fallback": False, "rows": len(rows),
-                   "instances": logged}
+                   "first_row": 0}
+        inputs = {"instances": logged}
         if contract.is_classifier:
-            proba = self.served.predictor.outputs(batch.matrix)
-            payload.update(predicted=[self.served.labels[k] for k in np.argmax(proba, axis=1)],
-                           labels=list(self.served.labels), probabilities=np.round(proba, 6).tolist())
+            proba = np.round(self.served.predictor.outputs(batch.matrix), 6)
+            top = np.argmax(proba, axis=1)
+            payload["labels"] = list(self.served.labels)
+            logged_rows = PredictionRows(request_id, inputs, [self.served.labels[k] for k in top],
+                                         probabilities=proba, probability=proba[np.arange(len(top)), top])
         else:
-            est = self.served.predictor.predict(batch)
-            payload.update(predicted=est.values, intervals=est.intervals())  # as the function logs them
+            est = self.served.predictor.predict(batch)  # as the function logs them
+            logged_rows = PredictionRows(request_id, inputs, est.values, intervals=est.intervals(),
+                                         extrapolation=est.flags())
+        payload["data"] = logged_rows.encode(0, len(rows))
         self.sink.append(payload, "INFO", at)
         return [f"{request_id}-{j}" for j in range(len(rows))]
 
@@ -53,7 +59,7 @@ class FeedbackLog:
         """One feedback entry: items {"id", "truth"} from one source."""
         self.sink.append({"severity": "INFO", "message": f"POST /v1/models/{self.spec.name}:feedback 200",
                           "event": "feedback", "model": self.spec.name, "source": source, "rows": len(items),
-                          "items": items}, "INFO", at)
+                          "first_row": 0, "data": FeedbackRows(items).encode(0, len(items))}, "INFO", at)
 
     @staticmethod
     def flush() -> None:

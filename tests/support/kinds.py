@@ -1,7 +1,7 @@
 """Real bundles of the kinds no spec trains yet: a binary classifier and a plain (identity-scale) regressor.
 
 Each is a tiny XGBoost model trained here on seeded synthetic rows and assembled with `make_bundle` as
-`retrain_job.train.build_candidate` assembles a candidate: the contract from `shared.contract`'s dataclasses,
+`retrain_job.train.fit.build_candidate` assembles a candidate: the contract from `shared.contract`'s dataclasses,
 the compiled trees beside the booster, and the verification outputs XGBoost gives (a binary model's
 P(positive) only, as (rows, 1)). Built once per process (`functools.cache`).
 

@@ -48,6 +48,15 @@ resource "google_cloud_run_v2_job" "retrain" {
           name  = "CLOUD_RUN_REGION"
           value = var.region
         }
+        # the routed log lines are read from BigQuery (the bucket's copy is the archive)
+        env {
+          name  = "LOG_ENGINE"
+          value = "bigquery"
+        }
+        env {
+          name  = "LOG_TABLE"
+          value = var.log_table
+        }
       }
     }
   }
@@ -76,7 +85,7 @@ resource "google_cloud_scheduler_job" "retrain" {
 }
 
 # Hourly: the same Cloud Run Job in its monitor mode, `python -m retrain_job monitor --model MODEL`, which joins the
-# served predictions with the truth fed back (the sink's files) and writes the live_* metrics. The :run request's
+# served predictions with the truth fed back (the BigQuery log table) and writes the live_* metrics. The :run request's
 # overrides (for this execution only) replace the container's args, the command stays, and run a single task: the
 # job's task_count splits the retraining search, and more tasks would only repeat the monitor. Cloud Scheduler takes
 # the body base64-encoded; Google APIs want it typed as JSON (the default type is application/octet-stream).

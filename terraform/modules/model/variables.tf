@@ -50,6 +50,11 @@ variable "model_store" {
   type        = string
 }
 
+variable "log_table" {
+  description = "LOG_TABLE of the job: PROJECT.DATASET.TABLE of the routed log lines in BigQuery (the shared log sink's table)."
+  type        = string
+}
+
 variable "source_location" {
   description = "gs:// URI of the function's source zip, the same bundle for every model."
   type        = string

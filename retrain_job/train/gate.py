@@ -1,7 +1,7 @@
 """The quality gate: candidate and stable model on the same frozen holdout, plus sanity checks.
 
 Tolerances come from the spec's `[gate]`; the job's flags and TOL_* settings override them. Both models
-are scored through the serving code path (`retrain_job.evaluate`).
+are scored through the serving code path (`retrain_job.train.evaluate`).
 
 - A classifier passes when its accuracy and macro F1 are not lower than stable's by more than their
   tolerances, its log loss not higher by more than the gate's tolerance, its accuracy reaches the floor,
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from retrain_job.evaluate import Score, predict_examples, score, serving_model
+from retrain_job.train.evaluate import Score, predict_examples, score, serving_model
 from shared.bundle import Bundle, CorruptBundle
 from shared.spec import ModelSpec
 from shared.validation import InvalidRows

@@ -1,13 +1,11 @@
 """Data from specs: the checksummed base sets, labelled CSV files judged by the request rules, serving inputs."""
 from __future__ import annotations
 
-import json
 import shutil
-from datetime import UTC, datetime
 
 import pytest
 
-from retrain_job.data import (
+from retrain_job.data.labelled import (
     FEEDBACK_ID,
     FEEDBACK_KEY,
     DataError,
@@ -15,7 +13,6 @@ from retrain_job.data import (
     intake_contract,
     load_base,
     load_labelled,
-    load_serving_inputs,
     parse_labelled_csv,
     parse_labelled_records,
     read_base,
@@ -91,21 +88,6 @@ def test_penguin_labelled_rows_bad_labels_and_duplicate_files(local_store, pengu
     assert any(r.startswith("missing columns") for r in reasons)
     assert [f.get("duplicate_of") for f in data.files if f["key"].endswith(("a.csv", "b.csv"))] == [
         None, "data/labelled/a.csv"]
-
-
-def test_serving_inputs_keep_only_the_model_being_trained(local_store):
-    now = datetime(2026, 3, 4, 12, tzinfo=UTC)
-    lines = [{"jsonPayload": {"event": "prediction", "model": "co2", "instances": [{"make": "FORD", "x": 1}],
-                              "predicted": [250.5]}},
-             {"jsonPayload": {"event": "prediction", "model": "penguins", "instances": [{"island": "Dream"}],
-                              "predicted": ["Adelie"]}},
-             {"jsonPayload": {"event": "request", "model": "co2"}}]
-    body = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n"
-    local_store.write("logs/run.googleapis.com/stdout/2026/03/04/12:00:00_12:59:59_S0.json", body.encode())
-    local_store.write("logs/run.googleapis.com/stdout/2026/01/01/12:00:00_12:59:59_S0.json", body.encode())  # too old
-    frame, window = load_serving_inputs(local_store, "logs", 7, model="co2", fields=["make", "engine_size_l"], now=now)
-    assert frame.to_dict("records") == [{"make": "FORD", "engine_size_l": None, "predicted": 250.5}]
-    assert (window["files"], window["bad_lines"], window["other_models_lines"]) == (1, 1, 1)
 
 
 def test_feedback_records_are_judged_by_the_rules_of_labelled_csv_files(local_store, penguins_spec, base_data):

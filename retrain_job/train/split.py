@@ -16,7 +16,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import train_test_split
 
-from retrain_job.data import feature_names
+from retrain_job.data.labelled import feature_names
 from shared.spec import ModelSpec
 
 SEED = 20240601

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_job import gate, regression, train
-from retrain_job.evaluate import regime_rows, serving_model
-from retrain_job.split import feature_keys, group_ids
+from retrain_job.train import fit as train
+from retrain_job.train import gate, regression
+from retrain_job.train.evaluate import regime_rows, serving_model
+from retrain_job.train.split import feature_keys, group_ids
 from shared.bundle import member_files
 from shared.model import load_model
 from shared.validation import build_batch
@@ -163,7 +164,7 @@ def test_gate_tolerances_come_from_the_spec_unless_overridden(co2_spec, penguins
 
 
 def test_search_items_split_across_tasks_and_params_picked_per_regime(co2_spec):
-    from retrain_job.tasks import Task, share
+    from retrain_job.train.tasks import Task, share
 
     items = train.search_items(co2_spec)
     assert len(items) == 12 and [i["member"] for i in items[:6]] == ["rated"] * 6  # 2 regimes x 3 depths x 2 etas

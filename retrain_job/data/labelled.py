@@ -5,16 +5,14 @@ The base set is the spec's CSV (refused unless it matches the spec's sha256), it
 Labelled CSV files (request fields plus the target column) are judged by the request rules of
 `shared.validation` (the messages a client would read), except that a category level never seen before
 is accepted: that is how a model learns a new level. The target must be a known label, or a number
-within the spec's plausible bounds. Feedback joined to its predictions (`retrain_job.feedback`) arrives as
+within the spec's plausible bounds. Feedback joined to its predictions (`retrain_job.data.feedback`) arrives as
 records of the same shape (the logged request's fields plus the truth) and is judged by the same rules.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -307,7 +305,7 @@ def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureC
 def parse_labelled_records(records: list[dict], key: str, spec: ModelSpec, contract: FeatureContract,
                            new_levels: dict[tuple[str, str], str] | None = None, *,
                            id_name: str | None = None) -> tuple[pd.DataFrame, list[dict]]:
-    """Valid rows of request-shaped records with their target (as `retrain_job.feedback.labelled_rows` gives them:
+    """Valid rows of request-shaped records with their target (as `retrain_job.data.feedback.labelled_rows` gives them:
     JSON values, None or absent where missing), judged as `parse_labelled_csv` judges a CSV's rows; fields
     that are not request fields are ignored. A bad row is named by its `id_name` value if given, else its index."""
     kinds = {f.name: f.kind for f in spec.features} | {p.name: p.kind for p in spec.passthrough}
@@ -356,57 +354,3 @@ def _judge_rows(key: str, spec: ModelSpec, contract: FeatureContract, new_levels
 
 
 # ---- serving inputs ----------------------------------------------------------------------------------------
-
-SINK_LOG_ID = "run.googleapis.com/stdout"
-PREDICTION_EVENTS = ("prediction", "prediction_rows")  # a request's first entry, and a large batch's later ones
-
-
-def logged_instances(payload: dict) -> list[dict]:
-    """The request-shaped rows of one prediction entry, whether logged as `instances` or as `columns` (in row
-    order, so they line up with `predicted`; a malformed row is left as it is for the caller to skip)."""
-    instances = payload.get("instances")
-    if isinstance(instances, list):
-        return instances
-    columns = payload.get("columns")
-    if isinstance(columns, dict) and all(isinstance(c, list) for c in columns.values()):
-        names = list(columns)
-        return [dict(zip(names, values)) for values in zip(*columns.values())]
-    return []
-
-
-def load_serving_inputs(store: Store, log_prefix: str, days: int, *, model: str, fields: list[str],
-                        now: datetime | None = None) -> tuple[pd.DataFrame, dict]:
-    """One model's served inputs and predictions, from the prediction log lines a Cloud Logging sink wrote.
-
-    The sink's layout is `<log id>/YYYY/MM/DD/HH:00:00_HH:59:59_S<n>.json`, one LogEntry per line; only
-    files of the last `days` days are read, and only lines whose `model` is this one. Returns the rows
-    (the given fields plus `predicted`) and what was read (window, files, bad lines, other models' lines).
-    """
-    now = now or datetime.now(UTC)
-    since = (now - timedelta(days=days)).strftime("%Y/%m/%d")
-    base = f"{log_prefix.strip('/')}/{SINK_LOG_ID}/" if log_prefix.strip("/") else f"{SINK_LOG_ID}/"
-    rows, files, bad_lines, other = [], 0, 0, 0
-    for key in store.list(base):
-        day = key[len(base):len(base) + 10]
-        if day < since or not key.endswith(".json"):
-            continue
-        files += 1
-        data, _ = store.read(key)
-        for line in data.splitlines():
-            try:
-                payload = json.loads(line).get("jsonPayload") or {}
-            except (ValueError, AttributeError):
-                bad_lines += 1
-                continue
-            if payload.get("event") not in PREDICTION_EVENTS:
-                continue
-            if payload.get("model") != model:
-                other += 1
-                continue
-            for instance, predicted in zip(logged_instances(payload), payload.get("predicted") or []):
-                if isinstance(instance, dict):
-                    rows.append({**{k: instance.get(k) for k in fields}, "predicted": predicted})
-    frame = pd.DataFrame(rows, columns=[*fields, "predicted"])
-    window = {"from": since.replace("/", "-"), "to": now.strftime("%Y-%m-%d"), "files": files,
-              "bad_lines": bad_lines, "other_models_lines": other}
-    return frame, window

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
-from retrain_job.data import feature_names, to_records
-from retrain_job.live_quality import expected_calibration_error
+from retrain_job.data.labelled import feature_names, to_records
+from retrain_job.monitor.quality import expected_calibration_error
 from shared.bundle import Bundle
 from shared.model import ServingModel, load_model
 from shared.predictor import Baseline, Estimates

@@ -4,8 +4,10 @@
 the job (`make monitor` locally):
 
 1. **Join**: the model's feedback of the last `MONITOR_FEEDBACK_HOURS` (`POST /feedback` log lines) joined by
-   prediction id to its prediction log lines up to `MONITOR_PREDICTION_DAYS` older (`retrain_job.feedback`).
-2. **Quality** per (model version, role) with 95% intervals (`retrain_job.live_quality.monitor`): accuracy,
+   prediction id to its prediction log lines up to `MONITOR_PREDICTION_DAYS` older, in SQL by the log engine
+   (`retrain_job.data.logs`: DuckDB over the sink's files, or BigQuery), which also keeps the per-segment sums
+   and a hashed sample of the stable version's served rows.
+2. **Quality** per (model version, role) with 95% intervals (`retrain_job.monitor.quality.monitor`): accuracy,
    macro F1 and log loss of a classifier with its CBPE estimate beside them, and for a binary one ROC AUC,
    PR AUC, the Brier score, and precision, recall and F1 of the positive class at the version's threshold
    (its manifest's `threshold.value`, 0.5 without one, as the function decides; the logged answers for a
@@ -21,7 +23,9 @@ the job (`make monitor` locally):
    first regime's) and a coverage tolerance of the interval level minus `coverage_min`. "rollback" drops the
    canary, "promote" makes it stable, "undecided" (too few labels on either side) leaves it serving;
    `--no-canary-decision` or `--dry-run` only report.
-4. **Report** `reports/<model>/monitor/<UTC stamp>.json|.html` and `latest.json|.html` in the store.
+4. **Report** `reports/<model>/monitor/<UTC stamp>.json|.html` and `latest.json|.html` in the store, with the
+   quality per segment value (`retrain_job.monitor.segments`) and the stable version's feature, prediction and
+   attribution drift against its manifest's reference (`retrain_job.monitor.drift`).
 5. **Metrics** (`custom.googleapis.com/tabular/live_*`, labels `model`, `model_version`, `role`).
 
 Alerting: the realised-quality metrics (`live_accuracy`, `live_coverage`, and also `live_macro_f1`,
@@ -42,16 +46,23 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from retrain_job.feedback import Joined, JoinedRow, join_feedback
-from retrain_job.gate import GatePolicy, Tolerances
-from retrain_job.live_quality import Comparison, MonitorReport, VersionQuality, compare_versions, monitor
+from retrain_job.data.engine import open_engine
+from retrain_job.data.feedback import Joined, JoinedRow
+from retrain_job.data.labelled import request_fields
+from retrain_job.data.logs import SAMPLE_ROWS, join_feedback, segment_stats, served_of
+from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
+from retrain_job.monitor.drift import SERVED_ROWS, monitor_drift
+from retrain_job.monitor.quality import Comparison, MonitorReport, VersionQuality, compare_versions, monitor
+from retrain_job.monitor.segments import segment_quality
 from retrain_job.publish import PointerRace, resolve_canary
 from retrain_job.report import render_monitor_html
+from retrain_job.train.evaluate import serving_model
+from retrain_job.train.gate import GatePolicy, Tolerances
 from shared.bundle import CorruptBundle, read_bundle
-from shared.model import decision_threshold
+from shared.model import ServingModel, decision_threshold
 from shared.pointer import ServingPointer, read_pointer
 from shared.spec import ModelSpec, default_model, load_spec
 from shared.store import NotFound, Store
@@ -81,6 +92,8 @@ class MonitorOptions:
 
     model_name: str = field(default_factory=default_model)
     log_prefix: str = "logs"
+    log_engine: str = "duckdb"  # or "bigquery", reading log_table
+    log_table: str | None = None
     feedback_hours: float = 24.0
     prediction_days: float = 7.0
     min_labels: int = 30
@@ -89,6 +102,7 @@ class MonitorOptions:
     tolerances: Tolerances = field(default_factory=Tolerances)
     confidence: float = CONFIDENCE
     resamples: int = 1000
+    drift_thresholds: DriftThresholds = field(default_factory=DriftThresholds)
     metrics: MetricsTarget = field(default_factory=lambda: MetricsTarget(project=None))
 
     def __post_init__(self) -> None:
@@ -260,6 +274,50 @@ def metric_points(report: MonitorReport, min_labels: int) -> list[MetricPoint]:
     return points
 
 
+SEGMENT_METRICS = (("accuracy", "live_segment_accuracy"), ("rmse", "live_segment_rmse"),
+                   ("coverage", "live_segment_coverage"))
+
+
+def segment_points(segments: Sequence[dict], min_labels: int) -> list[MetricPoint]:
+    """Per segment value and version: its labels, and its realised accuracy, RMSE or coverage with enough of them;
+    labelled `segment` = `field=value` (at most SEGMENT_VALUES values per field)."""
+    points = []
+    for part in segments:
+        for v in part["versions"]:
+            labels = {"model_version": v["model_version"], "role": v["role"], "segment": part["segment"]}
+            points.append(MetricPoint("live_segment_labelled", v["labels"], labels))
+            if v["labels"] < min_labels:
+                continue
+            for name, metric_name in SEGMENT_METRICS:
+                metric = v["metrics"].get(name)
+                if metric is not None and metric["value"] is not None:
+                    points.append(MetricPoint(metric_name, metric["value"], labels))
+    return points
+
+
+def drift_points(drift: Mapping) -> list[MetricPoint]:
+    """The stable version's drift figures: share of drifted features, prediction drift and attribution drift."""
+    if drift.get("status") in (None, "no_reference", "not_enough_data"):
+        return []
+    labels = {"model_version": drift["version"], "role": "stable"}
+    points = [MetricPoint("live_feature_drift_share", drift["share_drifted"], labels)]
+    if drift.get("prediction_drift"):
+        points.append(MetricPoint("live_prediction_drift", drift["prediction_drift"]["statistic"], labels))
+    if drift.get("attribution_drift"):
+        points.append(MetricPoint("live_attribution_drift", drift["attribution_drift"]["score"], labels))
+    return points
+
+
+def _loaded(spec: ModelSpec, manifests: Mapping[str, dict], version: str | None, store: Store) -> ServingModel | None:
+    """The version's model as served (for its attributions), or None when its bundle is not in the store."""
+    if version is None or version not in manifests:
+        return None
+    try:
+        return serving_model(spec, read_bundle(store, spec.name, version))
+    except (NotFound, CorruptBundle):
+        return None
+
+
 # ---- the report ----------------------------------------------------------------------------------------
 
 def build_monitor_report(spec: ModelSpec, report: MonitorReport, *, expected: Mapping[str, Mapping],
@@ -341,8 +399,17 @@ def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None)
     now = now or datetime.now(UTC)
     spec = load_spec(opts.model_name)
     pointer, _ = read_pointer(store, spec.name)
-    joined: Joined = join_feedback(store, spec.name, now, opts.log_prefix, feedback_hours=opts.feedback_hours,
-                                   prediction_days=opts.prediction_days)
+    feedback_from = now - timedelta(hours=opts.feedback_hours)
+    engine = open_engine(store, opts.log_prefix, feedback_from - timedelta(days=opts.prediction_days), now,
+                         engine=opts.log_engine, table=opts.log_table, model=spec.name)
+    stable = pointer.stable if pointer is not None else None
+    try:
+        joined: Joined = join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec),
+                                       segments=spec.segments, served_rows=SERVED_ROWS)
+        by_segment = {name: segment_stats(engine, i) for i, name in enumerate(spec.segments)}
+        served = served_of(engine, stable, request_fields(spec), SERVED_ROWS) if stable else []
+    finally:
+        engine.close()
     joined_s = time.perf_counter() - started
     seen = {p.model_version for p in joined.predictions} | {r.model_version for r in joined.rows}
     if pointer is not None:
@@ -359,15 +426,29 @@ def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None)
                                for v, e in expected.items()},
                      interval_level=spec.target.interval or 0.9, resamples=opts.resamples, binary=spec.is_binary,
                      thresholds=thresholds)
+
     canary = judge_canary(store, spec, pointer, report, expected=expected, opts=opts)
+    judging = dict(min_labels=opts.min_labels, confidence=opts.confidence,
+                   expected={v: _verdict_reference(e, spec.is_classifier, spec.is_binary) for v, e in expected.items()},
+                   interval_level=spec.target.interval or 0.9, resamples=opts.resamples, binary=spec.is_binary,
+                   thresholds=thresholds)
+    segments = [part for name, stats in by_segment.items() for part in segment_quality(joined, name, stats, **judging)]
+    total = sum(s.predictions for s in joined.predictions if s.model_version == stable)
+    drift = monitor_drift(spec, stable, manifest=manifests.get(stable), model=_loaded(spec, manifests, stable, store),
+                          served=served, total=total, thresholds=opts.drift_thresholds)
     document = build_monitor_report(spec, report, expected=expected, missing=missing, pointer=pointer, canary=canary,
                                     generated_at=now)
+    document.update(segments=segments, drift=drift,
+                    joined_rows={"used": len(joined.rows), "sampled": joined.sampled,
+                                 "note": f"metrics from a hashed sample of at most {SAMPLE_ROWS} joined rows per "
+                                         f"version and role" if joined.sampled else "metrics from every joined row"})
     location = write_report(store, spec.name, document, now.strftime("%Y%m%dT%H%M%SZ"))
     for v in report.versions:
         if v.verdict == "degraded":
             log.warning("%s %s (%s) degraded on live labels: %s", spec.name, v.model_version, v.role,
                         "; ".join(v.reasons))
-    sink = write_metrics(metric_points(report, opts.min_labels), opts.metrics)
+    sink = write_metrics([*metric_points(report, opts.min_labels), *segment_points(segments, opts.min_labels),
+                          *drift_points(drift)], opts.metrics)
     return {"command": "monitor", "store": store.uri, "model": spec.name, "decision": "monitored",
             "window": document["window"], "min_labels": opts.min_labels, "feedback": document["feedback"],
             "versions": [_summary_version(v) for v in document["versions"]], "canary": document["canary"],

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import xgboost as xgb
 
-from retrain_job.split import SEED, group_folds
+from retrain_job.train.split import SEED, group_folds
 from shared.contract import FeatureContract
 from shared.predictor import Baseline, Interval
 from shared.spec import ModelSpec

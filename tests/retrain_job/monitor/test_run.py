@@ -19,12 +19,10 @@ import pytest
 from sklearn.metrics import f1_score
 
 from retrain_job.__main__ import main, parse_args
-from retrain_job.data import load_base
-from retrain_job.evaluate import classifier_metrics
-from retrain_job.feedback import FeedbackCounts, JoinedRow, Window
-from retrain_job.gate import GatePolicy
-from retrain_job.live_quality import Metric, MonitorReport, VersionQuality
-from retrain_job.monitor import (
+from retrain_job.data.feedback import FeedbackCounts, JoinedRow, Window
+from retrain_job.data.labelled import load_base
+from retrain_job.monitor.quality import Metric, MonitorReport, VersionQuality
+from retrain_job.monitor.run import (
     _verdict_reference,
     canary_tolerance,
     expected_metrics,
@@ -32,7 +30,9 @@ from retrain_job.monitor import (
     monitor_prefix,
 )
 from retrain_job.report import render_monitor_html
-from shared.bundle import Bundle, make_bundle, write_bundle
+from retrain_job.train.evaluate import classifier_metrics
+from retrain_job.train.gate import GatePolicy
+from shared.bundle import Bundle, make_bundle, read_bundle, write_bundle
 from shared.model import decision_threshold, load_model
 from shared.pointer import ServingPointer, read_pointer, write_pointer
 from shared.settings import JOB, Settings
@@ -40,7 +40,7 @@ from shared.spec import ModelSpec, load_spec
 from shared.store import LocalStore
 from shared.validation import build_batch
 from testbed.servers import FunctionServer
-from tests.retrain_job.test_feedback import SinkLog
+from tests.retrain_job.data.test_logs import SinkLog
 from tests.support.bundles import STABLE, publish
 from tests.support.http import post
 from tests.support.jobs import run_job
@@ -130,9 +130,9 @@ def logged(root: Path) -> tuple[int, list[dict]]:
         for line in f.read_text().splitlines():
             payload = json.loads(line)["jsonPayload"]
             if payload.get("event") in ("prediction", "prediction_rows"):
-                rows += len(payload["predicted"])
+                rows += len(json.loads(payload["data"]))
             elif payload.get("event") == "feedback":
-                items += [{**item, "model": payload["model"]} for item in payload["items"]]
+                items += [{**item, "model": payload["model"]} for item in json.loads(payload["data"])]
     return rows, items
 
 
@@ -250,14 +250,14 @@ def run_main(capsys, *args: str) -> tuple[int, list[dict]]:
     return code, [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
 
 
-def points(monitoring) -> dict[tuple[str, str, str, str], float]:
-    """What the metric server received: (metric, model, version, role) -> value."""
+def points(monitoring) -> dict[tuple[str, ...], float]:
+    """What the metric server received: (metric, model, version, role[, segment]) -> value."""
     out = {}
     for ts in monitoring.series():
         labels = dict(ts.metric.labels)
-        assert set(labels) == {"model", "model_version", "role"}, labels
+        assert set(labels) - {"segment"} == {"model", "model_version", "role"}, labels
         key = (ts.metric.type.removeprefix("custom.googleapis.com/tabular/"), labels["model"],
-               labels["model_version"], labels["role"])
+               labels["model_version"], labels["role"], *([labels["segment"]] if "segment" in labels else []))
         assert key not in out
         out[key] = ts.points[0].value.double_value
     return out
@@ -318,6 +318,10 @@ def test_live_quality_per_version_is_what_was_sent_and_its_metrics_arrive(world,
         assert (got[("live_labelled", *labels)], got[("live_predictions", *labels)]) == (hand["labels"], 150)
     stable, canary = version_of(penguins, STABLE, "stable"), version_of(penguins, CANARY, "canary")
     assert stable["labels"] == 100 and stable["realised"]["accuracy"]["value"] == pytest.approx(0.87)  # 13 wrong
+    # per island: the labels add up to the version's, each with its own series
+    islands = {key[4]: value for key, value in got.items()
+               if key[:4] == ("live_segment_labelled", "penguins", STABLE, "stable")}
+    assert set(islands) <= {"island=Biscoe", "island=Dream", "island=Torgersen"} and sum(islands.values()) == 100
     assert canary["verdict"] == "degraded" and any("holdout" in r for r in canary["reasons"])
 
     for version, role in ((STABLE, "stable"), (CANARY, "canary")):
@@ -557,7 +561,7 @@ def p_yes(bundle: Bundle, instances: list[dict]) -> np.ndarray:
 
 def binary_version(version: str, threshold: float, holdout_seed: int) -> Bundle:
     """tests.support.kinds' binary model under `version` with `threshold` in its manifest and the holdout metrics
-    retrain_job.evaluate gives at that threshold (truths drawn from its own probabilities)."""
+    retrain_job.train.evaluate gives at that threshold (truths drawn from its own probabilities)."""
     base = binary_bundle()
     instances = rows(300, seed=holdout_seed)
     p = p_yes(base, instances)
@@ -702,3 +706,27 @@ def test_binary_realised_metrics_are_written_only_from_the_minimum_count():
     binary = {"live_roc_auc", "live_pr_auc", "live_brier", "live_precision", "live_recall", "live_f1"}
     assert {name for name, version in names if version == "enough"} >= binary | {"live_accuracy", "live_log_loss"}
     assert not {name for name, version in names if version == "few"} & (binary | {"live_accuracy"})
+
+
+def test_the_report_shows_segments_and_prediction_and_attribution_drift_for_both_models(world, store_copy, capsys):
+    store = store_copy(world.full)
+    code, _ = run_main(capsys, "monitor", "--all-models", "--store", str(store.root), "--no-canary-decision")
+    assert code == 0
+    for model, name in (("penguins", "island"), ("co2", "fuel_type")):
+        report = json.loads(store.read(f"reports/{model}/monitor/latest.json")[0])
+        segments = report["segments"]
+        assert segments and {s["field"] for s in segments} == {name}
+        stable = [v for s in segments for v in s["versions"] if v["role"] == "stable"]
+        assert sum(v["labels"] for v in stable) == 100  # every labelled row of stable in exactly one segment
+        assert all(s["segment"] == f"{name}={s['value']}" for s in segments)
+        drift = report["drift"]
+        assert drift["version"] == STABLE and drift["status"] in ("drift", "no_drift")
+        assert drift["current"]["window"]["served_rows"] == 150
+        assert drift["current"]["window"]["sampled_rows"] == 150  # fewer than the sample: every served row
+        assert drift["prediction_drift"]["reference"] == "the serving version's answers on its holdout"
+        attribution = drift["attribution_drift"]
+        reference = read_bundle(store, model, STABLE).manifest["reference"]
+        assert {f["feature"] for f in attribution["features"]} == set(reference["attribution"])
+        assert sum(f["current_share"] for f in attribution["features"]) == pytest.approx(1.0, abs=1e-4)
+        page = store.read(f"reports/{model}/monitor/latest.html")[0].decode()
+        assert "Attribution drift" in page and "<h2>Segments</h2>" in page

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from retrain_job.gate import Verdict
-from retrain_job.job import Candidate, Clock, DriftOutcome, JobOptions, gather_data, publish_candidate
 from retrain_job.publish import PointerRace, promote
+from retrain_job.train.gate import Verdict
+from retrain_job.train.run import Candidate, Clock, DriftOutcome, JobOptions, gather_data, publish_candidate
 from shared.bundle import list_versions, read_bundle
 from shared.pointer import read_pointer
 from shared.spec import spec_names

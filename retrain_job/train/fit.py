@@ -4,7 +4,7 @@ Rows are encoded with `shared.validation.build_batch`, the function's own code, 
 cannot disagree about the column layout. A multiclass classifier is one booster (`multi:softprob`); a binary
 one is one `binary:logistic` booster whose decision threshold is chosen by the spec's `[threshold]` rule on
 out-of-fold probabilities of the training rows; a regressor is one booster per input regime with an offset
-or a baseline and cross-conformal intervals (`retrain_job.regression`).
+or a baseline and cross-conformal intervals (`retrain_job.train.regression`).
 The search scores every grid point of the spec by k-fold cross-validation inside the training rows
 (stratified for a classifier, by whole groups for a regressor, each regime on its own); points that
 differ only in their number of rounds share one fit, scored at each round count.
@@ -34,11 +34,12 @@ import xgboost as xgb
 from scipy.optimize import minimize_scalar
 from sklearn.model_selection import StratifiedKFold
 
-from retrain_job import regression
-from retrain_job.data import DataError, LabelledData, feature_names, fingerprint, to_records
-from retrain_job.evaluate import classifier_metrics, score, serving_model
-from retrain_job.live_quality import expected_calibration_error
-from retrain_job.split import SEED, frozen_holdout, group_folds, group_ids, leakage
+from retrain_job.data.labelled import DataError, LabelledData, feature_names, fingerprint, to_records
+from retrain_job.drift.reference import reference_profile
+from retrain_job.monitor.quality import expected_calibration_error
+from retrain_job.train import regression
+from retrain_job.train.evaluate import classifier_metrics, score, serving_model
+from retrain_job.train.split import SEED, frozen_holdout, group_folds, group_ids, leakage
 from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
 from shared.contract import FeatureContract, derive_contract
 from shared.predictor import TreeEnsemble, softmax
@@ -78,7 +79,7 @@ class TrainingData:
     x: np.ndarray  # the training rows through build_batch
     y: np.ndarray  # class indices (classifier) or target values (regressor)
     groups: np.ndarray | None  # a regressor's training groups (holdout grouping), else None
-    intake: dict = field(default_factory=dict)  # what reading the base data found (retrain_job.data.read_base)
+    intake: dict = field(default_factory=dict)  # what reading the base data found (retrain_job.data.labelled.read_base)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -348,7 +349,8 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
         calibration["ece_after"]["holdout"] = metrics["holdout"]["ece"]
         calibration["log_loss_after"]["holdout"] = metrics["holdout"]["log_loss"]
         metrics["calibration"] = calibration
-    return make_bundle(version, files, **sections, metrics=metrics)
+    reference = reference_profile(model, data.split.train, data.split.holdout)
+    return make_bundle(version, files, **sections, metrics=metrics, reference=reference)
 
 
 # ---- calibration -------------------------------------------------------------------------------------------

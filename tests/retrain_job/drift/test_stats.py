@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrain_job.drift import (
+from retrain_job.drift.stats import (
     DriftThresholds,
     categorical_drift,
     chi_square,

@@ -1,14 +1,20 @@
-"""The feedback join on real sink files: LogEntry lines written by the function's own LocalSink into a LocalStore."""
+"""The log queries on real sink files (DuckDB): the feedback join, held to the Python oracle, and the served sample."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from function.serving import logs
 from function.serving.logs import LocalSink, sink_path
-from retrain_job.feedback import Joined, join_feedback, labelled_rows, read_log_entries
+from retrain_job.data.engine import DuckDBEngine, Scan
+from retrain_job.data.feedback import Joined
+from retrain_job.data.logs import labelled_rows, served_sample
+from retrain_job.monitor.quality import monitor
 from shared.store import LocalStore
+from tests.support.joins import engine_join
+from tests.support.reference_join import read_log_entries
 
 NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC)
 LABELS = ["a", "b", "c"]
@@ -36,23 +42,27 @@ class SinkLog:
         start = first_row or 0
         payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:predict 200", "event": "prediction",
                    "status": 200, "request_id": request_id, "model": model, "model_version": version, "role": role,
-                   "fallback": role == "fallback", "rows": rows if rows is not None else start + len(predicted),
-                   "instances": instances or [instance(start + j) for j in range(len(predicted))],
-                   "predicted": predicted}
+                   "fallback": role == "fallback", "rows": rows if rows is not None else start + len(predicted)}
         if first_row is not None:
             payload["first_row"] = first_row
+        rows_logged = [{"id": f"{request_id}-{start + j}", "instance": x, "predicted": p} for j, (x, p) in
+                       enumerate(zip(instances or [instance(start + j) for j in range(len(predicted))], predicted))]
         if probabilities is not None:
-            payload["labels"] = labels or LABELS
-            payload["probabilities"] = probabilities
+            payload["labels"] = labels = labels or LABELS
+            for row, p in zip(rows_logged, probabilities):
+                row["probabilities"] = p
+                row["probability"] = p[labels.index(row["predicted"])] if row["predicted"] in labels else max(p)
         if intervals is not None:
-            payload["intervals"] = intervals
+            for row, interval in zip(rows_logged, intervals):
+                row["interval"] = interval
+        payload["data"] = orjson.dumps(rows_logged).decode()  # as the function encodes: inf is null
         self.sink.append(payload, "INFO", at)
 
     def feedback(self, items: list[dict], *, at: datetime, model: str = "clf", source: str | None = "labelling-team",
                  ) -> None:
         """One feedback entry (no `source` key when source is None)."""
         payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:feedback 200", "event": "feedback",
-                   "model": model, "items": items}
+                   "model": model, "data": orjson.dumps(items).decode()}
         if source is not None:
             payload["source"] = source
         self.sink.append(payload, "INFO", at)
@@ -60,7 +70,7 @@ class SinkLog:
     def join(self, model: str = "clf", **kwargs) -> Joined:
         """Everything written so far on disk, then the join at NOW."""
         logs.flush()
-        return join_feedback(self.store, model, NOW, PREFIX, **kwargs)
+        return engine_join(self.store, model, NOW, PREFIX, **kwargs)
 
 
 @pytest.fixture
@@ -84,7 +94,7 @@ def test_feedback_joins_its_predictions_row_by_row_with_everything_logged(log):
     assert row.labels == ("a", "b", "c") and row.probabilities == (0.1, 0.1, 0.8) and row.interval is None
     assert row.feedback_time == at + timedelta(minutes=5) and row.prediction_time == at and not row.late
     assert row.predicted_probability == 0.8
-    assert len(joined.predictions) == 3  # labelled or not: the estimate reads them all
+    assert [(p.predictions, p.with_probability) for p in joined.predictions] == [(3, 3)]  # labelled or not
     c = joined.counts
     assert (c.lines, c.items, c.joined, c.unknown_ids, c.duplicates, c.late) == (1, 2, 2, 0, 0, 0)
     assert dict(c.by_source) == {"labelling-team": 2}
@@ -132,7 +142,7 @@ def test_feedback_for_another_model_is_ignored(log):
     joined = log.join()
     assert joined.rows == () and joined.counts.items == 0 and joined.counts.lines == 0
     assert joined.counts.other_model_lines == 1
-    assert [p.id for p in joined.predictions] == ["r1-0"]
+    assert [p.predictions for p in joined.predictions] == [1]
     other = log.join("other")
     assert [(r.id, r.truth) for r in other.rows] == [("r2-0", 4.0)]
     assert other.counts.unknown_ids == 1  # r1-0 is not one of its predictions
@@ -149,7 +159,7 @@ def test_a_batch_split_over_two_entries_joins_row_by_row(log):
     got = {r.id: (r.instance["x"], r.predicted, r.probabilities[0]) for r in joined.rows}
     assert got == {"big-0": (0.0, "a", 0.9), "big-1": (1.0, "b", 0.1), "big-2": (2.0, "c", 0.1),
                    "big-3": (3.0, "c", 0.2), "big-4": (4.0, "a", 0.5)}
-    assert joined.counts.joined == 5 and len(joined.predictions) == 5
+    assert joined.counts.joined == 5 and [p.predictions for p in joined.predictions] == [5]
 
 
 def test_old_lines_without_first_row_or_probabilities_still_join(log):
@@ -169,7 +179,7 @@ def test_windows_bound_feedback_and_the_predictions_it_may_be_about(log):
     joined = log.join()
     assert [(r.id, r.truth) for r in joined.rows] == [("week-0", "b")]
     assert joined.counts.lines == 1 and joined.counts.unknown_ids == 1
-    assert [p.id for p in joined.predictions] == ["week-0"]
+    assert [p.predictions for p in joined.predictions] == [1]
     assert joined.window.predictions_from == NOW - timedelta(hours=24, days=7)
     wider = log.join(feedback_hours=48, prediction_days=6)
     assert wider.counts.lines == 2 and [r.truth for r in wider.rows] == ["b"] and wider.counts.duplicates == 1
@@ -195,7 +205,8 @@ def test_every_item_lands_in_one_count_and_truths_are_checked_against_the_predic
     reg = log.join("reg")
     assert {r.id: (r.truth, r.interval) for r in reg.rows} == {"r1-0": (11.0, (8.0, 12.0)),
                                                                  "r1-1": (30.5, (15.0, 25.0))}
-    assert (reg.counts.invalid_truths, reg.counts.joined) == (3, 2)  # "x", inf and a bool never replace a truth
+    # "x" and a bool never replace a truth; inf is logged as null, an item without a truth
+    assert (reg.counts.invalid_truths, reg.counts.malformed, reg.counts.joined) == (2, 1, 2)
     assert labelled_rows(reg, "y") == [{**instance(0), "y": 11.0}, {**instance(1), "y": 30.5}]
 
 
@@ -209,3 +220,55 @@ def test_the_reader_lists_only_the_window_days_and_counts_bad_lines(log):
     entries, read = read_log_entries(log.store, PREFIX, NOW - timedelta(days=2), NOW)
     assert [e.payload["request_id"] for e in entries] == ["p"]
     assert (read.files, read.bad_lines) == (1, 2)  # the second bad line has no timestamp
+    engine = DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=2), NOW)
+    try:
+        assert engine.scan() == Scan(files=1, bad_lines=1)  # the object without a timestamp is read, then dropped
+        assert engine.rows("SELECT COUNT(*) FROM lines") == [(1,)]
+    finally:
+        engine.close()
+
+
+def test_served_rows_are_the_models_own_sampled_by_id_with_the_total(log):
+    log.prediction("co", [250.5, 300.0], at=NOW - timedelta(hours=1), model="co2",
+                   instances=[{"make": "FORD", "x": 1}, {"make": "KIA"}], intervals=[[240.0, 260.0], [290.0, 310.0]])
+    log.prediction("pe", ["a"], at=NOW - timedelta(hours=1), model="penguins", instances=[{"island": "Dream"}])
+    log.prediction("old", [1.0], at=NOW - timedelta(days=9), model="co2", instances=[{"make": "SAAB"}])
+    logs.flush()
+    with sink_path(log.root, NOW - timedelta(hours=1)).open("ab") as f:
+        f.write(b"not json\n")
+    engine = DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=7), NOW)
+    try:
+        served = served_sample(engine, "co2", ["make", "engine_size_l"])
+        one = served_sample(engine, "co2", ["make"], rows=1)
+    finally:
+        engine.close()
+    assert sorted(served.rows, key=lambda r: r["make"]) == [
+        {"make": "FORD", "engine_size_l": None, "predicted": 250.5},
+        {"make": "KIA", "engine_size_l": None, "predicted": 300.0}]
+    assert served.total == 2 and (served.window["files"], served.window["bad_lines"]) == (1, 1)
+    assert one.total == 2 and len(one.rows) == 1 and one.rows[0]["make"] in ("FORD", "KIA")
+
+
+def test_a_sampled_join_still_reports_accuracy_rmse_and_coverage_over_every_row(log):
+    at = NOW - timedelta(hours=3)
+    answers = ["a", "b", "c", "a", "b", "c", "a", "b", "c", "a"]
+    log.prediction("c", answers, at=at, probabilities=probs(*[(0.6, 0.3, 0.1)] * 10))
+    log.feedback([{"id": f"c-{k}", "truth": t} for k, t in enumerate("abcabcaaaa")], at=at + timedelta(minutes=1))
+    log.prediction("r", [float(k) for k in range(10)], at=at, model="reg",
+                   intervals=[[k - 1.0, k + 1.0] for k in range(10)])
+    log.feedback([{"id": f"r-{k}", "truth": k + (3.0 if k % 3 == 0 else 0.5)} for k in range(10)],
+                 at=at + timedelta(minutes=1), model="reg")
+    for model, names in (("clf", ("accuracy",)), ("reg", ("rmse", "mae", "coverage"))):
+        whole = log.join(model)
+        sampled = engine_join(log.store, model, NOW, PREFIX, sample_rows=4, check=False)
+        assert sampled.sampled and len(sampled.rows) == 4 and dict(sampled.labelled) == dict(whole.labelled)
+        [everything] = monitor(whole, min_labels=1).versions
+        [from_sample] = monitor(sampled, min_labels=1).versions
+        assert from_sample.labels == everything.labels == 10
+        for name in names:
+            assert from_sample.metrics[name].value == pytest.approx(everything.metrics[name].value), name
+            assert from_sample.metrics[name].n == everything.metrics[name].n == 10, name
+        if model == "clf":
+            assert from_sample.metrics["accuracy"].value == pytest.approx(0.8)  # 8 of 10 over all rows
+            assert (from_sample.metrics["accuracy"].low, from_sample.metrics["accuracy"].high) == pytest.approx(
+                (everything.metrics["accuracy"].low, everything.metrics["accuracy"].high))

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain_job import train
-from retrain_job.job import JobOptions, run
-from retrain_job.tasks import Task
+from retrain_job.train import fit as train
+from retrain_job.train.run import JobOptions, run
+from retrain_job.train.tasks import Task
 from shared.bundle import list_versions
 from shared.pointer import read_pointer
 from shared.spec import ModelSpec

@@ -14,27 +14,33 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
-from retrain_job import train
-from retrain_job.data import (
+import pandas as pd
+
+from retrain_job.data.engine import open_engine
+from retrain_job.data.feedback import Joined
+from retrain_job.data.labelled import (
     FEEDBACK_ID,
     FEEDBACK_KEY,
     LABELLED_PREFIX,
     LabelledData,
     load_labelled,
-    load_serving_inputs,
     read_base,
+    request_fields,
 )
-from retrain_job.drift import DriftThresholds
-from retrain_job.feedback import Joined, join_feedback, labelled_rows
-from retrain_job.gate import Tolerances, Verdict, judge
+from retrain_job.data.logs import join_feedback, labelled_rows, served_sample
+from retrain_job.drift.attribution import ATTRIBUTION_ROWS, attribution_drift, mean_abs_attribution
+from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.publish import KEEP_FALLBACKS, PointerRace, apply_retention, promote, stage
 from retrain_job.report import build_report, render_html
-from retrain_job.tasks import Task, report_scores, share
-from retrain_job.train import TrainingData
+from retrain_job.train import fit as train
+from retrain_job.train.evaluate import serving_model
+from retrain_job.train.fit import TrainingData
+from retrain_job.train.gate import Tolerances, Verdict, judge
+from retrain_job.train.tasks import Task, report_scores, share
 from shared.bundle import Bundle, CorruptBundle, read_bundle
 from shared.pointer import ServingPointer, read_pointer
 from shared.spec import ModelSpec, default_model, load_spec
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 REVIEW_CANARY_PERCENT = 10.0  # drift with enough new labels: a small canary, promoted after review
 REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
 FEEDBACK_PREDICTION_DAYS = 7  # feedback joins predictions logged up to this long before its window
+DRIFT_SAMPLE_ROWS = 50_000  # served rows the drift report compares (a hashed sample of the window's)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -56,6 +63,8 @@ class JobOptions:
     model_name: str = field(default_factory=default_model)
     data_prefix: str = LABELLED_PREFIX
     log_prefix: str = "logs"
+    log_engine: str = "duckdb"  # or "bigquery", reading log_table
+    log_table: str | None = None
     log_days: int = 7
     feedback_days: int | None = None  # days of feedback read as labelled rows; None: log_days; 0: none
     canary_percent: float = 0.0
@@ -293,8 +302,15 @@ def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock
 
 def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime | None = None) -> Joined:
     """The model's feedback of the last `feedback_days` joined to its logged predictions."""
-    return join_feedback(store, spec.name, now or datetime.now(UTC), opts.log_prefix,
-                         feedback_hours=24.0 * opts.feedback_days, prediction_days=FEEDBACK_PREDICTION_DAYS)
+    now = now or datetime.now(UTC)
+    feedback_from = now - timedelta(days=opts.feedback_days)
+    engine = open_engine(store, opts.log_prefix, feedback_from - timedelta(days=FEEDBACK_PREDICTION_DAYS), now,
+                         engine=opts.log_engine, table=opts.log_table, model=spec.name)
+    try:  # every joined row: they become training rows
+        return join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec), sample_rows=2**62,
+                             outputs=False)
+    finally:
+        engine.close()
 
 
 def feedback_summary(joined: Joined, labelled: LabelledData, days: int) -> dict:
@@ -371,10 +387,18 @@ def _stable_bundle(store: Store, name: str, before: ServingPointer | None) -> Bu
 
 def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> tuple[dict, str]:
     spec, contract = data.spec, data.contract
-    serving, window = load_serving_inputs(store, opts.log_prefix, opts.log_days, model=spec.name,
-                                          fields=contract.field_names)
+    now = datetime.now(UTC)
+    engine = open_engine(store, opts.log_prefix, now - timedelta(days=opts.log_days), now, engine=opts.log_engine,
+                         table=opts.log_table, model=spec.name)
+    try:
+        served = served_sample(engine, spec.name, contract.field_names, DRIFT_SAMPLE_ROWS)
+    finally:
+        engine.close()
+    serving, window = pd.DataFrame(served.rows, columns=[*contract.field_names, "predicted"]), served.window
+    reference_predictions, attribution = _stable_reference(store, spec, served.rows, opts.thresholds)
     report = build_report(spec, contract, data.split.train, serving, data.labelled.from_files,
-                          thresholds=opts.thresholds, window=window)
+                          thresholds=opts.thresholds, window=window, reference_predictions=reference_predictions,
+                          attribution=attribution)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = json.dumps(report, indent=1).encode()
     body_html = render_html(report).encode()
@@ -383,6 +407,24 @@ def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> t
         store.write(folder + "report.json", body_json)
         store.write(folder + "report.html", body_html)
     return report, f"{prefix}{stamp}/"
+
+
+def _stable_reference(store: Store, spec: ModelSpec, served: list[dict],
+                      thresholds: DriftThresholds) -> tuple[list | None, dict | None]:
+    """What the serving (stable) version answered on its holdout, and its attribution drift on the served rows,
+    from the reference in its manifest; (None, None) without one."""
+    pointer, _ = read_pointer(store, spec.name)
+    bundle = _stable_bundle(store, spec.name, pointer)
+    reference = bundle.manifest.get("reference") if bundle is not None else None
+    if not isinstance(reference, dict):
+        return None, None
+    attribution = None
+    if served and isinstance(reference.get("attribution"), dict):
+        model = serving_model(spec, bundle)
+        rows = [{name: row.get(name) for name in model.contract.field_names} for row in served[:ATTRIBUTION_ROWS]]
+        attribution = attribution_drift(reference["attribution"], mean_abs_attribution(model, rows),
+                                        thresholds.distance)
+    return reference.get("predictions"), attribution
 
 
 def _describe(data: TrainingData) -> dict:

@@ -1,6 +1,6 @@
 """Quality of each served version from the truth fed back for it, with 95% intervals, and what it expects of itself.
 
-Realised quality per (model version, role) comes from the joined rows (`retrain_job.feedback.join_feedback`):
+Realised quality per (model version, role) comes from the joined rows (`retrain_job.data.feedback.join_feedback`):
 accuracy (Wilson interval), macro F1 and log loss (bootstrap) for a classifier; for a binary one also ROC AUC,
 PR AUC (average precision) and the Brier score of P(positive) (bootstrap), and precision and recall of the
 positive class at the version's threshold (Wilson) with its F1 (bootstrap); RMSE and MAE (bootstrap) and
@@ -18,7 +18,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from retrain_job.feedback import FeedbackCounts, Joined, JoinedRow, Prediction, Window
+from retrain_job.data.feedback import FeedbackCounts, Joined, JoinedRow, JoinedTotals, PredictionStats, Window
 
 Z95 = NormalDist().inv_cdf(0.975)
 PROBABILITY_FLOOR = 1e-7  # log loss clips probabilities as evaluate.classifier_metrics does
@@ -131,11 +131,16 @@ def estimate_accuracy(confidences: np.ndarray, z: float = Z95) -> Metric:
     and variance sum(p(1 - p)) / n^2 (a Poisson binomial): the range is where it should land.
     """
     c = np.asarray(confidences, dtype=np.float64)
-    if len(c) == 0:
+    return estimate_accuracy_of_sums(len(c), float(c.sum()), float(np.sum(c * (1 - c))), z)
+
+
+def estimate_accuracy_of_sums(n: int, total: float, spread: float, z: float = Z95) -> Metric:
+    """`estimate_accuracy` from sums the engine computes: n, sum(p) and sum(p(1 - p)) of the confidences."""
+    if n == 0:
         return Metric(None, 0, method="cbpe")
-    value = float(c.mean())
-    spread = z * math.sqrt(float(np.sum(c * (1 - c)))) / len(c)
-    return Metric(value, len(c), max(0.0, value - spread), min(1.0, value + spread), "cbpe")
+    value = total / n
+    half = z * math.sqrt(max(spread, 0.0)) / n
+    return Metric(value, n, max(0.0, value - half), min(1.0, value + half), "cbpe")
 
 
 def _wilson_metric(hits: np.ndarray) -> Metric:
@@ -326,10 +331,11 @@ def _worse_than(name: str, metric: Metric, reference: float) -> bool:
     return metric.low > reference
 
 
-def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], predictions: Sequence[Prediction], *,
+def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], predictions: PredictionStats | None, *,
                     min_labels: int = 30, expected: Mapping[str, float] | None = None, interval_level: float = 0.9,
                     resamples: int = 1000, seed: int = 0, binary: bool = False,
-                    threshold: float | None = None) -> VersionQuality:
+                    threshold: float | None = None, labelled: int | None = None,
+                    totals: JoinedTotals | None = None) -> VersionQuality:
     """Quality of one (version, role) with a verdict once it has `min_labels` labels.
 
     Degraded when a metric's whole interval is worse than its reference: the holdout's value in `expected`;
@@ -337,7 +343,7 @@ def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], pr
     relation between inputs and truth); for a regressor, the intervals' nominal `interval_level`. A binary
     classifier (`binary`) is also measured by `binary_quality` at `threshold`.
     """
-    classifier = any(isinstance(x.predicted, str) for x in (*rows, *predictions))
+    classifier = any(isinstance(x.predicted, str) for x in rows) or bool(predictions and predictions.classifier)
     binary = binary and classifier
     if not rows:
         metrics = {}
@@ -345,12 +351,15 @@ def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], pr
         metrics = classifier_quality(rows, resamples, seed, binary=binary, threshold=threshold)
     else:
         metrics = regressor_quality(rows, resamples, seed)
+    if totals is not None and totals.rows > len(rows) and metrics:
+        metrics = {**metrics, **_over_all_rows(metrics, totals, len(rows))}
     estimated = labelled_estimate = None
     ece = None
     reasons: list[str] = []
     if classifier:
-        confidences = [p.predicted_probability for p in predictions]
-        estimated = estimate_accuracy(np.array([c for c in confidences if c is not None]))
+        estimated = (estimate_accuracy_of_sums(predictions.with_probability, predictions.confidence_sum,
+                                               predictions.confidence_spread) if predictions else
+                     Metric(None, 0, method="cbpe"))
         with_probabilities = [r for r in rows if r.predicted_probability is not None]
         labelled_estimate = estimate_accuracy(np.array([r.predicted_probability for r in with_probabilities]))
         probabilities, truth_index = _probability_rows(rows)
@@ -365,15 +374,35 @@ def version_quality(model_version: str, role: str, rows: Sequence[JoinedRow], pr
         if name in metrics and isinstance(reference, int | float) and _worse_than(name, metrics[name], reference):
             side = "below" if name in HIGHER_IS_BETTER else "above"
             reasons.append(f"{name} {metrics[name].describe()} {side} the holdout's {reference:.4g}")
-    if len(rows) < min_labels:
-        verdict, reasons = None, [f"not enough labels: {len(rows)} of {min_labels}"]
+    labelled = len(rows) if labelled is None else labelled
+    if labelled < min_labels:
+        verdict, reasons = None, [f"not enough labels: {labelled} of {min_labels}"]
     else:
         verdict = "degraded" if reasons else "ok"
-    labels = next((x.labels for x in (*rows, *predictions) if x.labels), None) if binary else None
-    positive = labels[-1] if labels else None  # binary labels are logged (negative, positive)
-    return VersionQuality(model_version, role, "classifier" if classifier else "regressor", len(rows),
-                          len(predictions), metrics, estimated, labelled_estimate, ece, verdict, tuple(reasons),
-                          positive, threshold if binary else None)
+    labels = next((x.labels for x in rows if x.labels), predictions.labels if predictions else None)
+    positive = labels[-1] if labels and binary else None  # binary labels are logged (negative, positive)
+    return VersionQuality(model_version, role, "classifier" if classifier else "regressor", labelled,
+                          predictions.predictions if predictions else 0, metrics, estimated, labelled_estimate, ece,
+                          verdict, tuple(reasons), positive, threshold if binary else None)
+
+
+def _over_all_rows(sample: Mapping[str, Metric], totals: JoinedTotals, n_sample: int) -> dict[str, Metric]:
+    """Accuracy, coverage, RMSE and MAE over every joined row (the engine's sums), for a version judged on a sample."""
+    out = {}
+    if "accuracy" in sample and totals.rows:
+        out["accuracy"] = Metric(totals.hits / totals.rows, totals.rows, *wilson_interval(totals.hits, totals.rows),
+                                 "wilson")
+    if "coverage" in sample and totals.with_interval:
+        out["coverage"] = Metric(totals.inside / totals.with_interval, totals.with_interval,
+                                 *wilson_interval(totals.inside, totals.with_interval), "wilson")
+    narrow = math.sqrt(n_sample / totals.scored) if totals.scored else 1.0  # a bootstrap's width goes as 1/sqrt(n)
+    for name, value in (("rmse", math.sqrt(totals.squares / totals.scored) if totals.scored else None),
+                        ("mae", totals.absolutes / totals.scored if totals.scored else None)):
+        m = sample.get(name)
+        if m is not None and m.value is not None and value is not None:
+            out[name] = Metric(value, totals.scored, value - (m.value - m.low) * narrow,
+                               value + (m.high - m.value) * narrow, "bootstrap, narrowed to all rows")
+    return out
 
 
 # ---- feedback guards ------------------------------------------------------------------------------------
@@ -456,15 +485,17 @@ def monitor(joined: Joined, *, min_labels: int = 30, confidence: float = 0.9,
     for a binary classifier (`binary`), `thresholds` a version to its threshold on P(positive) (a version
     without one is judged on its logged answers).
     """
-    groups: dict[tuple[str, str], tuple[list[JoinedRow], list[Prediction]]] = {}
-    for r in joined.rows:
-        groups.setdefault((r.model_version, r.role), ([], []))[0].append(r)
+    groups: dict[tuple[str, str], tuple[list[JoinedRow], PredictionStats | None]] = {}
     for p in joined.predictions:
-        groups.setdefault((p.model_version, p.role), ([], []))[1].append(p)
+        groups[(p.model_version, p.role)] = ([], p)
+    for r in joined.rows:
+        groups.setdefault((r.model_version, r.role), ([], None))[0].append(r)
     versions = tuple(
         version_quality(version, role, rows, predictions, min_labels=min_labels,
                         expected=(expected or {}).get(version), interval_level=interval_level,
-                        resamples=resamples, seed=seed, binary=binary, threshold=(thresholds or {}).get(version))
+                        resamples=resamples, seed=seed, binary=binary, threshold=(thresholds or {}).get(version),
+                        labelled=joined.labelled.get((version, role), len(rows)),
+                        totals=joined.totals.get((version, role)))
         for (version, role), (rows, predictions) in sorted(groups.items(), key=lambda kv: (_role_rank(kv[0][1]),
                                                                                             kv[0][0])))
     return MonitorReport(joined.model, joined.window, joined.counts, versions, feedback_guards(joined, confidence),

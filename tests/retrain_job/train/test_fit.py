@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from retrain_job import train
-from retrain_job.data import fingerprint, to_records
-from retrain_job.live_quality import expected_calibration_error
+from retrain_job.data.labelled import fingerprint, to_records
+from retrain_job.monitor.quality import expected_calibration_error
+from retrain_job.train import fit as train
 from shared.bundle import MODEL_FILE, TREES_FILE
 from shared.model import load_model
 from shared.predictor import BoosterPredictor, TreeEnsemble
@@ -189,8 +189,8 @@ def test_each_threshold_rule_picks_what_it_says_on_out_of_fold_probabilities():
 
 
 def test_a_binary_spec_trains_one_logistic_booster_with_its_threshold_and_metrics(tmp_path):
-    from retrain_job.data import read_base
-    from tests.retrain_job.test_data import _penguins_with
+    from retrain_job.data.labelled import read_base
+    from tests.retrain_job.data.test_labelled import _penguins_with
 
     spec = _penguins_with(tmp_path, spec_edit='bad_rows = "drop"\nmax_bad_share = 0.25', swap=[
         ('task = "multiclass"', 'task = "binary"'),

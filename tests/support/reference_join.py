@@ -1,6 +1,12 @@
-"""Ground truth sent back for served predictions, joined to the prediction log lines it is about.
+"""The feedback join as the job computed it in Python before the log engine: the oracle the engine's SQL is held to.
 
-Both arrive as Cloud Logging LogEntry lines in the sink layout `retrain_job.data.load_serving_inputs` reads:
+Unchanged from the job's former retrain_job/feedback.py except that it reads the rows of a line from `data`
+(shared.logline) rather than from per-row payload fields, and that a null truth makes an item malformed (it was
+an invalid truth; the function never logs one, and DuckDB's typed JSON reading cannot tell null from missing).
+Tests compare `retrain_job.data.logs.join_feedback` with it on the same sink files (tests/support/joins.py).
+
+
+Both arrive as Cloud Logging LogEntry lines in the sink layout `retrain_job.data.labelled.load_serving_inputs` reads:
 a `prediction` entry holds some rows of one request (row j's prediction id is `<request_id>-<first_row + j>`),
 a `feedback` entry names prediction ids with their truth. `join_feedback` reads a window of feedback and the
 predictions it may be about; every feedback item lands in exactly one count:
@@ -16,8 +22,18 @@ from typing import Any
 
 import orjson
 
-from retrain_job.data import PREDICTION_EVENTS, SINK_LOG_ID, logged_instances
+from shared.logline import DATA, LOG_ID, PREDICTION_EVENTS
 from shared.store import Store
+
+SINK_LOG_ID = LOG_ID
+
+
+def _data_rows(payload: dict) -> list:
+    try:
+        rows = orjson.loads(payload.get(DATA) or "[]")
+    except orjson.JSONDecodeError:
+        return []
+    return rows if isinstance(rows, list) else []
 
 # A sink file is named after the hour its entries belong to; files of neighbouring hours are read too, so an
 # entry filed by another clock than its own timestamp's is still found.
@@ -261,11 +277,7 @@ def _row_interval(rows: Any, j: int) -> tuple[float, float] | None:
 
 
 def parse_predictions(payload: dict, time: datetime | None = None) -> list[Prediction]:
-    """The rows of one prediction entry; what an old line lacks (first_row, probabilities, intervals) is skipped."""
-    request_id = payload.get("request_id")
-    request_id = request_id if isinstance(request_id, str) and request_id else None
-    first = payload.get("first_row")
-    first = first if isinstance(first, int) and not isinstance(first, bool) and first >= 0 else 0
+    """The rows of one prediction entry."""
     raw_labels = payload.get("labels")
     labels = (tuple(raw_labels) if isinstance(raw_labels, list) and raw_labels
               and all(isinstance(label, str) for label in raw_labels) else None)
@@ -273,14 +285,15 @@ def parse_predictions(payload: dict, time: datetime | None = None) -> list[Predi
     role = str(payload.get("role") or UNKNOWN)
     fallback = bool(payload.get("fallback", False))
     out = []
-    for j, (instance, predicted) in enumerate(zip(logged_instances(payload), payload.get("predicted") or [])):
-        if not isinstance(instance, dict):
+    for row in _data_rows(payload):
+        if not isinstance(row, dict) or not isinstance(row.get("instance"), dict):
             continue
+        pid = row.get("id")
         out.append(Prediction(
-            id=f"{request_id}-{first + j}" if request_id else None, model_version=version, role=role,
-            fallback=fallback, instance=instance, predicted=predicted, labels=labels,
-            probabilities=_row_probabilities(payload.get("probabilities"), j, labels),
-            interval=_row_interval(payload.get("intervals"), j), time=time))
+            id=pid if isinstance(pid, str) else None, model_version=version, role=role,
+            fallback=fallback, instance=row["instance"], predicted=row.get("predicted"), labels=labels,
+            probabilities=_row_probabilities([row.get("probabilities")], 0, labels),
+            interval=_row_interval([row.get("interval")], 0), time=time))
     return out
 
 
@@ -313,9 +326,8 @@ def _feedback_items(entry: LogEntry) -> Iterator[_Item | None]:
     """The items of one feedback entry; None for a malformed one."""
     source = entry.payload.get("source")
     source = source if isinstance(source, str) and source else UNKNOWN
-    items = entry.payload.get("items")
-    for k, item in enumerate(items if isinstance(items, list) else []):
-        if isinstance(item, dict) and isinstance(item.get("id"), str) and "truth" in item:
+    for k, item in enumerate(_data_rows(entry.payload)):
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item.get("truth") is not None:
             yield _Item(item["id"], item["truth"], source, entry.time, (entry.order, k))
         else:
             yield None

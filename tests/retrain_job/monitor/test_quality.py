@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from retrain_job.evaluate import binary_metrics, classifier_metrics
-from retrain_job.live_quality import (
+from retrain_job.monitor.quality import (
     _macro_f1_from_counts,
     bootstrap_interval,
     compare_versions,
@@ -20,8 +19,9 @@ from retrain_job.live_quality import (
     ranking_auc,
     wilson_interval,
 )
+from retrain_job.train.evaluate import binary_metrics, classifier_metrics
 from shared.store import LocalStore
-from tests.retrain_job.test_feedback import LABELS, NOW, SinkLog
+from tests.retrain_job.data.test_logs import LABELS, NOW, SinkLog
 
 AT = NOW - timedelta(hours=6)
 
@@ -258,7 +258,7 @@ def test_binary_quality_is_the_offline_evaluation_of_the_same_rows(log):
     write_binary(log, "bin", proba, y)
     joined = log.join()
     v = monitor(joined, binary=True, thresholds={"v1": THRESHOLD}).version("v1")
-    offline = classifier_metrics(proba, y, THRESHOLD)  # retrain_job.evaluate: what the holdout promise is made of
+    offline = classifier_metrics(proba, y, THRESHOLD)  # retrain_job.train.evaluate: what the holdout promise is made of
     assert offline.keys() >= set(BINARY_METRICS) and offline == {**offline, **binary_metrics(proba[:, 1], y, THRESHOLD)}
     assert tuple(v.metrics) == BINARY_METRICS and (v.positive, v.threshold, v.labels) == ("yes", THRESHOLD, 400)
     for name in BINARY_METRICS:
