@@ -36,7 +36,7 @@ from shared.store import LocalStore, Store
 # entry filed by another clock than its own timestamp's is still found.
 FILE_SLACK = timedelta(hours=1)
 log = logging.getLogger(__name__)
-DUCKDB_MEMORY_LIMIT = "512MB"
+DUCKDB_MEMORY_LIMIT = "256MB"
 _EVENTS = ", ".join(f"'{e}'" for e in sorted(SINK_EVENTS))
 
 
@@ -204,13 +204,9 @@ class DuckDBEngine:
             bad = 0
             if self.files:
                 files = "[" + ", ".join(_quote(f) for f in self.files) + "]"
-                parsed = self.con.execute(  # JSON objects, read without building their values
-                    f"SELECT count(*) FROM read_json_objects({files}, format = 'newline_delimited', "
-                    "ignore_errors = true, maximum_object_size = 16777216) WHERE json IS NOT NULL").fetchone()[0]
-                lines = self.con.execute(  # each file's lines: its pieces between newlines, less a last empty one
-                    f"SELECT sum(CASE WHEN content = '' THEN 0 ELSE len(string_split(content, chr(10))) - "
-                    f"CASE WHEN ends_with(content, chr(10)) THEN 1 ELSE 0 END END) FROM read_text({files})"
-                ).fetchone()[0]
+                lines, parsed = self.con.execute(  # one row per line, NULL for one that is no JSON object
+                    f"SELECT count(*), count(json) FROM read_json_objects({files}, format = 'newline_delimited', "
+                    "ignore_errors = true, maximum_object_size = 16777216)").fetchone()
                 bad = int(lines or 0) - int(parsed)
             self._scan = Scan(len(self.files), bad)
         return self._scan
