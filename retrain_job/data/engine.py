@@ -107,34 +107,38 @@ def sink_keys(store: Store, log_prefix: str, since: datetime, until: datetime) -
 
 
 _DUCKDB_LINES = """
+CREATE TEMP VIEW entries AS
+SELECT TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts, insertId AS insert_id, jsonPayload.event AS event,
+       jsonPayload.model AS model, jsonPayload.model_version AS model_version, jsonPayload.role AS role,
+       jsonPayload.source AS source, NULLIF(CAST(jsonPayload.labels AS VARCHAR), 'null') AS labels,
+       TRY_CAST(jsonPayload.threshold AS DOUBLE) AS threshold, jsonPayload.data AS data,
+       -- a line that is no JSON object, or an object with none of a LogEntry's fields, reads as all NULL
+       timestamp IS NULL AND insertId IS NULL AND jsonPayload IS NULL AS unreadable
+FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, maximum_object_size = 16777216,
+               columns = {{timestamp: 'VARCHAR', insertId: 'VARCHAR', jsonPayload: 'STRUCT(event VARCHAR,
+               model VARCHAR, model_version VARCHAR, role VARCHAR, source VARCHAR, labels JSON, threshold JSON,
+               data VARCHAR)'}});
 CREATE TEMP VIEW lines AS
-SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold, data FROM (
-  SELECT TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts, insertId AS insert_id, jsonPayload.event AS event,
-         jsonPayload.model AS model, jsonPayload.model_version AS model_version, jsonPayload.role AS role,
-         jsonPayload.source AS source, NULLIF(CAST(jsonPayload.labels AS VARCHAR), 'null') AS labels,
-         TRY_CAST(jsonPayload.threshold AS DOUBLE) AS threshold, jsonPayload.data AS data
-  FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, maximum_object_size = 16777216,
-                 columns = {{timestamp: 'VARCHAR', insertId: 'VARCHAR', jsonPayload: 'STRUCT(event VARCHAR,
-                 model VARCHAR, model_version VARCHAR, role VARCHAR, source VARCHAR, labels JSON, threshold JSON,
-                 data VARCHAR)'}}))
+SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold, data FROM entries
 WHERE ts BETWEEN {since} AND {until} AND event IN ({events});
 CREATE TEMP VIEW logged_files AS
-SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold,
+SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold, unreadable,
        k - 1 AS k, CAST(r.id AS VARCHAR) AS id_json, r.id ->> '$' AS id,
        CAST(r.predicted AS VARCHAR) AS predicted, TRY_CAST(r.probability AS DOUBLE) AS probability,
        CAST(r.probabilities AS VARCHAR) AS probabilities, CAST(r.instance AS VARCHAR) AS instance,
        CAST(r.truth AS VARCHAR) AS truth, TRY_CAST(r.interval ->> '$[0]' AS DOUBLE) AS interval_low,
        TRY_CAST(r.interval ->> '$[1]' AS DOUBLE) AS interval_high
 FROM (SELECT *, unnest(x) AS r, generate_subscripts(x, 1) AS k  -- in the projection: far faster than LATERAL
-      FROM (SELECT *, json_transform(data, '[{{"id": "JSON", "predicted": "JSON", "probability": "JSON",
-            "probabilities": "JSON", "instance": "JSON", "truth": "JSON", "interval": "JSON"}}]') AS x
-            FROM lines))
+      FROM (SELECT *, CASE WHEN unreadable THEN [NULL] ELSE json_transform(data, '[{{"id": "JSON",
+            "predicted": "JSON", "probability": "JSON", "probabilities": "JSON", "instance": "JSON", "truth": "JSON",
+            "interval": "JSON"}}]') END AS x  -- an unreadable line: one row of NULLs, counted by `scan`
+            FROM entries WHERE unreadable OR (ts BETWEEN {since} AND {until} AND event IN ({events}))))
 """
-_EMPTY_LINES = ("SELECT CAST(NULL AS TIMESTAMPTZ) AS ts, CAST(NULL AS VARCHAR) AS insert_id, "
-                "CAST(NULL AS VARCHAR) AS event, CAST(NULL AS VARCHAR) AS model, CAST(NULL AS VARCHAR) AS "
-                "model_version, CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS source, "
-                "CAST(NULL AS VARCHAR) AS labels, CAST(NULL AS DOUBLE) AS threshold, CAST(NULL AS VARCHAR) AS data "
-                "WHERE false")
+_EMPTY_ENTRIES = ("SELECT CAST(NULL AS TIMESTAMPTZ) AS ts, CAST(NULL AS VARCHAR) AS insert_id, "
+                  "CAST(NULL AS VARCHAR) AS event, CAST(NULL AS VARCHAR) AS model, CAST(NULL AS VARCHAR) AS "
+                  "model_version, CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS source, "
+                  "CAST(NULL AS VARCHAR) AS labels, CAST(NULL AS DOUBLE) AS threshold, CAST(NULL AS VARCHAR) AS data, "
+                  "FALSE AS unreadable WHERE false")
 
 
 class DuckDBEngine:
@@ -160,12 +164,15 @@ class DuckDBEngine:
         script = _DUCKDB_LINES.format(files=files, events=_EVENTS, since=_timestamp(self.since),
                                       until=_timestamp(self.until))
         if not self.files:  # no file in the window: the same relations, empty
-            script = script.replace(script[script.index("SELECT ts"):script.index(";")], _EMPTY_LINES)
+            script = script.replace(script[script.index("SELECT TRY_CAST"):script.index(";")], _EMPTY_ENTRIES)
         self.con.execute(script)
         # the files are parsed once: `logged` is a table of the window's rows (the model's, and every model's
-        # feedback), on the scratch database's disk; later queries read only the columns they name
-        only = "" if model is None else f" WHERE model = {_quote(model)} OR event = 'feedback'"
-        self.con.execute(f"CREATE TABLE logged AS SELECT * FROM logged_files{only}")
+        # feedback), on the scratch database's disk, beside a row for each unreadable line (for `scan`); later
+        # queries read only the columns they name
+        only = "" if model is None else f" WHERE model = {_quote(model)} OR event = 'feedback' OR unreadable"
+        self.con.execute(f"CREATE TABLE logged_rows AS SELECT * FROM logged_files{only}")
+        self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable) FROM logged_rows "
+                         "WHERE NOT unreadable")
 
     @classmethod
     def for_store(cls, store: Store, log_prefix: str, since: datetime, until: datetime,
@@ -198,17 +205,11 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {text}", used)
 
     def scan(self) -> Scan:
-        """Files read, and lines that are not a JSON object (counted once, on first ask; an object that is no
-        LogEntry, without a timestamp, is dropped by the window without being counted)."""
+        """Files read, and lines that are no LogEntry (no JSON object, or an object with none of its fields),
+        counted by the same parse as the rows; an entry without a usable timestamp is dropped by the window."""
         if self._scan is None:
-            bad = 0
-            if self.files:
-                files = "[" + ", ".join(_quote(f) for f in self.files) + "]"
-                lines, parsed = self.con.execute(  # one row per line, NULL for one that is no JSON object
-                    f"SELECT count(*), count(json) FROM read_json_objects({files}, format = 'newline_delimited', "
-                    "ignore_errors = true, maximum_object_size = 16777216)").fetchone()
-                bad = int(lines or 0) - int(parsed)
-            self._scan = Scan(len(self.files), bad)
+            (bad,) = self.con.execute("SELECT count(*) FROM logged_rows WHERE unreadable").fetchone()
+            self._scan = Scan(len(self.files), int(bad))
         return self._scan
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 UNKNOWN = "unknown"
@@ -145,6 +146,11 @@ class Joined:
     totals: Mapping[tuple[str, str], JoinedTotals] = field(default_factory=dict)  # over every joined row
 
 
+@lru_cache(maxsize=64)
+def _label_lookup(labels: tuple[str, ...]) -> dict[str, str]:
+    return {label.lower(): label for label in labels}
+
+
 def canonical_truth(prediction: Any, truth: Any) -> str | float | None:
     """The truth in the prediction's terms (a known label in its spelling, or a finite number); None if it cannot be."""
     if prediction.is_classifier:
@@ -152,7 +158,7 @@ def canonical_truth(prediction: Any, truth: Any) -> str | float | None:
             return None
         if prediction.labels is None:
             return truth.strip()
-        return {label.lower(): label for label in prediction.labels}.get(truth.strip().lower())
+        return _label_lookup(prediction.labels).get(truth.strip().lower())
     if isinstance(truth, str):
         try:
             truth = float(truth)

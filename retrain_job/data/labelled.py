@@ -268,16 +268,14 @@ def _logged_value(value, kind: str):
     return value
 
 
-def _target_value(value, contract: FeatureContract):
+def _target_value(value, rule: TargetRule):
     """The target of one labelled row (CSV text, or a logged truth), or Violation with the message a bad one gets."""
-    if contract.is_classifier:
-        return TargetRule(contract.target).parse(value)
-    if isinstance(value, str):
+    if isinstance(value, str) and rule.target.task == "regression":
         try:
             value = float(value)
         except ValueError:
             raise Violation("must be a number") from None
-    return TargetRule(contract.target).parse(value)
+    return rule.parse(value)
 
 
 def parse_labelled_csv(raw: bytes, key: str, spec: ModelSpec, contract: FeatureContract,
@@ -325,6 +323,7 @@ def _judge_rows(key: str, spec: ModelSpec, contract: FeatureContract, new_levels
     through `TargetRule`; good rows as a training frame, bad ones with every bad field's message (the value
     shown is the row's own, from `shown`) at their `where`."""
     new_levels = {} if new_levels is None else new_levels
+    target_rule = TargetRule(contract.target)
     cleaned, errors = schema_errors(contract, requests)
     cleaned_by_row = iter(cleaned)
     good, bad = [], []
@@ -334,7 +333,7 @@ def _judge_rows(key: str, spec: ModelSpec, contract: FeatureContract, new_levels
         try:
             if given is None:
                 raise Violation(REQUIRED_MESSAGE)
-            target = _target_value(given, contract)
+            target = _target_value(given, target_rule)
         except Violation as exc:
             row_errors[spec.target.name] = [str(exc)]
         if row_errors:

@@ -68,9 +68,9 @@ LEFT JOIN (SELECT DISTINCT id FROM items WHERE valid) AS w ON p.id = w.id"""
 
 PREDICTIONS = predictions_sql()
 
-# feedback items judged against the first line of their prediction; the winners, one per fed-back id
-_JUDGED = """
-matched AS (
+# feedback items judged against the first line of their prediction (materialised once per join as `checked`)
+CHECKED = """
+WITH matched AS (
   SELECT * FROM predictions WHERE wanted
   QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts, insert_id, k) = 1),
 judged AS (
@@ -78,18 +78,19 @@ judged AS (
          m.model_version, m.role, m.labels, m.classifier, m.predicted, m.probabilities, m.instance,
          m.interval_low, m.interval_high, JSON_VALUE(v.truth, '$') AS truth_text,
          SAFE_CAST(JSON_VALUE(v.truth, '$') AS FLOAT64) AS truth_number
-  FROM items AS v LEFT JOIN matched AS m ON v.id = m.id WHERE v.valid),
-checked AS (
-  SELECT *, CASE
-    WHEN NOT known THEN FALSE
-    WHEN classifier THEN STARTS_WITH(truth, '"') AND TRIM(truth_text) <> ''
-         AND (labels IS NULL OR STRPOS(LOWER(labels), CONCAT('"', LOWER(TRIM(truth_text)), '"')) > 0)
-    ELSE truth_number IS NOT NULL AND NOT IS_NAN(truth_number) AND NOT IS_INF(truth_number)
-         AND truth NOT IN ('true', 'false') END AS ok
-  FROM judged),
-winners AS (
-  SELECT * FROM checked WHERE ok
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, insert_id DESC, k DESC) = 1)"""
+  FROM items AS v LEFT JOIN matched AS m ON v.id = m.id WHERE v.valid)
+SELECT *, CASE
+  WHEN NOT known THEN FALSE
+  WHEN classifier THEN STARTS_WITH(truth, '"') AND TRIM(truth_text) <> ''
+       AND (labels IS NULL OR STRPOS(LOWER(labels), CONCAT('"', LOWER(TRIM(truth_text)), '"')) > 0)
+  ELSE truth_number IS NOT NULL AND NOT IS_NAN(truth_number) AND NOT IS_INF(truth_number)
+       AND truth NOT IN ('true', 'false') END AS ok
+FROM judged"""
+
+# the winners: one per fed-back id, its last good truth (materialised as `winners`)
+WINNERS = """
+SELECT * FROM checked WHERE ok
+QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, insert_id DESC, k DESC) = 1"""
 
 # the window's line counts (lines by their insertId: a line without rows is not counted)
 LINE_COUNTS = """
@@ -101,7 +102,7 @@ SELECT COUNT(DISTINCT IF(event = 'feedback' AND ts > @feedback_from AND model = 
          AS prediction_lines
 FROM logged"""
 
-COUNTS = f"""WITH {_JUDGED}
+COUNTS = """
 SELECT (SELECT feedback_lines FROM line_counts), (SELECT COUNT(*) FROM items),
        (SELECT COUNTIF(valid) FROM items), (SELECT COUNTIF(NOT known) FROM checked),
        (SELECT COUNTIF(known AND NOT ok) FROM checked), (SELECT COUNTIF(ok) FROM checked),
@@ -110,8 +111,8 @@ SELECT (SELECT feedback_lines FROM line_counts), (SELECT COUNT(*) FROM items),
        (SELECT COUNT(id) - COUNT(DISTINCT id) FROM predictions)"""
 
 # per (version, role): the joined rows, and the sums behind accuracy, RMSE, MAE and coverage over all of them
-JOINED_BY_VERSION = f"""WITH {_JUDGED},
-scored AS (
+JOINED_BY_VERSION = """
+WITH scored AS (
   SELECT model_version, role, classifier, interval_low, interval_high, truth_number,
          LOWER(TRIM(JSON_VALUE(truth, '$'))) = LOWER(JSON_VALUE(predicted, '$')) AS hit,
          SAFE_CAST(JSON_VALUE(predicted, '$') AS FLOAT64) - truth_number AS error
@@ -131,17 +132,16 @@ SELECT model_version, role, COUNT(*) - (COUNT(id) - COUNT(DISTINCT id)), COUNT(p
 FROM predictions GROUP BY model_version, role"""
 
 
-def joined_sample_sql(fields: Sequence[str], outputs: bool = True) -> str:
-    """The winners (one row per fed-back id), at most @sample_rows per (version, role), in feedback order;
-    without `outputs`, no times, probabilities or intervals (a retrain learns from the inputs and the truth)."""
-    instance = "".join(f", JSON_QUERY(instance, '$.{json_path(name)}')" for name in fields)
+def joined_sample_sql(outputs: bool = True, limited: bool = True) -> str:
+    """The winners (one row per fed-back id), in feedback order, with their instance; `limited`: at most
+    @sample_rows per (version, role), by hash of id; without `outputs`, no times, probabilities or intervals (a
+    retrain learns from the inputs and the truth)."""
     answers = ("ts, prediction_ts, labels, probabilities, interval_low, interval_high" if outputs
                else "NULL, NULL, labels, NULL, NULL, NULL")
-    return f"""WITH {_JUDGED},
-picked AS (
-  SELECT * FROM winners WHERE TRUE
-  QUALIFY ROW_NUMBER() OVER (PARTITION BY model_version, role ORDER BY FARM_FINGERPRINT(id)) <= @sample_rows)
-SELECT id, model_version, role, predicted, truth, source, {answers}{instance}
+    picked = ("SELECT * FROM winners WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY model_version, role "
+              "ORDER BY FARM_FINGERPRINT(id)) <= @sample_rows") if limited else "SELECT * FROM winners"
+    return f"""WITH picked AS ({picked})
+SELECT id, model_version, role, predicted, truth, source, {answers}, instance
 FROM picked ORDER BY ts, insert_id, k"""
 
 
@@ -149,10 +149,9 @@ SERVED_COUNTS = """
 SELECT COUNT(*) AS served_rows FROM logged WHERE event IN ('prediction', 'prediction_rows') AND model = @model"""
 
 
-def served_sample_sql(fields: Sequence[str], rows: int) -> str:
-    """At most `rows` served rows of the model (the ones whose id hashes lowest): their fields and answer."""
-    instance = "".join(f", JSON_QUERY(instance, '$.{json_path(name)}')" for name in fields)
-    return f"""SELECT predicted{instance} FROM logged
+def served_sample_sql(rows: int) -> str:
+    """At most `rows` served rows of the model (the ones whose id hashes lowest): their answer and instance."""
+    return f"""SELECT predicted, instance FROM logged
 WHERE event IN ('prediction', 'prediction_rows') AND model = @model
 ORDER BY FARM_FINGERPRINT(id), id LIMIT {int(rows)}"""
 
@@ -170,8 +169,8 @@ def served_sample(engine: LogEngine, model: str, fields: Sequence[str], rows: in
     """The model's served rows of the engine's window: at most `rows` of them, picked by a hash of their id."""
     params = {"model": model}
     total = int(engine.rows(SERVED_COUNTS, params)[0][0])
-    sample = [{**dict(zip(fields, map(_loads, values))), "predicted": _loads(predicted)}
-              for predicted, *values in engine.rows(served_sample_sql(fields, rows), params)]
+    sample = [_served_row(fields, predicted, instance)
+              for predicted, instance in engine.rows(served_sample_sql(rows), params)]
     scan = engine.scan()
     window = {"from": engine.since.isoformat(timespec="seconds"), "to": engine.until.isoformat(timespec="seconds"),
               "files": scan.files, "bad_lines": scan.bad_lines, "rows": total, "sampled_rows": len(sample)}
@@ -215,10 +214,11 @@ class _Prediction:
 
 
 def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fields: Sequence[str] = (),
-                  sample_rows: int = SAMPLE_ROWS, segments: Sequence[str] = (), served_rows: int = 0,
+                  sample_rows: int | None = SAMPLE_ROWS, segments: Sequence[str] = (), served_rows: int = 0,
                   outputs: bool = True) -> Joined:
     """The model's feedback after `feedback_from` joined by prediction id to its predictions in the engine's
-    window; joined rows carry the instance's `fields` only. With `served_rows`, the same pass also keeps about
+    window; joined rows carry the instance's `fields` only (`sample_rows` None: every joined row, else at most
+    that many per version and role, by hash of id). With `served_rows`, the same pass also keeps about
     twice that many served rows (hashed) for `served_of` (drift), and per `segments` value the predictions' sums
     for `segment_stats`. Without `outputs`, joined rows carry no times, probabilities or interval (a retrain's:
     the rows become training rows; late and the other counts are still counted)."""
@@ -228,6 +228,8 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
     lines_logged = int(engine.rows("SELECT prediction_lines FROM line_counts")[0][0] or 0)
     ppm = min(1_000_000, -(-2_000_000 * served_rows // max(lines_logged, 1))) if served_rows else 0
     engine.materialize("predictions", predictions_sql(segments), {**params, "sample_ppm": ppm})
+    engine.materialize("checked", CHECKED)
+    engine.materialize("winners", WINNERS)
     (lines, items, valid, unknown, invalid, ok_items, joined, late, other, prediction_lines,
      repeated) = (int(n or 0) for n in engine.rows(COUNTS, params)[0])  # COUNTIF of no rows may be NULL
     by_source = {source: int(n) for source, n in engine.rows(BY_SOURCE, params)}
@@ -241,13 +243,14 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
                   for version, role, n, n_p, s, spread, classifier, labels in engine.rows(PREDICTION_STATS, params))
     rows = []
     labels_of = cache(_labels)  # a handful of label lists, each logged on every line
-    loads = orjson.loads
+    loads, wanted = orjson.loads, tuple(fields)
+    query = joined_sample_sql(outputs, limited=sample_rows is not None)
     for (pid, version, role, predicted_json, truth, source, fb_ts, prediction_ts, labels_json, probabilities, low,
-         high, *values) in engine.rows(joined_sample_sql(fields, outputs), {**params, "sample_rows": sample_rows}):
-        predicted, labels = loads(predicted_json), labels_of(labels_json)
+         high, instance_json) in engine.rows(query, {**params, "sample_rows": sample_rows or 0}):
+        predicted, labels, instance = loads(predicted_json), labels_of(labels_json), loads(instance_json or "{}")
         rows.append(JoinedRow(
             id=pid, model_version=version, role=role,
-            instance={name: loads(v) for name, v in zip(fields, values) if v is not None},
+            instance={name: instance[name] for name in wanted if name in instance} if type(instance) is dict else {},
             predicted=predicted, truth=canonical_truth(_Prediction(predicted, labels), loads(truth)),
             source=source, feedback_time=fb_ts and _utc(fb_ts), prediction_time=prediction_ts and _utc(prediction_ts),
             labels=labels,
@@ -284,11 +287,14 @@ def served_of(engine: LogEngine, version: str, fields: Sequence[str], rows: int)
     with their `fields` and `predicted`."""
     sql = (f"SELECT predicted, instance FROM predictions WHERE sampled AND model_version = @version "
            f"ORDER BY FARM_FINGERPRINT(id), id LIMIT {int(rows)}")
-    out = []
-    for predicted, instance in engine.rows(sql, {"version": version}):
-        values = _loads(instance) or {}
-        out.append({**{name: values.get(name) for name in fields}, "predicted": _loads(predicted)})
-    return out
+    return [_served_row(fields, predicted, instance) for predicted, instance in engine.rows(sql, {"version": version})]
+
+
+def _served_row(fields: Sequence[str], predicted: str | None, instance: str | None) -> dict:
+    """A served row's `fields` (None where not sent) and its `predicted` answer, from their JSON texts."""
+    values = _loads(instance)
+    values = values if isinstance(values, dict) else {}
+    return {**{name: values.get(name) for name in fields}, "predicted": _loads(predicted)}
 
 
 def labelled_rows(joined: Joined, target_name: str, *, id_name: str | None = None) -> list[dict]:

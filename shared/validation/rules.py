@@ -173,15 +173,23 @@ class TargetRule:
 
     target: Target
 
+    @cached_property
+    def _labels(self) -> dict[str, str]:
+        return {label.lower(): label for label in self.target.labels}
+
+    @cached_property
+    def _number(self) -> NumericRule:
+        t = self.target
+        low, high = (t.low, t.high) if t.low is not None else (-math.inf, math.inf)
+        return NumericRule(NumericFeature(t.name, low, high, low, high, unit=t.unit, low_inclusive=t.low_inclusive))
+
     def parse(self, value) -> str | float:
         """The label in its canonical spelling, or the number; Violation otherwise."""
         t = self.target
         if t.task != "regression":
-            level = {label.lower(): label for label in t.labels}.get(value.strip().lower()) \
+            level = self._labels.get(value.strip().lower()) \
                 if isinstance(value, str) and len(value) <= MAX_STRING_CHARS else None
             if level is None:
                 raise Violation(f"must be one of {', '.join(t.labels)} (any case)")
             return level
-        low, high = (t.low, t.high) if t.low is not None else (-math.inf, math.inf)
-        return NumericRule(NumericFeature(t.name, low, high, low, high, unit=t.unit,
-                                          low_inclusive=t.low_inclusive)).parse(value)
+        return self._number.parse(value)

@@ -6,6 +6,7 @@ schemas (function/serving/openapi.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from marshmallow import RAISE, Schema, ValidationError, fields
@@ -59,12 +60,47 @@ def row_schema(contract: FeatureContract) -> Schema:
     return Schema.from_dict(spec, name="Instance")(unknown=RAISE)
 
 
+@lru_cache(maxsize=16)
+def _field_rules(contract: FeatureContract) -> tuple[dict[str, Callable], frozenset[str]]:
+    """Each field's rule (its `parse`, as the schema's field calls it) and the required fields' names."""
+    parsers: dict[str, Callable] = {f.name: NumericRule(f).parse for f in contract.numeric}
+    parsers |= {c.name: CategoryRule(c).parse for c in contract.categorical}
+    parsers |= {p.name: PassthroughRule(p).parse for p in contract.passthrough}
+    required = frozenset(f.name for f in (*contract.numeric, *contract.categorical) if f.required)
+    return parsers, required
+
+
+def _accepted(row: object, parsers: dict[str, Callable], required: frozenset[str]) -> dict | None:
+    """The row as the schema would clean it if every field's rule accepts it at once, else None (ask the schema)."""
+    if not isinstance(row, dict) or not required <= row.keys():
+        return None
+    out = {}
+    try:
+        for name, value in row.items():
+            if value is None:
+                if name in required or name not in parsers:
+                    return None
+                out[name] = None
+            else:
+                out[name] = parsers[name](value)
+    except (KeyError, Violation):
+        return None
+    return out
+
+
 def schema_errors(contract: FeatureContract, rows: list) -> tuple[list[dict], dict[int, dict]]:
     """Validate rows with Marshmallow: (cleaned rows, {row index: {field: [messages]}}); in the cleaned rows a
-    value that means missing is None."""
+    value that means missing is None. A row every field's rule accepts is cleaned by the rules directly, as the
+    schema's fields would (the same verdict, without Marshmallow's cost per row); any other row goes to the schema,
+    which names each bad field."""
     schema = row_schema(contract)
+    parsers, required = _field_rules(contract)
     cleaned, errors = [], {}
     for i, row in enumerate(rows):
+        quick = _accepted(row, parsers, required)
+        if quick is not None:
+            cleaned.append(quick)
+            continue
         try:
             cleaned.append(schema.load(row))
         except ValidationError as exc:

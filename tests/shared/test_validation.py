@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from marshmallow import ValidationError
 
 from shared.contract import CategoricalFeature, FeatureContract, NumericFeature, Target
 from shared.spec import load_spec
@@ -20,7 +21,7 @@ from shared.validation.fast import (
     check_matrix,
 )
 from shared.validation.rules import TargetRule, Violation
-from shared.validation.schema import schema_errors
+from shared.validation.schema import row_schema, schema_errors
 from tests.support.examples import SEED_EXAMPLES
 
 GOOD = dict(SEED_EXAMPLES[0][0])
@@ -83,6 +84,17 @@ def _assert_same(a, b) -> None:
         assert a[1] == b[1]
 
 
+def _marshmallow_only(contract, batch: list) -> tuple[list[dict], dict[int, dict]]:
+    """Every row through the Marshmallow schema itself: what `schema_errors` must return, quick rows or not."""
+    schema, cleaned, errors = row_schema(contract), [], {}
+    for i, row in enumerate(batch):
+        try:
+            cleaned.append(schema.load(row))
+        except ValidationError as exc:
+            errors[i] = exc.messages
+    return cleaned, errors
+
+
 def _agree(contract, batch: list, good: dict, as_columns: bool) -> None:
     """The fast path accepts only what Marshmallow accepts, and the paths encode and warn alike: the fast one,
     the schema's (whose cleaned rows encode the same), and both on values only the schema takes."""
@@ -90,6 +102,7 @@ def _agree(contract, batch: list, good: dict, as_columns: bool) -> None:
         batch = batch + [dict(good) for _ in range(SMALL_BATCH)]
     fast = _fast_path(contract, batch)
     cleaned, errors = schema_errors(contract, batch)
+    assert (cleaned, errors) == _marshmallow_only(contract, batch)  # rows the rules take at once: the same verdict
     if fast is not None:
         assert not errors, f"fast path accepted what Marshmallow rejects: {errors}"
     outcome = _outcome(contract, batch)
