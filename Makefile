@@ -24,7 +24,7 @@ SYSTEM_PACKAGES := chromium wrk
 
 .DEFAULT_GOAL := help
 .PHONY: help serve test system-packages check-system-packages model retrain monitor traffic lint infra-check \
-	reliability bench stages sweep load clean init scale
+	reliability bench stages sweep load clean init scale erase score
 
 help: ## list the targets with one line each
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | \
@@ -83,6 +83,14 @@ retrain: $(VENV)/.installed ## one run of the retraining job for MODEL=name (def
 monitor: $(VENV)/.installed ## live quality from feedback, the canary judged on it, for MODEL=name on the local bucket
 	$(VENV)/bin/python -m retrain_job monitor --store "$(MODEL_STORE)" $(if $(MODEL),--model $(MODEL))
 
+score: $(VENV)/.installed ## score a file: MODEL=name INPUT=file, folder or glob (local or gs://) OUTPUT=folder [VERSION=v] [ID_COLUMNS=a,b] [LOG=1]
+	$(VENV)/bin/python -m retrain_job score --store "$(MODEL_STORE)" --input "$(INPUT)" --output "$(OUTPUT)" \
+		$(if $(MODEL),--model $(MODEL)) $(if $(VERSION),--version $(VERSION)) $(if $(ID_COLUMNS),--id-columns "$(ID_COLUMNS)") \
+		$(if $(LOG),--log)
+
+erase: $(VENV)/.installed ## remove one person's logged rows and feedback: MODEL=name FIELD=field VALUE=value (docs/personal-data.md)
+	$(VENV)/bin/python -m retrain_job erase --store "$(MODEL_STORE)" --model "$(MODEL)" --field "$(FIELD)" --value "$(VALUE)"
+
 init: $(VENV)/.installed ## a new model's spec to review, from CSV=path TARGET=column [NAME=name] [TASK=binary|multiclass|regression]
 	$(VENV)/bin/python -m retrain_job init --csv "$(CSV)" --target "$(TARGET)" $(if $(NAME),--name "$(NAME)") $(if $(TASK),--task "$(TASK)")
 
@@ -134,8 +142,10 @@ reliability: $(VENV)/.installed $(FN_VENV)/.installed ## hostile input, storage 
 scale: $(VENV)/.installed ## the job's log queries at 1 M and 5 M logged rows: monitor, drift report, retrain with feedback (SCALE_ROWS="100000 1000000" for a quick run); writes bench/RESULTS.md
 	$(VENV)/bin/python -m bench.scale $(if $(SCALE_ROWS),--rows $(SCALE_ROWS))
 
-bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed check-system-packages ## ours against the peers in one run; writes bench/RESULTS.md
+bench: $(VENV)/.installed $(FN_VENV)/.installed .venv-peers/.installed .venv-mlserver/.installed check-system-packages ## ours against the peers in one run, then batch scoring against inplace_predict and a shadow's added latency; writes bench/RESULTS.md
 	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.score
+	$(VENV)/bin/python -m bench.shadow
 
 stages: $(FN_VENV)/.installed ## where a request's time goes in process: single requests, batch stages, TreeSHAP
 	$(FN_VENV)/bin/python -m bench.stages

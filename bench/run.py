@@ -440,7 +440,8 @@ def cold_breakdown(server: Server, runs: int = 3) -> dict:
     return result
 
 
-KEPT_SECTIONS = ("## Scale: the job's log queries (make scale)",)  # written by other benchmarks (bench/scale.py)
+# written by other benchmarks (bench/scale.py, bench/score.py, which `make bench` runs next)
+KEPT_SECTIONS = ("## Scale: the job's log queries (make scale)", "## Batch scoring (make score)")
 
 
 def write_results(report: str) -> None:

@@ -34,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from bench.results import RESULTS, write_section
+
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Scale: the job's log queries (make scale)"
 DAYS = 7
 FEEDBACK_SHARE = 0.20  # predictions that get a feedback line
@@ -401,17 +402,6 @@ def report(results: list[dict], argv: list[str], model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    """Replace (or append) this section of RESULTS.md; the other sections stay as they are."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1).rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
@@ -436,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
             shutil.rmtree(result["store"], ignore_errors=True)
         section = report(results, argv, args.model)
         if not args.no_results:  # after every size: a long run stopped half way keeps what it measured
-            write_section(section)
+            write_section(section, SECTION)
             log(f"wrote the section {SECTION!r} of {RESULTS}")
     print("\n" + section)
     if any(r[name]["exit"] != 0 for r in results for name in ("monitor", "retrain")):

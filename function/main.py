@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import functions_framework
 
-from shared.settings import FUNCTION, configure_logging, exit_on_bad_settings
+from shared.logline import log_policies
+from shared.settings import FUNCTION, SettingError, configure_logging, exit_on_bad_settings, exit_on_setting_error
 
 SETTINGS = exit_on_bad_settings("function", FUNCTION)
+try:  # a spec that hashes a field needs the key before the first request is logged
+    log_policies(SETTINGS, SETTINGS.models)
+except SettingError as exc:
+    exit_on_setting_error("function", exc)
 configure_logging(SETTINGS.log_level, structured=True)
 if SETTINGS.tracing:
     import importlib.util

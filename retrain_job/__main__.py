@@ -1,14 +1,23 @@
-"""`python -m retrain_job [run | monitor | promote-canary | rollback-canary | rollback | init]`: the Cloud Run Job's
-command, and the new model's first step.
+"""`python -m retrain_job [run | monitor | promote-canary | rollback-canary | rollback | promote-shadow |
+drop-shadow | init | score | card]`: the Cloud Run Job's command, and the new model's first step.
 
 `run` (the default) trains, gates, publishes and reports one model (`--model`, default the MODEL_NAME
 setting), or every model with a spec (`--all-models`, one summary line each, then one line naming every
 model's decision); the last output line is a JSON summary. The gate's tolerances are the spec's `[gate]`
-unless a `--tol-*` flag or its TOL_* setting says otherwise.
+unless a `--tol-*` flag or its TOL_* setting says otherwise. `--shadow` publishes a passing candidate as the
+shadow (scored beside stable on `--shadow-percent` of live requests, never answering); `--shadow-if-close`
+shadows a rejected candidate the gate finds close (retrain_job/train/gate.py, CLOSE_FACTOR).
+`promote-shadow` makes the shadow stable unless the monitor's latest report measured it worse (`--force`
+promotes it anyway); `drop-shadow` stops shadowing. `promote-canary`, `rollback-canary` and `rollback` move
+the canary and the stable version.
 `monitor` measures each served version's quality from the truth fed back for its predictions, judges a canary
 on those live labels (promote, roll back, or leave it: `--no-canary-decision` and `--dry-run` only report),
 writes the monitor report and the `live_*` metrics (retrain_job/monitor/run.py); `--model` or `--all-models` alike.
 `init --csv PATH --target COLUMN` writes specs/<name>/ from a CSV for review (retrain_job/init.py).
+`score ...` scores files in batch; its flags are its own (`python -m retrain_job score --help`, retrain_job/score/).
+`erase --model M --field F --value V` removes one person's rows and feedback from the logs (retrain_job/erase.py).
+`card [--model NAME | --all-models] [--version V]` writes or refreshes the model cards of the published versions
+(retrain_job/card/cli.py); a run writes them after each publish, the monitor after each report.
 A spec or data problem is reported as its own message (the key, field, rows and what to fix), never as a raw
 library error.
 Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad flag or environment setting
@@ -25,12 +34,21 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from retrain_job.card.cli import main as card_main
 from retrain_job.data.labelled import DataError
 from retrain_job.drift.stats import DriftThresholds
 from retrain_job.init import run_init
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.monitor.run import MonitorOptions, run_monitor
-from retrain_job.publish import PointerRace, resolve_canary, rollback
+from retrain_job.publish import (
+    PointerRace,
+    Published,
+    ShadowRefused,
+    drop_shadow,
+    promote_shadow,
+    resolve_canary,
+    rollback,
+)
 from retrain_job.train.gate import Tolerances
 from retrain_job.train.run import JobOptions, run
 from retrain_job.train.tasks import Task
@@ -39,6 +57,15 @@ from shared.spec import SpecError, spec_names
 from shared.store import Store, open_store
 
 PROG = "python -m retrain_job"
+SCORE = "score"  # batch scoring: its own command line (retrain_job/score/cli.py)
+# the commands that only move the serving pointer, each: store, model, --force -> what the pointer said
+POINTER_COMMANDS: dict[str, Callable[[Store, str, bool], Published]] = {
+    "promote-canary": lambda store, name, force: resolve_canary(store, name, accept=True),
+    "rollback-canary": lambda store, name, force: resolve_canary(store, name, accept=False),
+    "rollback": lambda store, name, force: rollback(store, name),
+    "promote-shadow": lambda store, name, force: promote_shadow(store, name, force=force),
+    "drop-shadow": lambda store, name, force: drop_shadow(store, name),
+}
 # the gate's tolerance flags: set neither a flag nor its setting, and the spec's [gate] value applies
 TOLERANCE_FLAGS = {"tol_accuracy": "TOL_ACCURACY", "tol_macro_f1": "TOL_MACRO_F1", "tol_log_loss": "TOL_LOG_LOSS",
                    "tol_rmse": "TOL_RMSE"}
@@ -50,7 +77,7 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", default="run",
-                   choices=["run", "monitor", "promote-canary", "rollback-canary", "rollback", "init"])
+                   choices=["run", "monitor", *POINTER_COMMANDS, "init"])
     p.add_argument("--store", default=s.model_store,
                    help="gs://bucket/prefix or a local directory (MODEL_STORE)")
     p.add_argument("--model", "--model-name", dest="model", default=s.model_name, choices=spec_names(),
@@ -70,6 +97,14 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
                    help="days of feedback the run learns from (FEEDBACK_DAYS; 0: none; default: --log-days)")
     p.add_argument("--canary-percent", type=float, default=s.canary_percent,
                    help="publish as a canary taking this share of traffic (0: straight to stable)")
+    p.add_argument("--shadow", action="store_true", default=s.shadow,
+                   help="publish a candidate that passes the gate as the shadow, not stable or canary (SHADOW)")
+    p.add_argument("--shadow-if-close", action="store_true", default=s.shadow_if_close,
+                   help="publish a candidate the gate rejects but finds close as the shadow (SHADOW_IF_CLOSE)")
+    p.add_argument("--shadow-percent", type=float, default=s.shadow_percent,
+                   help="share of requests a published shadow scores (SHADOW_PERCENT)")
+    p.add_argument("--force", action="store_true",
+                   help="promote-shadow: promote even a shadow the monitor measured worse than stable")
     p.add_argument("--dry-run", action="store_true", default=s.dry_run,
                    help="train, gate and report; publish nothing")
     p.add_argument("--if-no-model", action="store_true", help="do nothing if a model is already published")
@@ -108,7 +143,8 @@ def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTar
         model_name=args.model, data_prefix=args.data_prefix, log_prefix=args.log_prefix, log_days=args.log_days,
         log_engine=args.log_engine, log_table=args.log_table,
         feedback_days=args.feedback_days,
-        canary_percent=args.canary_percent, dry_run=args.dry_run, if_no_model=args.if_no_model,
+        canary_percent=args.canary_percent, shadow=args.shadow, shadow_if_close=args.shadow_if_close,
+        shadow_percent=args.shadow_percent, dry_run=args.dry_run, if_no_model=args.if_no_model,
         min_labelled_for_review=args.min_labelled_for_review,
         tolerances=Tolerances(args.tol_accuracy, args.tol_macro_f1, args.tol_log_loss, args.tol_rmse),
         thresholds=DriftThresholds(share=args.drift_share, min_rows=args.drift_min_rows),
@@ -209,8 +245,19 @@ def for_every_model(one: Callable[[str], tuple[int, dict]],
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a bad environment setting ends it at once (one line per variable, exit 2)."""
+    argv = sys.argv[1:] if argv is None else argv
     settings = exit_on_bad_settings(PROG, JOB)
-    args = parse_args(sys.argv[1:] if argv is None else argv, settings)
+    if argv[:1] == [SCORE]:
+        from retrain_job.score.cli import main as score  # noqa: PLC0415 - only the score command needs it
+
+        return score(argv[1:])
+    if argv[:1] == ["card"]:
+        return card_main(argv[1:])
+    if argv[:1] == ["erase"]:
+        from retrain_job.erase import main as erase  # noqa: PLC0415 - only the erase command needs it
+
+        return erase(argv[1:])
+    args = parse_args(argv, settings)
     configure_logging(settings.log_level)
     if args.command == "init":
         return run_init(args)
@@ -229,19 +276,22 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, default=str))
         return code
     try:
-        if args.command == "rollback":
-            published = rollback(store, args.model)
-        else:
-            published = resolve_canary(store, args.model, accept=args.command == "promote-canary")
+        published = POINTER_COMMANDS[args.command](store, args.model, args.force)
     except PointerRace as exc:
         print(json.dumps({"decision": "lost-race", "reason": str(exc)}))
         return 0
+    except ShadowRefused as exc:
+        print(json.dumps({"model": args.model, "decision": "refused", "reason": str(exc)}))
+        return 1
     except Exception as exc:
         logging.exception("%s failed", args.command)
         print(json.dumps({"decision": "failed", "error": f"{type(exc).__name__}: {exc}"}))
         return 1
-    print(json.dumps({"model": args.model, "decision": args.command, "before": vars(published.before),
-                      "after": vars(published.after)}, default=str))
+    summary = {"model": args.model, "decision": args.command, "before": vars(published.before),
+               "after": vars(published.after)}
+    if published.verdict is not None:
+        summary["verdict"] = published.verdict
+    print(json.dumps(summary, default=str))
     return 0
 
 

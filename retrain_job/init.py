@@ -35,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 
 from retrain_job.data.labelled import MISSING_TEXT
-from shared.spec import EXAMPLES_FILE, MODEL_NAME, SPEC_FILE, SPECS_DIR, TASKS
+from shared.spec import DROP, EXAMPLES_FILE, HASH, MODEL_NAME, SPEC_FILE, SPECS_DIR, TASKS
 from shared.validation.rules import MAX_STRING_CHARS
 
 PROG = "python -m retrain_job init"
@@ -60,6 +60,17 @@ UNIT_SUFFIXES = {"mm": "mm", "cm": "cm", "km": "km", "g": "g", "kg": "kg", "mg":
 RESERVED = {"instances", "columns", "parameters", "inputs", "id", "probabilities", "probability", "threshold",
             "interval", "extrapolation", "model_version", "fallback", "warnings"}
 SHOWN_LEVELS = 8
+# a passthrough column that looks personal is proposed a log policy (shared/spec.py LOG_POLICIES): an identifier
+# a person may be found by is hashed (erasure finds it; retrain_job/erase.py), anything else dropped
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
+PHONE = re.compile(r"\+?[\d\s().-]{7,20}")
+PHONE_DIGITS = (7, 15)  # digits a phone number has
+PERSONAL_SHARE = 0.5  # values that must look so
+NAME_WORDS = {"name", "firstname", "lastname", "surname", "fullname", "forename", "givenname", "familyname"}
+PHONE_WORDS = {"phone", "mobile", "tel", "telephone", "cell", "fax"}
+PERSON_ID_WORDS = {"customer", "client", "user", "patient", "person", "member", "employee", "account", "applicant"}
+BIRTH_WORDS = {"birth", "dob", "born", "birthday", "birthdate"}
+FREE_TEXT_WORDS = 3  # free text: at least this many words per value on average
 
 
 class InitError(Exception):
@@ -373,6 +384,34 @@ def _classify(header: str, name: str, cells: pd.Series, n_rows: int) -> Column:
     return col
 
 
+def _words(name: str) -> set[str]:
+    return set(name.split("_")) | {name.replace("_", "")}
+
+
+def _phone(value: str) -> bool:
+    return bool(PHONE.fullmatch(value)) and PHONE_DIGITS[0] <= sum(ch.isdigit() for ch in value) <= PHONE_DIGITS[1] \
+        and not DATE.fullmatch(value) and not INTEGER.fullmatch(value)
+
+
+def looks_personal(name: str, values: pd.Series) -> tuple[str, str] | None:
+    """The log policy proposed for a passthrough column that looks personal, and why; None otherwise."""
+    words = _words(name)
+    share = (lambda test: values.map(test).mean()) if len(values) else (lambda test: 0.0)
+    if share(lambda v: bool(EMAIL.fullmatch(v))) >= PERSONAL_SHARE:
+        return HASH, "email addresses"
+    if words & PHONE_WORDS or share(_phone) >= PERSONAL_SHARE:
+        return HASH, "phone numbers"
+    if words & BIRTH_WORDS:
+        return DROP, "dates of birth"
+    if words & NAME_WORDS:
+        return DROP, "names"
+    if words & PERSON_ID_WORDS:
+        return HASH, "a person's identifier"
+    if share(lambda v: len(v.split()) >= FREE_TEXT_WORDS) >= PERSONAL_SHARE:
+        return DROP, "free text"
+    return None
+
+
 def _levels(levels: list[tuple[str, int]]) -> str:
     shown = ", ".join(f"{_q(v)} {n}" for v, n in levels[:SHOWN_LEVELS])
     return shown + (f", ... ({len(levels)} in all)" if len(levels) > SHOWN_LEVELS else "")
@@ -479,6 +518,13 @@ def infer(df: pd.DataFrame, target: str, *, path: Path, name: str, task: str | N
                 f"minority label {_q(positive)} ({counts[positive]} of {n} rows); e.g. \"1\" or \"yes\"")
     others = [h for h in df.columns if h != header]
     plan.columns = [_classify(h, names[h], usable[h], n) for h in others]
+    for c in plan.by_role("passthrough"):
+        proposed = looks_personal(c.name, _present(usable[c.header]).str.strip())
+        if proposed is not None:
+            policy, why = proposed
+            c.settings["log"] = policy
+            c.review.append(f"review: looks personal ({why}): logged {'hashed' if policy == HASH else 'never'}"
+                            + (" (erase a person's rows by it)" if policy == HASH else ""))
     if not plan.by_role("feature"):
         raise InitError(f"{path}: no column can be a feature (every other column is an identifier, a date, text, "
                         "empty or constant)")
@@ -561,8 +607,8 @@ def render_spec(plan: Plan) -> str:
         out += ["", comment(c.note), *(comment(r) for r in c.review), "[[features]]", f"name = {toml_string(c.name)}",
                 f"kind = {toml_string(c.kind)}", *_keys(c.settings)]
     for c in plan.by_role("passthrough"):
-        out += ["", comment(c.note), "[[passthrough]]", f"name = {toml_string(c.name)}",
-                f"kind = {toml_string(c.kind)}", *_keys(c.settings)]
+        out += ["", comment(c.note), *(comment(r) for r in c.review), "[[passthrough]]",
+                f"name = {toml_string(c.name)}", f"kind = {toml_string(c.kind)}", *_keys(c.settings)]
     left = plan.by_role("left_out")
     if left:
         out += ["", comment("left out (neither features nor passthrough): "

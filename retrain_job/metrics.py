@@ -35,6 +35,9 @@ METRIC_NAMES = (
     # per segment value (label `segment` = field=value, at most 10 values per field), and the stable version's drift
     "live_segment_labelled", "live_segment_accuracy", "live_segment_rmse", "live_segment_coverage",
     "live_feature_drift_share", "live_prediction_drift", "live_attribution_drift",
+    # the shadow version (label `version`) beside stable: agreement on the same requests, and the live quality
+    # difference once labels exist
+    "live_shadow_agreement", "live_shadow_quality_difference",
 )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from retrain_job.drift.attribution import prediction_drift
+from retrain_job.drift.logged import as_logged, unjudged
 from retrain_job.drift.stats import DriftThresholds, FeatureDrift, categorical_drift, numeric_drift, share_drifted
 from shared.contract import FeatureContract
 from shared.spec import ModelSpec
@@ -35,7 +36,7 @@ def _numbers(series: pd.Series) -> np.ndarray:
 def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
                  labelled: pd.DataFrame, *, thresholds: DriftThresholds, window: dict,
                  reference_predictions: list | None = None, attribution: dict | None = None,
-                 segments: bool = True) -> dict:
+                 segments: bool = True, hash_key: bytes | None = None) -> dict:
     """Compare reference with current (serving + labelled) feature by feature, and the predictions' distribution.
 
     A numeric feature with fewer than `thresholds.min_rows` current values (an optional input most requests
@@ -43,7 +44,19 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
     `reference_predictions` (the serving version's answers on its holdout) or, without them, with the
     training target. `attribution` (`retrain_job.drift.attribution.attribution_drift`) is reported as given.
     With `segments`, the same report (features and predictions) per value of each of the spec's segment fields.
+    Served rows are compared as logged: the reference and the labelled rows are bucketed and hashed (with
+    `hash_key`) as the spec's log policies say (retrain_job/drift/logged.py); a feature that cannot be is skipped.
     """
+    reference, labelled = as_logged(spec, reference, hash_key), as_logged(spec, labelled, hash_key)
+    return _report(spec, contract, reference, serving, labelled, thresholds=thresholds, window=window,
+                   reference_predictions=reference_predictions, attribution=attribution, segments=segments,
+                   unjudged=unjudged(spec, hash_key))
+
+
+def _report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
+            labelled: pd.DataFrame, *, thresholds: DriftThresholds, window: dict, reference_predictions: list | None,
+            attribution: dict | None, segments: bool, unjudged: dict[str, str]) -> dict:
+    """`build_report` on frames holding values as logged; `unjudged`: the features skipped, with the reason."""
     t = thresholds
     names = contract.field_names
     current = pd.concat([serving.reindex(columns=names), labelled.reindex(columns=names)], ignore_index=True)
@@ -68,7 +81,11 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
         report["message"] = f"{len(current)} current rows; at least {t.min_rows} are needed for a verdict"
         return report
     features: list[FeatureDrift] = []
+    report["skipped_features"] = [{"feature": name, "reason": reason} for name, reason in unjudged.items()
+                                  if name in names]
     for f in contract.numeric:
+        if f.name in unjudged:
+            continue
         ref, cur = _numbers(reference[f.name]), _numbers(current[f.name])
         given = int(np.isfinite(cur).sum())
         if given < t.min_rows:
@@ -77,6 +94,8 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
             continue
         features.append(numeric_drift(f.name, ref, cur, t))
     for c in contract.categorical:
+        if c.name in unjudged:
+            continue
         canonical = {str(v).strip().lower(): str(v) for v in reference[c.name].dropna().unique()}
         features.append(categorical_drift(c.name, _categories(reference[c.name], canonical),
                                           _categories(current[c.name], canonical), t))
@@ -97,7 +116,8 @@ def build_report(spec: ModelSpec, contract: FeatureContract, reference: pd.DataF
             report["prediction_drift"] = {**mix.to_dict(), "reference": source}
     if segments:
         report["segments"] = [part for name in spec.segments for part in
-                              _segment_reports(spec, contract, reference, serving, labelled, t=t, name=name)]
+                              _segment_reports(spec, contract, reference, serving, labelled, t=t, name=name,
+                                               unjudged=unjudged)]
     return report
 
 
@@ -105,16 +125,18 @@ SEGMENT_VALUES = 10  # values of a segment field reported, the most served first
 
 
 def _segment_reports(spec: ModelSpec, contract: FeatureContract, reference: pd.DataFrame, serving: pd.DataFrame,
-                     labelled: pd.DataFrame, *, t: DriftThresholds, name: str) -> list[dict]:
+                     labelled: pd.DataFrame, *, t: DriftThresholds, name: str,
+                     unjudged: dict[str, str]) -> list[dict]:
     """The report's verdicts restricted to each of the most served values of one segment field."""
     if name not in serving or name not in reference:
         return []
     out = []
     for value, served in serving[name].dropna().astype(str).value_counts().head(SEGMENT_VALUES).items():
-        part = build_report(spec, contract, reference[reference[name].astype(str) == value],
-                            serving[serving[name].astype(str) == value],
-                            labelled[labelled[name].astype(str) == value] if name in labelled else labelled.iloc[:0],
-                            thresholds=t, window={}, segments=False)
+        part = _report(spec, contract, reference[reference[name].astype(str) == value],
+                       serving[serving[name].astype(str) == value],
+                       labelled[labelled[name].astype(str) == value] if name in labelled else labelled.iloc[:0],
+                       thresholds=t, window={}, reference_predictions=None, attribution=None, segments=False,
+                       unjudged=unjudged)
         out.append({"field": name, "value": value, "serving_rows": int(served),
                     "reference_rows": part["reference"]["rows"], "status": part["status"],
                     "share_drifted": part["share_drifted"], "drifted_features": part["drifted_features"],
@@ -395,6 +417,7 @@ def render_monitor_html(report: dict) -> str:
 {html.escape(_when(window['to']))}, joined to predictions served since
 {html.escape(_when(window['predictions_from']))}.</p>
 {canary_html}
+{_shadow_html(report.get("shadow"))}
 <div class="cards">{cards}</div>
 <p class="legend">Interval bars: <span style="background:{_CI}"></span>realised 95% interval{cbpe_legend};
 the tick: what the version promised.</p>
@@ -404,6 +427,41 @@ the tick: what the version promised.</p>
 {_segments_html(report.get("segments") or [], classifier)}
 {_drift_html(report.get("drift"))}
 </body></html>"""
+
+
+_SHADOW_STYLE = {"better": "no_drift", "not-worse": "no_drift", "worse": "drift", "undecided": "not_enough_data"}
+
+
+def _interval_text(m: dict | None, digits: str = ".4g") -> str:
+    if not m or m.get("value") is None:
+        return "not measured"
+    return f"{m['value']:{digits}} (95% {m['low']:{digits}} to {m['high']:{digits}}, n={m['n']})"
+
+
+def _shadow_html(shadow: dict | None) -> str:
+    """The pointer's shadow beside stable on the same requests: agreement, paired quality difference, verdict."""
+    if not shadow or shadow.get("version") is None:
+        return ""
+    agreement, quality, drift = shadow.get("agreement"), shadow.get("quality"), shadow.get("prediction_drift")
+    lines = [f"agreement with stable ({html.escape(agreement['metric'].replace('_', ' '))}): "
+             f"{_interval_text(agreement)}" if agreement else "no request scored by both yet"]
+    if quality:
+        if quality["metric"] == "accuracy":
+            lines.append(f"accuracy on {quality['labelled']} labelled requests: shadow {_number(quality['shadow'])}, "
+                         f"stable {_number(quality['answered'])}")
+        else:
+            lines.append(f"RMSE on {quality['labelled']} labelled requests: shadow {_number(quality['shadow_rmse'])}, "
+                         f"stable {_number(quality['answered_rmse'])}; shadow interval coverage "
+                         f"{_number(quality['shadow_coverage'], '.1%')}")
+        lines.append(f"{html.escape(quality['metric'])} difference, shadow minus stable: "
+                     f"{_interval_text(quality['difference'])}")
+    if drift:
+        lines.append(f"drift of its answers ({html.escape(drift['method'])}): {drift['statistic']:.4g}, "
+                     f"{'drift' if drift['drifted'] else 'no drift'}")
+    items = "".join(f"<li>{line}</li>" for line in lines)
+    return (f'<div class="verdict {_SHADOW_STYLE.get(shadow["verdict"], "not_enough_data")}"><b>Shadow '
+            f'{html.escape(shadow["version"])} ({shadow.get("percent") or 0:g}% of requests): '
+            f'{html.escape(shadow["verdict"])}</b>. {html.escape(shadow["evidence"])}<ul>{items}</ul></div>')
 
 
 def _segments_html(segments: list[dict], classifier: bool) -> str:

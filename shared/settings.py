@@ -229,6 +229,26 @@ class Directory:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """Text that is never echoed: a bad value's error line and the settings' repr leave it out."""
+
+    min_chars: int = 32
+
+    @property
+    def accepts(self) -> str:
+        """What the table and the error lines say it accepts."""
+        return f"a secret of at least {self.min_chars} characters (empty: unset)"
+
+    def parse(self, raw: str) -> str | None:
+        """The secret itself (None when empty)."""
+        if not raw.strip():
+            return None
+        if len(raw.strip()) < self.min_chars:
+            raise ValueError("too short")
+        return raw.strip()
+
+
+@dataclass(frozen=True)
 class Setting:
     """One environment variable: what it accepts, who reads it, what it means, its default as documented."""
 
@@ -243,7 +263,8 @@ class Setting:
 def _setting(env: str, kind: Kind, default: Any, read_by: str | tuple[str, ...], meaning: str, *,
              shown: str | None = None) -> Any:
     readers = (read_by,) if isinstance(read_by, str) else read_by
-    return field(default=default, metadata={"setting": Setting(env, kind, readers, meaning, shown)})
+    return field(default=default, repr=not isinstance(kind, Secret),
+                 metadata={"setting": Setting(env, kind, readers, meaning, shown)})
 
 
 _NAME = Text("letters, digits, '.', '_' or '-' (at least one)", r"[A-Za-z0-9._-]+")
@@ -278,6 +299,13 @@ class Settings:
     log_table: str | None = _setting("LOG_TABLE", _OPTIONAL, None, JOB,
                                      "the BigQuery sink table, `project.dataset.run_googleapis_com_stdout` "
                                      "(with `LOG_ENGINE=BIGQUERY`)")
+    log_hash_key: str | None = _setting("LOG_HASH_KEY", Secret(), None, BOTH,
+                                        "the key fields with `log = \"hash\"` are logged with (HMAC-SHA256); on GCP "
+                                        "a Secret Manager secret (terraform/README.md); never in the repository")
+    log_hash_key_file: str | None = _setting("LOG_HASH_KEY_FILE", _OPTIONAL, None, BOTH,
+                                             "a file holding that key, when `LOG_HASH_KEY` is unset (a mounted "
+                                             "secret); with a local store, generated there on first use",
+                                             shown="unset: `_secrets/log-hash-key` under a local `MODEL_STORE`")
     log_level: str = _setting("LOG_LEVEL", Choice(LOG_LEVELS), "INFO", BOTH,
                               "the least severe Python log records written to stderr")
     # the function
@@ -317,6 +345,9 @@ class Settings:
     threads: int | None = _setting("THREADS", Integer(1), None, FUNCTION,
                                    "threads per gunicorn worker (Functions Framework reads it; checked here first)",
                                    shown="unset: Functions Framework's, 4 per CPU")
+    shadow_queue: int = _setting("SHADOW_QUEUE", Integer(1), 256, FUNCTION,
+                                 "requests a worker keeps waiting for the shadow version to score them, off the "
+                                 "request path; beyond it shadow work is dropped (counted in `/health`)")
     tracing: bool = _setting("TRACING", Boolean(), False, FUNCTION,
                              "OpenTelemetry spans per request stage, exported to Cloud Trace (install the `tracing` "
                              "extra); off: OpenTelemetry is never imported")
@@ -331,6 +362,15 @@ class Settings:
     canary_percent: float = _setting("CANARY_PERCENT", Number(0, 100, hi_open=True), 0.0, JOB,
                                      "publish as a model canary taking this share of traffic; 0: straight to stable "
                                      "(`--canary-percent`)")
+    shadow: bool = _setting("SHADOW", Boolean(), False, JOB,
+                            "publish a candidate that passes the gate as the shadow, scored beside stable on live "
+                            "requests but never answering, instead of as stable or canary (`--shadow`)")
+    shadow_if_close: bool = _setting("SHADOW_IF_CLOSE", Boolean(), False, JOB,
+                                     "publish a candidate the gate rejects but finds close (within `CLOSE_FACTOR` "
+                                     "times every tolerance against stable, retrain_job/train/gate.py) as the "
+                                     "shadow (`--shadow-if-close`)")
+    shadow_percent: float = _setting("SHADOW_PERCENT", Number(0, 100, lo_open=True), 100.0, JOB,
+                                     "share of requests a published shadow scores (`--shadow-percent`)")
     dry_run: bool = _setting("DRY_RUN", Boolean(), False, JOB, "train, gate and report; publish nothing (`--dry-run`)")
     tol_accuracy: float | None = _setting("TOL_ACCURACY", Number(0), None, JOB,
                                           "how much lower than stable's a classifier's accuracy may be "
@@ -399,7 +439,7 @@ class Settings:
             try:
                 values[f.name] = s.kind.parse(raw)
             except ValueError:
-                problems.append(f"{s.env}={_quoted(raw)}: expected {s.kind.accepts}")
+                problems.append(f"{s.env}={_shown_value(s, raw)}: expected {s.kind.accepts}")
         count_ok = "task_count" in values or "CLOUD_RUN_TASK_COUNT" not in environ
         if "task_index" in values and count_ok and values["task_index"] >= values.get("task_count", 1):
             problems.append(f"CLOUD_RUN_TASK_INDEX={_quoted(environ['CLOUD_RUN_TASK_INDEX'])}: expected an integer "
@@ -433,8 +473,12 @@ def read_setting(env: str, environ: Mapping[str, str] = os.environ) -> Any:
             try:
                 return s.kind.parse(environ[env])
             except ValueError:
-                raise SettingError([f"{env}={_quoted(environ[env])}: expected {s.kind.accepts}"]) from None
+                raise SettingError([f"{env}={_shown_value(s, environ[env])}: expected {s.kind.accepts}"]) from None
     raise KeyError(f"{env} is not declared in shared/settings.py")
+
+
+def _shown_value(s: Setting, raw: str) -> str:
+    return "(hidden)" if isinstance(s.kind, Secret) else _quoted(raw)
 
 
 def _quoted(raw: str, limit: int = 60) -> str:
@@ -483,9 +527,14 @@ def exit_on_bad_settings(prog: str, reader: str, environ: Mapping[str, str] = os
     try:
         return Settings.from_env(environ, reader=reader)
     except SettingError as exc:
-        sys.stderr.write("".join(f"{prog}: bad setting {line}\n" for line in exc.problems))
-        sys.stderr.flush()
-        raise SystemExit(2) from None
+        exit_on_setting_error(prog, exc)
+
+
+def exit_on_setting_error(prog: str, exc: SettingError) -> None:
+    """One line per problem on stderr, then exit status 2 (no traceback)."""
+    sys.stderr.write("".join(f"{prog}: bad setting {line}\n" for line in exc.problems))
+    sys.stderr.flush()
+    raise SystemExit(2) from None
 
 
 def configure_logging(level: str, structured: bool = False) -> None:

@@ -2,7 +2,8 @@
 
 A spec names the task, the target, the features with their units, physical bounds and policies, the
 fields accepted but not used, the data file and its checksum, the holdout, the gate and the search
-space. The contract in each bundle is derived from a spec and its training data (`shared.contract`).
+space, and what its model card says of its purpose. The contract in each bundle is derived from a spec and its
+training data (`shared.contract`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ GATE_EXTRAS = {"multiclass": ("accuracy_tolerance", "macro_f1_tolerance", "accur
 STRATEGIES = ("plain", "log_baseline")  # how a regressor is built (retrain_job.train.regression)
 THRESHOLD_RULES = ("best_f1", "fixed", "min_precision", "min_recall")  # how a binary model's threshold is chosen
 BAD_ROWS = ("reject", "drop")  # what a bad row of the training data does: refuse the data set, or drop the row
+# what a field's value becomes in the log lines (shared.logline.LogPolicy applies it)
+KEEP, HASH, BUCKET, DROP = "keep", "hash", "bucket", "drop"
+LOG_POLICIES = (KEEP, HASH, BUCKET, DROP)
 # XGBoost training parameters a [search] grid may vary (each key a list of values to cross-validate)
 SEARCH_KEYS = {"num_boost_round": int, "max_depth": int, "eta": float, "min_child_weight": float,
                "subsample": float, "colsample_bytree": float, "lambda": float, "alpha": float, "gamma": float,
@@ -39,16 +43,18 @@ DEFAULT_SEARCH = {"max_depth": (3, 4, 6), "num_boost_round": (100, 300), "eta": 
 # every key each part of a spec may hold: anything else is a typo, named with these
 KEYS = {
     "spec": ("name", "title", "description", "task", "default", "target", "threshold", "features", "passthrough",
-             "data", "holdout", "gate", "search", "regression", "segments"),
+             "data", "holdout", "gate", "search", "regression", "segments", "card", "retrain"),
     "target": ("name", "labels", "positive", "unit", "bounds", "low_inclusive", "interval"),
     "threshold": ("rule", "value"),
     "feature": ("name", "kind", "required", "unit", "bounds", "low_inclusive", "other_units", "unseen", "strip",
-                "missing_values"),
-    "passthrough": ("name", "kind", "bounds"),
-    "data": ("file", "sha256", "columns", "required", "bad_rows", "max_bad_share"),
+                "missing_values", "log", "bucket_width"),
+    "passthrough": ("name", "kind", "bounds", "log", "bucket_width"),
+    "data": ("file", "sha256", "columns", "required", "bad_rows", "max_bad_share", "source", "licence", "period"),
     "holdout": ("fraction", "stratify", "group_by"),
     "regression": ("strategy", "regimes", "group", "min_level_rows"),
     "regime": ("name", "needs", "baseline"),
+    "card": ("intended_use", "out_of_scope", "owners", "limitations"),
+    "retrain": ("from_feedback",),
 }
 RESERVED_REGIME = "all"  # the name of a classifier's single member (shared.bundle.ALL_ROWS)
 _REGIME_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -82,6 +88,8 @@ class FeatureSpec:
     strip: bool = False  # categorical: ignore surrounding whitespace (case is always ignored)
     low_inclusive: bool = False  # numeric: the low bound is a possible value (the high one always is)
     missing_values: tuple[float | str, ...] = ()  # values that mean "not measured": served and trained as missing
+    log: str = KEEP  # what its value becomes in the log lines: one of LOG_POLICIES
+    bucket_width: float | None = None  # with log = "bucket": the width of the bins, counted from 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,15 @@ class PassthroughSpec:
     name: str
     kind: str
     bounds: tuple[int, int] | None = None
+    log: str = KEEP
+    bucket_width: float | None = None
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """How retraining may use what was served: `from_feedback` joins feedback to the logged inputs."""
+
+    from_feedback: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,6 +141,19 @@ class DataSpec:
     required: tuple[str, ...] = ()
     bad_rows: str = "reject"  # a row breaking a rule: "reject" the data set, or "drop" the row
     max_bad_share: float = 0.0  # with "drop": refuse the data set when more than this share of rows is bad
+    source: str = ""  # where the file comes from, in words ("" when the spec does not say)
+    licence: str = ""  # the licence the file is used under ("" when the spec does not say)
+    period: str = ""  # the field whose first and last value the manifest records as the data's date range
+
+
+@dataclass(frozen=True)
+class CardSpec:
+    """What the owners say of a model's purpose, for its model card; empty when the spec does not say."""
+
+    intended_use: str = ""
+    out_of_scope: tuple[str, ...] = ()
+    owners: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()  # known limits in the owners' words, beside those the card measures
 
 
 @dataclass(frozen=True)
@@ -189,6 +219,13 @@ class ModelSpec:
     regression: RegressionSpec | None = None
     threshold: ThresholdSpec | None = None  # binary only
     segments: tuple[str, ...] = ()  # fields whose values live quality and drift are also reported per
+    card: CardSpec = CardSpec()
+    retrain: RetrainSpec = RetrainSpec()
+
+    @property
+    def log_policies(self) -> dict[str, tuple[str, float | None]]:
+        """Each field logged otherwise than as sent: its policy and bucket width (an all-keep spec: empty)."""
+        return {f.name: (f.log, f.bucket_width) for f in (*self.features, *self.passthrough) if f.log != KEEP}
 
     @property
     def is_classifier(self) -> bool:
@@ -277,7 +314,39 @@ def _feature(raw: dict, where: str) -> FeatureSpec:
     values = tuple(float(v) for v in missing) if kind == "numeric" else tuple(missing)
     return FeatureSpec(str(raw["name"]), kind, required, str(raw.get("unit", "")), bounds, others, unseen,
                        _flag(raw.get("strip", kind == "categorical" and unseen == "missing"), f"{where} strip"),
-                       _flag(raw.get("low_inclusive", False), f"{where} low_inclusive"), values)
+                       _flag(raw.get("low_inclusive", False), f"{where} low_inclusive"), values,
+                       *_log(raw, kind == "numeric", where))
+
+
+def _log(raw: dict, numeric: bool, where: str) -> tuple[str, float | None]:
+    """A field's log policy and bucket width: a bucket needs a number field and a width above 0."""
+    policy = raw.get("log", KEEP)
+    if policy not in LOG_POLICIES:
+        raise SpecError(f"{where} log: must be one of {', '.join(LOG_POLICIES)}, not {policy!r}")
+    if policy != BUCKET:
+        if "bucket_width" in raw:
+            raise SpecError(f"{where} bucket_width: only a field with log = \"bucket\" has a bucket width")
+        return policy, None
+    if not numeric:
+        raise SpecError(f"{where} log: only a numeric feature or an integer passthrough field can be bucketed")
+    if "bucket_width" not in raw:
+        raise SpecError(f"{where} bucket_width: log = \"bucket\" needs the width of its bins (a number above 0)")
+    width = _number(raw["bucket_width"], f"{where} bucket_width")
+    if not width > 0:
+        raise SpecError(f"{where} bucket_width: must be above 0, not {width}")
+    return policy, width
+
+
+def _text(value, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SpecError(f"{where}: must be a non-empty string, not {value!r}")
+    return value.strip()
+
+
+def _texts(value, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise SpecError(f"{where}: must be a list of non-empty strings, not {value!r}")
+    return tuple(_text(v, where) for v in value)
 
 
 def _names(value, where: str) -> tuple[str, ...]:
@@ -357,8 +426,19 @@ def _data(raw: dict, where: str) -> DataSpec:
     columns = raw.get("columns", {})
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise SpecError(f"{here} columns: a table of 'header in the file' = \"field name\"")
+    words = {key: _text(raw[key], f"{here} {key}") for key in ("source", "licence", "period") if key in raw}
     return DataSpec(str(raw["file"]), str(raw["sha256"]), dict(columns), _names(raw.get("required", []),
-                    f"{here} required"), bad_rows, share)
+                    f"{here} required"), bad_rows, share, **words)
+
+
+def _card(raw: object, where: str) -> CardSpec:
+    """The [card] section: the intended use, out-of-scope uses, owners and stated limitations, each optional."""
+    here = f"{where} [card]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{here}: must be a table of {', '.join(KEYS['card'])}")
+    _known(raw, "card", here)
+    return CardSpec(**{key: (_text if key == "intended_use" else _texts)(value, f"{here} {key}")
+                       for key, value in raw.items()})
 
 
 def _holdout(raw: dict, task: str, where: str) -> HoldoutSpec:
@@ -488,7 +568,30 @@ def _passthrough(raw: dict, where: str) -> PassthroughSpec:
     if "bounds" in raw:
         low, high = _pair(raw["bounds"], f"{where} bounds")
         bounds = (int(low), int(high))
-    return PassthroughSpec(str(raw["name"]), kind, bounds)
+    return PassthroughSpec(str(raw["name"]), kind, bounds, *_log(raw, kind == "integer", where))
+
+
+def _retrain(raw: object, where: str) -> RetrainSpec:
+    """The [retrain] section: whether retraining learns from feedback joined to the logged inputs."""
+    here = f"{where} [retrain]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{here}: must be a table of {', '.join(KEYS['retrain'])}")
+    _known(raw, "retrain", here)
+    return RetrainSpec(_flag(raw.get("from_feedback", True), f"{here} from_feedback"))
+
+
+def _check_logged(spec: ModelSpec, where: str) -> None:
+    """SpecError unless what the log lines keep is enough for what reads them: retraining from feedback learns
+    from the logged features as they are, and segments and holdout groups need their values."""
+    for f in spec.features:
+        if f.log != KEEP and spec.retrain.from_feedback:
+            raise SpecError(f"{where} feature {f.name!r} log: retraining from feedback learns from the logged "
+                            f"features, which would not hold {f.name!r} as sent (log = {f.log!r}); log it as "
+                            f"\"keep\", or say [retrain] from_feedback = false")
+    policies = spec.log_policies
+    for name in (*spec.segments, *(spec.holdout.group_by if spec.retrain.from_feedback else ())):
+        if policies.get(name, (KEEP,))[0] == DROP:
+            raise SpecError(f"{where} {name!r} log: a segment or holdout group field must be logged; it is dropped")
 
 
 def _segments(raw: object, features: tuple[FeatureSpec, ...], passthrough: tuple[PassthroughSpec, ...],
@@ -536,15 +639,20 @@ def parse_spec(raw: dict, folder: Path) -> ModelSpec:
         holdout = _holdout(raw.get("holdout", {}), task, where)
         gate = _gate(raw["gate"], task, where)
         search = _search(raw.get("search"), where)
-        unknown_fields = sorted({*holdout.group_by, *data.required} - {*names, target.name})
+        unknown_fields = sorted({*holdout.group_by, *data.required, *([data.period] if data.period else [])}
+                                - {*names, target.name})
         if unknown_fields:
-            raise SpecError(f"{where}: [holdout] group_by or [data] required name unknown field(s) {unknown_fields}")
+            raise SpecError(f"{where}: [holdout] group_by, [data] required or [data] period name unknown field(s) "
+                            f"{unknown_fields}")
         regression = _regression(raw.get("regression"), task, features, target, where)
         threshold = _threshold(raw.get("threshold"), task, where)
         segments = _segments(raw.get("segments", []), features, passthrough, where)
-        return ModelSpec(str(raw["name"]), str(raw.get("title", raw["name"])), str(raw.get("description", "")),
+        card = _card(raw.get("card", {}), where)
+        spec = ModelSpec(str(raw["name"]), str(raw.get("title", raw["name"])), str(raw.get("description", "")),
                          task, target, features, passthrough, data, holdout, gate, search, folder, regression,
-                         threshold, segments)
+                         threshold, segments, card, _retrain(raw.get("retrain", {}), where))
+        _check_logged(spec, where)
+        return spec
     except KeyError as exc:
         raise SpecError(f"{where}: missing {exc.args[0]!r}") from None
     except (TypeError, ValueError, AttributeError) as exc:

@@ -74,3 +74,17 @@ resource "google_project_iam_member" "job_runs_queries" {
   role    = "roles/bigquery.jobUser"
   member  = "serviceAccount:${google_service_account.job.email}"
 }
+
+# The log hash key (LOG_HASH_KEY): the functions hash with it, the job hashes an erased id with it. Granted on the
+# project with a condition naming the one secret (the schema this repository validates against has no per-secret
+# IAM resource).
+resource "google_project_iam_member" "reads_log_hash_key" {
+  for_each = var.log_hash_key_secret == "" ? {} : { function = google_service_account.function.email, job = google_service_account.job.email }
+  project  = var.project_id
+  role     = "roles/secretmanager.secretAccessor"
+  member   = "serviceAccount:${each.value}"
+  condition {
+    title      = "log-hash-key-only"
+    expression = "resource.name.startsWith(\"projects/${data.google_project.this.number}/secrets/${var.log_hash_key_secret}\")"
+  }
+}

@@ -14,6 +14,7 @@ module "model" {
 
   model_store         = "gs://${google_storage_bucket.models.name}"
   log_table           = local.log_table
+  log_hash_key_secret = var.log_hash_key_secret
   source_location     = "gs://${google_storage_bucket.models.name}/${var.function_source_object}"
   function_base_image = var.function_base_image
   revision_suffix     = var.revision_suffix

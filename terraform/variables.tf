@@ -344,6 +344,16 @@ variable "log_retention_days" {
   }
 }
 
+variable "log_hash_key_secret" {
+  description = "The Secret Manager secret (its id, in this project) holding the key that fields with log = \"hash\" are logged with (LOG_HASH_KEY of the functions and jobs). Create it and its first version outside Terraform, so the key is never in the state: terraform/README.md, \"Personal data in the logs\". Empty: no key (a spec that hashes a field then stops the function at start-up)."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.log_hash_key_secret == "" || can(regex("^[A-Za-z0-9_-]{1,255}$", var.log_hash_key_secret))
+    error_message = "log_hash_key_secret must be a secret id: letters, digits, '_' or '-'."
+  }
+}
+
 variable "noncurrent_retention_days" {
   description = "Days overwritten or deleted object versions (old pointers, retired bundles) are kept."
   type        = number

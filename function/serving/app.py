@@ -22,7 +22,6 @@ import traceback
 import zlib
 from dataclasses import dataclass, field
 
-import numpy as np
 import orjson
 from werkzeug.wrappers import Request, Response
 
@@ -30,27 +29,16 @@ from function.serving import v1, v2
 from function.serving.dataplane import REQUEST_ID_PATTERN, REQUEST_ID_RULE, DataPlane, Inference, Timings
 from function.serving.errors import ApiError
 from function.serving.loader import Registry
-from function.serving.logs import CONTINUED, RequestLog
+from function.serving.logs import CONTINUED, CONTINUED_FIELDS, RequestLog, inference_rows
+from function.serving.shadow import ShadowScorer, ShadowWork
 from function.serving.tracing import TraceContext, Tracer, trace_context
 from shared.logline import FeedbackRows, PredictionRows
-from shared.predictor import Estimates
 from shared.settings import Settings
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _JSON_TYPE = (("Content-Type", "application/json"),)
 _BINARY_TYPE = (("Content-Type", "application/octet-stream"),)
 CLOSE = {"Connection": "close"}  # on answers that leave a body unread or broken: the connection is not reused
-LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
-# what a large batch's later log entries repeat, so each can be joined and read on its own
-CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "threshold", "source")
-
-
-def _chosen(probabilities: list | np.ndarray, predicted: list[str], labels: tuple[str, ...]) -> list | np.ndarray:
-    """Each row's probability of its predicted label (CBPE's confidence, read by the monitor in SQL)."""
-    index = {label: i for i, label in enumerate(labels)}
-    if isinstance(probabilities, np.ndarray):
-        return probabilities[np.arange(len(predicted)), [index[p] for p in predicted]]
-    return [row[index[p]] for row, p in zip(probabilities, predicted)]
 
 
 @dataclass(slots=True)
@@ -65,6 +53,7 @@ class Call:
     started: float
     log_fields: dict = field(default_factory=dict)
     logged_rows: PredictionRows | FeedbackRows | None = None  # every row, logged as `data` (RequestLog.emit)
+    shadow: ShadowWork | None = None  # the answered request, for the shadow version to score once it is logged
 
     @property
     def method(self) -> str:
@@ -142,24 +131,20 @@ class Call:
         """What the prediction log lines say about an answered inference: every row's inputs (`inputs`:
         `{"instances": rows}` or `{"columns": {field: values}}`), prediction (a binary classifier's decided by
         its `threshold`, logged beside its `labels`), and probabilities, or interval and extrapolation flag."""
-        choice, model, out = inference.choice, inference.model, inference.outputs
+        choice, model = inference.choice, inference.model
         self.log_fields.update(model=model.name, model_version=model.version, role=choice.role,
                                fallback=choice.fallback, rows=inference.rows,
                                prediction=str(predicted[0]) if single else "batch",
                                out_of_range=sum(1 for w in inference.warnings if w))
-        if isinstance(out, Estimates):
-            flags = out.extrapolation  # as the evaluator made them: a bool array for a large batch
-            self.logged_rows = PredictionRows(self.request_id, inputs, predicted, intervals=out.intervals(),
-                                              extrapolation=flags if flags is not None else out.flags())
-        else:
-            self.log_fields["labels"] = model.labels
-            if out.threshold is not None:
-                self.log_fields["threshold"] = out.threshold
-            probabilities = out.rows if out.rows is not None else np.round(out.array, LOGGED_DIGITS)
-            self.logged_rows = PredictionRows(self.request_id, inputs, predicted, probabilities=probabilities,
-                                              probability=_chosen(probabilities, predicted, model.labels))
+        fields, self.logged_rows = inference_rows(model, inference.outputs, self.request_id, predicted, inputs)
+        if fields:
+            self.log_fields.update(fields)
         if choice.cold:
             self.log_fields["cold"] = True
+        shadow = inference.shadow
+        if shadow is not None:
+            shadow.logged = inputs
+            self.shadow = shadow
 
 
 # Content-Types an Open Inference Protocol body may come with besides JSON: none (tritonclient's), curl's `-d`
@@ -236,6 +221,7 @@ class ServingApp:
         self.settings = settings
         self.dataplane = DataPlane(settings, registry)
         self.request_log = request_log
+        self.shadow = ShadowScorer(request_log, settings.shadow_queue, DataPlane.validate)
         self.tracer = tracer
         self.v1 = v1.Handler(self.dataplane, settings)
         self.v2 = v2.Handler(self.dataplane, settings)
@@ -283,11 +269,14 @@ class ServingApp:
             call.log_fields.update(error="internal error", exception=f"{type(exc).__name__}: {exc}"[:1000],
                                    stack_trace="".join(traceback.format_exception(exc))[-8000:])
         start = time.perf_counter()
-        payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        if isinstance(body, v1.Page):  # a page for people (a model card): its own bytes and type
+            payload, kind = body.content, (("Content-Type", body.content_type),)
+        else:
+            payload = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+            # headers as a list with the Content-Type in it: werkzeug then skips its mimetype handling; an OIP
+            # answer with binary tensor data (a JSON header, then raw bytes) is octet-stream, as the extension says
+            kind = _BINARY_TYPE if isinstance(body, orjson.Fragment) else _JSON_TYPE
         call.timings.add("format", start)
-        # headers as a list with the Content-Type in it: werkzeug then skips its mimetype handling; an OIP answer
-        # with binary tensor data (a JSON header, then raw bytes) is octet-stream, as the extension says
-        kind = _BINARY_TYPE if isinstance(body, orjson.Fragment) else _JSON_TYPE
         response = Response(payload, status, [*kind, (REQUEST_ID_HEADER, call.request_id), *headers.items()])
         self._log(call, status, len(payload))
         return response
@@ -313,6 +302,8 @@ class ServingApp:
             entry.update(trace.log_fields(self._trace_project))
         self.request_log.emit(entry, call.logged_rows, CONTINUED_FIELDS,
                               continued_event=None if event == "feedback" else CONTINUED)
+        if call.shadow is not None and status < 300:
+            self.shadow.submit(call.shadow)
         if self.tracer is not None:
             self.tracer.record(call.method, call.path, status, call.request_id, caller=trace, started=call.started,
                                timings=call.timings)

@@ -21,6 +21,7 @@ import numpy as np
 
 from function.serving.errors import ApiError
 from function.serving.loader import Choice, ModelLoader, NoModel, Registry
+from function.serving.shadow import ShadowWork
 from shared.model import ServingModel
 from shared.predictor import Estimates, Probabilities
 from shared.settings import Settings
@@ -126,6 +127,7 @@ class Inference:
     warnings: list
     explanation: object | None  # shared.explain.Explanation when asked for
     request_id: str
+    shadow: ShadowWork | None = None  # set when the shadow version is to score this request too
 
     @property
     def rows(self) -> int:
@@ -179,7 +181,7 @@ class DataPlane:
         choice = self.choose(request.model, zlib.crc32(request.routing_key) % CANARY_BUCKETS, request.version)
         model = choice.model
         try:
-            batch = self._validate(model, request.inputs)
+            batch = self.validate(model, request.inputs)
         except ApiError as exc:  # a bad request that loaded the model still says so
             if choice.cold:
                 exc.headers = {**exc.headers, **COLD_HEADERS}
@@ -200,7 +202,12 @@ class DataPlane:
             finally:
                 self._explain_slots.release()
             timings.add("explain", start)
-        return Inference(model, choice, outputs, batch.warnings, explanation, request.request_id)
+        shadow = None
+        if request.version is None:
+            chosen = self.registry.get(request.model).shadow_model(request.request_id)
+            if chosen is not None and chosen[0].version != model.version:
+                shadow = ShadowWork(chosen[0], chosen[1], model, batch, request.inputs, request.request_id)
+        return Inference(model, choice, outputs, batch.warnings, explanation, request.request_id, shadow)
 
     def _check_explain_rows(self, inputs: Rows | Columns | Encoded) -> None:
         """413 naming MAX_EXPLAIN_ROWS when a request asks to explain more rows than that."""
@@ -216,7 +223,8 @@ class DataPlane:
                                 "send them in smaller batches")
 
     @staticmethod
-    def _validate(model: ServingModel, inputs: Rows | Columns | Encoded) -> FeatureBatch:
+    def validate(model: ServingModel, inputs: Rows | Columns | Encoded) -> FeatureBatch:
+        """The inputs checked against the model's contract; InvalidInput (or a 400 for a tensor's shape)."""
         try:
             if isinstance(inputs, Rows):
                 return build_batch(model.contract, inputs.rows)

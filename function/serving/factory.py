@@ -9,6 +9,7 @@ from pathlib import Path
 from function.serving.app import ServingApp
 from function.serving.loader import Registry
 from function.serving.logs import LocalSink, RequestLog
+from shared.logline import log_policies
 from shared.settings import FUNCTION, Settings
 
 # Large batches keep tens of thousands of dicts and lists alive until their response is written. At CPython's
@@ -31,7 +32,7 @@ def build_app(settings: Settings) -> ServingApp:
 
         tracer = Tracer(settings.google_cloud_project)
         atexit.register(tracer.shutdown)
-    return ServingApp(settings, Registry(settings), RequestLog(sink), tracer)
+    return ServingApp(settings, Registry(settings), RequestLog(sink, log_policies(settings, settings.models)), tracer)
 
 
 def tune_gc() -> None:

@@ -1,9 +1,13 @@
-"""Which model answers a request: lazy, thread-safe loading, pointer refresh, canary split, fallbacks.
+"""Which model answers a request: lazy, thread-safe loading, pointer refresh, canary split, fallbacks, shadow.
 
 The first request loads the bundle the pointer names (concurrent first requests wait for that one load).
 Afterwards the pointer is re-read at most every `pointer_ttl_s`; one thread refreshes while the others
 keep answering from the model in hand, so a promotion never fails a request. The fallback chain is the
 pointer's stable version, then its previous versions newest first, then the model shipped in the code.
+
+The pointer's shadow is loaded like its canary, but never answers: `shadow_model` names it for the requests of
+its share, which the shadow worker (function/serving/shadow.py) scores again after they are answered. A shadow
+that cannot be loaded is reported by `status` (and tried again at every pointer check), never raised.
 
 Request threads read the serving state without a lock, so it is never changed in place: a refresh builds
 a new immutable `_State` and publishes it with one reference assignment. A request sees the state from
@@ -14,17 +18,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from shared.bundle import CorruptBundle, read_bundle
+from function.serving.shadow import ShadowStats
+from shared.bundle import CorruptBundle, models_prefix, read_bundle
 from shared.model import ServingModel, load_model
 from shared.pointer import ServingPointer, read_pointer
 from shared.settings import Settings
 from shared.store import LocalStore, NotFound, Store, StoreUnavailable, open_store
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "shipped_model"
+SHADOW_BUCKETS = 10_000  # a request's shadow key (a hash of its id) falls in [0, SHADOW_BUCKETS)
 log = logging.getLogger(__name__)
 
 
@@ -56,10 +63,14 @@ class _State:
     storage_error: str | None = None
     failures: int = 0
     served: tuple[str, ...] = ()  # every version a request may pin: stable, canary, then the kept fallbacks
+    shadow: ServingModel | None = None  # loaded; None when the pointer names none or it could not be loaded
+    shadow_percent: float = 0.0
+    shadow_stats: ShadowStats | None = None  # set whenever the pointer names a shadow, loaded or not
+    shadow_error: str | None = None  # why the named shadow could not be loaded
 
     def store_models(self) -> dict[str, ServingModel]:
         """A new dict of the loaded store versions in hand, so a refresh need not load them again."""
-        return {m.version: m for m in (self.stable, self.canary) if m is not None and m.source == "store"}
+        return {m.version: m for m in (self.stable, self.canary, self.shadow) if m is not None and m.source == "store"}
 
 
 class ModelLoader:
@@ -89,6 +100,25 @@ class ModelLoader:
         if state.canary is not None and key < state.canary_percent * 100:
             return Choice(state.canary, False, "canary", cold)
         return Choice(state.stable, state.stable_role != "stable", state.stable_role, cold)
+
+    def shadow_model(self, request_id: str) -> tuple[ServingModel, ShadowStats] | None:
+        """The shadow version (and its counters) when it is to score this request too: its share of requests,
+        chosen by a hash of the request's id; None without a loaded shadow."""
+        state = self._state
+        shadow = state.shadow if state is not None else None
+        if shadow is None:
+            return None
+        percent = state.shadow_percent
+        if percent < 100 and zlib.crc32(request_id.encode()) % SHADOW_BUCKETS >= percent * 100:
+            return None
+        return shadow, state.shadow_stats
+
+    def read_beside(self, version: str, filename: str) -> bytes:
+        """A file of a version's folder in the store that is not part of its bundle (its model card); NotFound or
+        StoreUnavailable."""
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store.read(f"{models_prefix(self.name)}{version}/{filename}")[0]
 
     def versions(self) -> list[str]:
         """The versions a request may pin (stable, canary, kept fallbacks); empty before the first load."""
@@ -124,9 +154,20 @@ class ModelLoader:
             "fallback": state.stable_role != "stable",
             "serving": state.stable_role,
             "canary": {"version": state.canary.version, "percent": state.canary_percent} if state.canary else None,
+            "shadow": self._shadow_status(state),
             "storage_error": state.storage_error,
             "pointer_checked_s_ago": round(self._clock() - state.checked_at, 3),
         }
+
+    @staticmethod
+    def _shadow_status(state: _State) -> dict | None:
+        """The shadow's version, share, state (ok, or broken and why) and counts; None without one."""
+        stats = state.shadow_stats
+        if stats is None:
+            return None
+        error = state.shadow_error or stats.error
+        return {"version": stats.version, "percent": state.shadow_percent, "state": "broken" if error else "ok",
+                "reason": error, **stats.counts()}
 
     def _refresh(self, blocking: bool) -> bool:
         """Re-read the pointer; True when this call loaded a model the process was not serving."""
@@ -140,8 +181,9 @@ class ModelLoader:
             self._state = new
             if new is None:
                 return False
-            before = {state.stable.version, state.canary.version if state.canary else None} if state else set()
-            return new.stable.version not in before or (new.canary is not None and new.canary.version not in before)
+            held = (state.stable, state.canary, state.shadow) if state else ()
+            before = {m.version for m in held if m is not None}
+            return any(m is not None and m.version not in before for m in (new.stable, new.canary, new.shadow))
         finally:
             self._lock.release()
 
@@ -156,7 +198,8 @@ class ModelLoader:
         except Exception as exc:  # a client that cannot even be built (no credentials...) is a storage fault
             return self._storage_failed(state, f"{type(exc).__name__}", now)
         ttl = self.settings.pointer_ttl_s
-        if state is not None and state.generation == generation and state.storage_error is None:
+        if state is not None and state.generation == generation and state.storage_error is None \
+                and state.shadow_error is None:
             return replace(state, next_check=now + ttl, checked_at=now)
         cache = state.store_models() if state else {}  # private to this refresh: no published state holds it
         if pointer is None:
@@ -167,8 +210,28 @@ class ModelLoader:
             return self._shipped_state(now, now + ttl, None, generation) or state
         canary = self._load_cached(pointer.canary, cache) if pointer.canary else None
         served = tuple(dict.fromkeys([stable.version, *([canary.version] if canary else []), *pointer.chain()]))
-        return _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now,
-                      served=served)
+        new = _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now,
+                     served=served)
+        return self._with_shadow(new, pointer, state, cache)
+
+    def _with_shadow(self, new: _State, pointer: ServingPointer, state: _State | None, cache: dict) -> _State:
+        """`new` with the pointer's shadow loaded (or the reason it cannot be), its counters kept while the version
+        stays the same; a shadow that is the answering version is no shadow."""
+        version = pointer.shadow
+        if version is None or version == new.stable.version:
+            return new
+        old = state.shadow_stats if state is not None else None
+        stats = old if old is not None and old.version == version else ShadowStats(version)
+        model, error = cache.get(version), None
+        if model is None:
+            try:
+                model = load_model(self.name, read_bundle(self._store, self.name, version), "store",
+                                   self.settings.fast_predictor_max_rows)
+            except Exception as exc:  # whatever is wrong with a shadow, the answers must not notice
+                error = f"{type(exc).__name__}: {exc}"[:300]
+                log.error("shadow version %s unusable: %s", version, error)
+        return replace(new, shadow=model, shadow_percent=pointer.shadow_percent, shadow_stats=stats,
+                       shadow_error=error)
 
     def _first_loadable(self, pointer: ServingPointer, cache: dict) -> tuple[ServingModel | None, str]:
         for i, version in enumerate(pointer.chain()):

@@ -28,9 +28,21 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import orjson
 
-from shared.logline import DATA, LOG_ID, PREDICTION_ROWS, SINK_EVENTS, FeedbackRows, PredictionRows, sink_key
+from shared.logline import (
+    DATA,
+    LOG_ID,
+    PREDICTION_ROWS,
+    SINK_EVENTS,
+    FeedbackRows,
+    LogPolicy,
+    PredictionRows,
+    sink_key,
+)
+from shared.model import ServingModel
+from shared.predictor import Estimates, Probabilities
 from shared.settings import read_setting
 
 # Cloud Logging caps a LogEntry at 256 KB; this leaves room for the entry's own fields around the payload.
@@ -38,6 +50,9 @@ MAX_ENTRY_BYTES = 250_000
 ROWS_PER_ENTRY = 500  # a batch's rows per entry to start from (fewer when its rows are large)
 ROW_BYTES = 200  # a logged row's size to expect, before it is encoded (when the queued rows wake the flusher)
 CONTINUED = PREDICTION_ROWS  # the event of a batch's later entries: counted by no request metric
+# what a large batch's later log entries repeat, so each can be joined and read on its own
+CONTINUED_FIELDS = ("request_id", "model", "model_version", "role", "fallback", "labels", "threshold", "source")
+LOGGED_DIGITS = 6  # logged probabilities keep this many decimals
 _JSON = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 # How long a line may wait in memory (what a SIGKILL can lose), and how full a buffer may get before
 # the flusher is woken at once (declared, with their defaults, in shared/settings.py).
@@ -56,6 +71,31 @@ _ENTRY_TIME = b',"timestamp":"'
 _ENTRY_TAIL = b'"}\n'
 
 log = logging.getLogger(__name__)
+
+
+def inference_rows(model: ServingModel, outputs: Probabilities | Estimates, request_id: str, predicted: list,
+                   inputs: dict) -> tuple[dict, PredictionRows]:
+    """What a prediction log line says about one model's outputs: its fields (a classifier's `labels` and a binary
+    one's `threshold`) and every row's inputs (`{"instances": rows}` or `{"columns": {field: values}}`), prediction,
+    and probabilities, or interval and extrapolation flag."""
+    if isinstance(outputs, Estimates):
+        flags = outputs.extrapolation  # as the evaluator made them: a bool array for a large batch
+        return {}, PredictionRows(request_id, inputs, predicted, intervals=outputs.intervals(),
+                                  extrapolation=flags if flags is not None else outputs.flags())
+    fields: dict = {"labels": model.labels}
+    if outputs.threshold is not None:
+        fields["threshold"] = outputs.threshold
+    probabilities = outputs.rows if outputs.rows is not None else np.round(outputs.array, LOGGED_DIGITS)
+    return fields, PredictionRows(request_id, inputs, predicted, probabilities=probabilities,
+                                  probability=_chosen(probabilities, predicted, model.labels))
+
+
+def _chosen(probabilities: list | np.ndarray, predicted: list[str], labels: tuple[str, ...]) -> list | np.ndarray:
+    """Each row's probability of its predicted label (CBPE's confidence, read by the monitor in SQL)."""
+    index = {label: i for i, label in enumerate(labels)}
+    if isinstance(probabilities, np.ndarray):
+        return probabilities[np.arange(len(predicted)), [index[p] for p in predicted]]
+    return [row[index[p]] for row, p in zip(probabilities, predicted)]
 
 
 def sink_path(root: Path, when: datetime) -> Path:
@@ -277,10 +317,13 @@ _flusher = _Flusher()
 
 
 class RequestLog:
-    """Queues each request's log line for stdout (and for the local sink); the flusher writes them."""
+    """Queues each request's log line for stdout (and for the local sink); the flusher writes them, each model's
+    rows as its log policy says (`policies`: by model name, only models whose spec logs a field otherwise than
+    as sent)."""
 
-    def __init__(self, sink: LocalSink | None = None) -> None:
+    def __init__(self, sink: LocalSink | None = None, policies: dict[str, LogPolicy] | None = None) -> None:
         self.sink = sink
+        self.policies = policies or {}
         _flusher.ensure_running()
 
     def emit(self, payload: dict, rows: PredictionRows | FeedbackRows | None = None, continued: tuple = (),
@@ -305,13 +348,14 @@ class RequestLog:
                    continued_event: str | None, when: float) -> None:
         """The entries of one request's rows, queued for stdout and the sink (flusher only)."""
         count = len(rows)
+        policy = self.policies.get(payload.get("model")) if self.policies else None
         if count <= ROWS_PER_ENTRY // 8:  # a small request fits one entry whatever its rows: no slicing
-            part = {**payload, "first_row": 0, DATA: rows.encode(0, count)}
+            part = {**payload, "first_row": 0, DATA: rows.encode(0, count, policy)}
             self._add(orjson.dumps(part, option=_JSON), part, when)
             return
         step, start, head = min(count, ROWS_PER_ENTRY), 0, payload
         while start < count:
-            part = {**head, "first_row": start, DATA: rows.encode(start, min(start + step, count))}
+            part = {**head, "first_row": start, DATA: rows.encode(start, min(start + step, count), policy)}
             line = orjson.dumps(part, option=_JSON)
             if len(line) > MAX_ENTRY_BYTES and step > 1:
                 step //= 2

@@ -67,6 +67,16 @@ class Canary(Schema):
     percent = fields.Float(required=True)
 
 
+class Shadow(Schema):
+    version = fields.String(required=True)
+    percent = fields.Float(required=True)
+    state = fields.String(required=True, metadata={"enum": ["ok", "broken"]})
+    reason = fields.String(allow_none=True)
+    scored = fields.Integer()
+    dropped = fields.Integer()
+    failed = fields.Integer()
+
+
 class Health(Schema):
     status = fields.String(required=True, metadata={"enum": ["ok", "degraded", "unavailable"]})
     ready = fields.Boolean(required=True)
@@ -74,6 +84,7 @@ class Health(Schema):
     fallback = fields.Boolean()
     serving = fields.String(metadata={"enum": ["stable", "fallback", "shipped"]})
     canary = fields.Nested(Canary, allow_none=True)
+    shadow = fields.Nested(Shadow, allow_none=True)
     storage_error = fields.String(allow_none=True)
     pointer_checked_s_ago = fields.Float()
     models = fields.Dict(keys=fields.String(), values=fields.Dict())
@@ -132,6 +143,7 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
                        "ready": {"type": "boolean", "description": "KServe V1's readiness: true (a model that "
                                  "cannot answer is a 503)"},
                        "model_version": {"type": "string"}, "fallback": {"type": "boolean"},
+                       "card": {"type": "string", "description": "the path of the answering version's model card"},
                        "manifest": {"type": "object", "description": "contract, metrics, training data"}}})
     spec.components.schema("Parameters", {
         "type": "object", "additionalProperties": False, "nullable": True,
@@ -199,6 +211,17 @@ def openapi_document(served: tuple[tuple[str, FeatureContract], ...], settings: 
             "responses": {"200": {"description": "manifest", "content": {"application/json": {"schema": "Model"}}},
                           "503": _error("no model can be loaded: not ready (KServe's client reads it so)"),
                           **common}}})
+        no_card = _error("unknown model, or the answering version has no model card (the shipped model)")
+        spec.path(path=f"{V1}{name}/card", operations={"get": {
+            "summary": f"The model card of the {name} version answering, for people: its data, quality, limits",
+            "responses": {"200": {"description": "the card", "content": {"text/html": {"schema": {"type": "string"}}}},
+                          "503": _error("no model can be loaded, or the store is unreachable"),
+                          **common, "404": no_card}}})
+        spec.path(path=f"{V1}{name}/card.json", operations={"get": {
+            "summary": f"The model card of the {name} version answering, for tools",
+            "responses": {"200": {"description": "the card", "content": {"application/json": {"schema": {
+                "type": "object"}}}}, "503": _error("no model can be loaded, or the store is unreachable"),
+                          **common, "404": no_card}}})
         if name == settings.default_model:
             predict = {
                 "summary": f"{contract.target.name} of one instance, or of a batch under `instances` ({name})",

@@ -2,7 +2,8 @@
 
 `POST /predict` (or `POST /`) answers the default model: one instance object, or `{"instances": [...],
 "parameters": {...}}` as Vertex AI sends to a custom container. `GET /v1/models/{name}` describes a model
-(with KServe V1's `ready`), `:predict` and `:explain` (KServe's V1 verbs) answer it; `GET /` is KServe V1's
+(with KServe V1's `ready`), `:predict` and `:explain` (KServe's V1 verbs) answer it, `/card` (HTML) and `/card.json`
+are the model card of the version answering (written beside its bundle by the job); `GET /` is KServe V1's
 liveness, `{"status": "alive"}`, what KServe's `InferenceRESTClient.is_server_live` reads (it loads no model).
 `/health`, `/model` and `/openapi.json` describe the service. Errors are in the Google API shape
 (`errors.ApiError.body`).
@@ -12,11 +13,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import NamedTuple
 
-from function.serving.dataplane import COLD_HEADERS, DataPlane, Inference, InferenceRequest, InvalidInput, Rows
+import orjson
+
+from function.serving.dataplane import (
+    CANARY_BUCKETS,
+    COLD_HEADERS,
+    DataPlane,
+    Inference,
+    InferenceRequest,
+    InvalidInput,
+    Rows,
+)
 from function.serving.errors import ApiError, bad_request, field_violations
 from shared.predictor import Estimates
 from shared.settings import Settings
+from shared.store import NotFound, StoreUnavailable
 
 # fixed paths and their methods (`/` has two: GET is liveness, POST a prediction); `/v1/models/{name}[:verb]`
 # are matched apart
@@ -29,8 +42,19 @@ FEEDBACK_FIELDS = ("model", "source")  # beside the items of a feedback body
 PREFIX = "/v1/models/"
 VERBS = {"": "GET", "predict": "POST", "explain": "POST"}
 PARAMETERS = {"explain": bool}  # what `parameters` may hold, and the type of each
+# a model's pages beside its verbs, and the file of the version's folder each one is (retrain_job/card/store.py
+# writes them)
+CARD_PAGES = {"card": "card.html", "card.json": "card.json"}
+HTML_TYPE = "text/html; charset=utf-8"
 PROBABILITY_DIGITS = 6  # answers round probabilities to this many decimals
 VALUE_DIGITS = 3  # and a regressor's values and intervals to this many
+
+
+class Page(NamedTuple):
+    """An answer that is not JSON: its bytes and Content-Type."""
+
+    content: bytes
+    content_type: str
 
 
 class Handler:
@@ -50,10 +74,14 @@ class Handler:
         path = call.path
         if path.startswith(PREFIX):
             name, _, verb = path[len(PREFIX):].partition(":")
-            if verb not in VERBS:
-                raise ApiError(404, f"no method {verb!r}; try {PREFIX}{{model}}[:predict|:explain]")
+            name, slash, page = name.partition("/")
+            if verb not in VERBS or (slash and (verb or page not in CARD_PAGES)):
+                raise ApiError(404, f"no method {verb or page!r}; try {PREFIX}{{model}}[:predict|:explain|/card"
+                                    "|/card.json]")
             self.dataplane.loader(name)
             call.allow(VERBS[verb])
+            if slash:
+                return self._card(name, page)
             if not verb:
                 return self._describe(name)
             return self._predict(call, name, batch_answer=True, explain=verb == "explain")
@@ -87,7 +115,22 @@ class Handler:
         a 503, which KServe's client reads as not ready)."""
         choice, manifest = self.dataplane.describe(name)
         return 200, {"name": name, "ready": True, "model_version": choice.model.version, "fallback": choice.fallback,
-                     "manifest": manifest}, {}
+                     "card": f"{PREFIX}{name}/card", "manifest": manifest}, {}
+
+    def _card(self, name: str, page: str) -> tuple[int, dict | Page, dict]:
+        """The model card of the version answering: HTML for people, JSON for tools; 404 when it has none."""
+        model = self.dataplane.choose(name, CANARY_BUCKETS - 1).model  # the last key: stable's unless all is canary
+        if model.source != "store":
+            raise ApiError(404, f"{name} answers with its {model.source} model, which has no model card")
+        try:
+            content = self.dataplane.loader(name).read_beside(model.version, CARD_PAGES[page])
+        except NotFound:
+            raise ApiError(404, f"version {model.version} of {name} has no model card") from None
+        except StoreUnavailable:
+            raise ApiError(503, "the model store is unreachable; try again", headers={"Retry-After": "5"}) from None
+        if page == "card":
+            return 200, Page(content, HTML_TYPE), {}
+        return 200, orjson.loads(content), {}
 
     def _health(self) -> tuple[int, dict, dict]:
         """Every served model's state; 503 while the default model has none, degraded if any is not as it should be."""

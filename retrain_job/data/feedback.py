@@ -47,6 +47,33 @@ class PredictionStats:
 
 
 @dataclass(frozen=True)
+class ShadowPairs:
+    """A shadow version beside the answers given (one answering version and role) to the same prediction ids, as
+    sums: agreement over every shadowed id, and each side's quality over those with a truth fed back."""
+
+    shadow_version: str
+    answered_version: str
+    answered_role: str
+    classifier: bool
+    pairs: int  # ids both answered and shadowed
+    agreed: int  # same label (a classifier)
+    compared: int  # pairs with both values numeric (a regressor)
+    abs_difference: float  # sum of |shadow - answer| (a regressor)
+    squared_difference: float  # sum of (shadow - answer)^2
+    labelled: int  # pairs with a truth
+    shadow_hits: int  # right labels (a classifier)
+    answer_hits: int
+    differing_hits: int  # pairs where exactly one side is right
+    scored: int  # labelled pairs with both errors numeric (a regressor)
+    error_difference: float  # sum of |shadow error| - |answer error|
+    error_difference_squares: float  # sum of its squares
+    shadow_squares: float  # sum of shadow's squared errors
+    answer_squares: float
+    with_interval: int  # labelled pairs where the shadow gave an interval
+    inside: int  # ... holding the truth
+
+
+@dataclass(frozen=True)
 class JoinedRow:
     """A prediction with the truth fed back for it (the last one sent)."""
 

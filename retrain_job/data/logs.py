@@ -29,11 +29,15 @@ from retrain_job.data.feedback import (
     JoinedRow,
     JoinedTotals,
     PredictionStats,
+    ShadowPairs,
     Window,
     canonical_truth,
 )
+from shared.logline import SHADOW_ROLE
 
 SAMPLE_ROWS = 20_000  # joined rows per (version, role) brought into Python; beyond it a hashed sample
+# the rows of answers given: a shadow's rows (under the same ids) answered no one
+ANSWERED = f"COALESCE(role, '') <> '{SHADOW_ROLE}'"
 
 
 def json_path(name: str) -> str:
@@ -62,7 +66,7 @@ SELECT p.ts, p.insert_id, p.k, COALESCE(p.model_version, 'unknown') AS model_ver
        IF(w.id IS NULL, NULL, p.probabilities) AS probabilities,
        IF(w.id IS NULL AND NOT p.sampled, NULL, p.instance) AS instance, p.interval_low, p.interval_high
 FROM (SELECT *, MOD(ABS(FARM_FINGERPRINT(id)), 1000000) < @sample_ppm AS sampled FROM logged
-      WHERE event IN ('prediction', 'prediction_rows') AND model = @model) AS p
+      WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}) AS p
 LEFT JOIN (SELECT DISTINCT id FROM items WHERE valid) AS w ON p.id = w.id"""
 
 
@@ -93,13 +97,13 @@ SELECT * FROM checked WHERE ok
 QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, insert_id DESC, k DESC) = 1"""
 
 # the window's line counts (lines by their insertId: a line without rows is not counted)
-LINE_COUNTS = """
+LINE_COUNTS = f"""
 SELECT COUNT(DISTINCT IF(event = 'feedback' AND ts > @feedback_from AND model = @model, insert_id, NULL))
          AS feedback_lines,
        COUNT(DISTINCT IF(event = 'feedback' AND ts > @feedback_from AND (model IS NULL OR model <> @model),
                          insert_id, NULL)) AS other_lines,
-       COUNT(DISTINCT IF(event IN ('prediction', 'prediction_rows') AND model = @model, insert_id, NULL))
-         AS prediction_lines
+       COUNT(DISTINCT IF(event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}, insert_id,
+                         NULL)) AS prediction_lines
 FROM logged"""
 
 COUNTS = """
@@ -145,14 +149,15 @@ SELECT id, model_version, role, predicted, truth, source, {answers}, instance
 FROM picked ORDER BY ts, insert_id, k"""
 
 
-SERVED_COUNTS = """
-SELECT COUNT(*) AS served_rows FROM logged WHERE event IN ('prediction', 'prediction_rows') AND model = @model"""
+SERVED_COUNTS = f"""
+SELECT COUNT(*) AS served_rows FROM logged
+WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}"""
 
 
 def served_sample_sql(rows: int) -> str:
     """At most `rows` served rows of the model (the ones whose id hashes lowest): their answer and instance."""
     return f"""SELECT predicted, instance FROM logged
-WHERE event IN ('prediction', 'prediction_rows') AND model = @model
+WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}
 ORDER BY FARM_FINGERPRINT(id), id LIMIT {int(rows)}"""
 
 
@@ -295,6 +300,72 @@ def _served_row(fields: Sequence[str], predicted: str | None, instance: str | No
     values = _loads(instance)
     values = values if isinstance(values, dict) else {}
     return {**{name: values.get(name) for name in fields}, "predicted": _loads(predicted)}
+
+
+# a shadow's rows, one per (id, version) (its first line), beside the first answer given under the same id; and
+# with the id's winning truth where one was fed back (after `join_feedback`)
+SHADOW_PAIRS = f"""
+WITH shadow AS (
+  SELECT id, model_version, predicted, interval_low, interval_high FROM logged
+  WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND role = '{SHADOW_ROLE}'
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY id, model_version ORDER BY ts, insert_id, k) = 1),
+answered AS (
+  SELECT id, COALESCE(model_version, 'unknown') AS model_version, COALESCE(role, 'unknown') AS role, predicted
+  FROM logged
+  WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}
+    AND id IN (SELECT id FROM shadow)
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts, insert_id, k) = 1),
+pairs AS (
+  SELECT s.model_version AS shadow_version, a.model_version AS answered_version, a.role AS answered_role,
+         STARTS_WITH(a.predicted, '"') AS classifier,
+         LOWER(JSON_VALUE(s.predicted, '$')) = LOWER(JSON_VALUE(a.predicted, '$')) AS agree,
+         SAFE_CAST(JSON_VALUE(s.predicted, '$') AS FLOAT64) - SAFE_CAST(JSON_VALUE(a.predicted, '$') AS FLOAT64)
+           AS difference,
+         w.id IS NOT NULL AS labelled,
+         LOWER(TRIM(JSON_VALUE(w.truth, '$'))) = LOWER(JSON_VALUE(s.predicted, '$')) AS shadow_hit,
+         LOWER(TRIM(JSON_VALUE(w.truth, '$'))) = LOWER(JSON_VALUE(a.predicted, '$')) AS answer_hit,
+         SAFE_CAST(JSON_VALUE(s.predicted, '$') AS FLOAT64) - w.truth_number AS shadow_error,
+         SAFE_CAST(JSON_VALUE(a.predicted, '$') AS FLOAT64) - w.truth_number AS answer_error,
+         w.truth_number, s.interval_low, s.interval_high
+  FROM shadow AS s JOIN answered AS a ON s.id = a.id LEFT JOIN winners AS w ON s.id = w.id),
+scored AS (
+  SELECT *, ABS(shadow_error) - ABS(answer_error) AS error_difference FROM pairs)
+SELECT shadow_version, answered_version, answered_role, LOGICAL_OR(classifier), COUNT(*), COUNTIF(agree),
+       COUNT(difference), SUM(ABS(difference)), SUM(difference * difference), COUNTIF(labelled),
+       COUNTIF(labelled AND shadow_hit), COUNTIF(labelled AND answer_hit),
+       COUNTIF(labelled AND shadow_hit <> answer_hit), COUNT(error_difference), SUM(error_difference),
+       SUM(error_difference * error_difference), SUM(shadow_error * shadow_error), SUM(answer_error * answer_error),
+       COUNTIF(labelled AND interval_low IS NOT NULL AND interval_high IS NOT NULL),
+       COUNTIF(truth_number BETWEEN interval_low AND interval_high)
+FROM scored GROUP BY shadow_version, answered_version, answered_role
+ORDER BY shadow_version, answered_version, answered_role"""
+
+SHADOW_SAMPLE = f"""
+SELECT predicted FROM logged
+WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND role = '{SHADOW_ROLE}'
+  AND model_version = @version
+ORDER BY FARM_FINGERPRINT(id), id LIMIT @rows"""
+
+
+def shadow_pairs(engine: LogEngine, model: str) -> list[ShadowPairs]:
+    """After `join_feedback`: each shadow version beside each (version, role) that answered the ids it shadowed."""
+    out = []
+    for (shadow, version, role, classifier, *counts) in engine.rows(SHADOW_PAIRS, {"model": model}):
+        (pairs, agreed, compared, abs_difference, squared_difference, labelled, shadow_hits, answer_hits, differing,
+         scored, error_difference, error_squares, shadow_squares, answer_squares, with_interval, inside) = counts
+        out.append(ShadowPairs(
+            shadow, version, role, bool(classifier), int(pairs), int(agreed or 0), int(compared or 0),
+            float(abs_difference or 0.0), float(squared_difference or 0.0), int(labelled or 0), int(shadow_hits or 0),
+            int(answer_hits or 0), int(differing or 0), int(scored or 0), float(error_difference or 0.0),
+            float(error_squares or 0.0), float(shadow_squares or 0.0), float(answer_squares or 0.0),
+            int(with_interval or 0), int(inside or 0)))
+    return out
+
+
+def shadow_predictions(engine: LogEngine, model: str, version: str, rows: int) -> list:
+    """At most `rows` of a shadow version's answers (by hash of id), for the drift of its predictions."""
+    return [_loads(predicted) for (predicted,) in engine.rows(SHADOW_SAMPLE, {"model": model, "version": version,
+                                                                              "rows": int(rows)})]
 
 
 def labelled_rows(joined: Joined, target_name: str, *, id_name: str | None = None) -> list[dict]:

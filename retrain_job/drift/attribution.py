@@ -15,7 +15,7 @@ from retrain_job.drift.stats import DISTANCE, DriftThresholds, FeatureDrift, cat
 from shared.explain import explain
 from shared.model import ServingModel
 from shared.predictor import Probabilities
-from shared.validation import build_batch
+from shared.validation import InvalidRows, build_batch
 
 ATTRIBUTION_ROWS = 1000  # rows explained on each side: TreeSHAP costs grow with rows x trees x depth
 
@@ -29,12 +29,23 @@ def predictions_of(model: ServingModel, rows: Sequence[Mapping]) -> list:
     return [float(v) for v in model.predictor.predict(batch).values]
 
 
+def valid_rows(model: ServingModel, rows: Sequence[Mapping]) -> list[Mapping]:
+    """The rows the model's contract accepts (a logged row an older contract took may be refused by this one)."""
+    rows = list(rows)
+    try:
+        build_batch(model.contract, rows)
+    except InvalidRows as exc:
+        return [row for i, row in enumerate(rows) if i not in exc.errors]
+    return rows
+
+
 def mean_abs_attribution(model: ServingModel, rows: Sequence[Mapping]) -> dict[str, float]:
     """Each feature's mean absolute TreeSHAP attribution (output space, averaged over outputs) on the rows."""
     names = model.contract.field_names
+    rows = valid_rows(model, rows)
     if not rows:
         return dict.fromkeys(names, 0.0)
-    explanation = explain(model, build_batch(model.contract, list(rows)))
+    explanation = explain(model, build_batch(model.contract, rows))
     values = np.abs(explanation.output_attributions).mean(axis=(0, 1))
     return {name: float(v) for name, v in zip(names, values)}
 

@@ -23,10 +23,14 @@ the job (`make monitor` locally):
    first regime's) and a coverage tolerance of the interval level minus `coverage_min`. "rollback" drops the
    canary, "promote" makes it stable, "undecided" (too few labels on either side) leaves it serving;
    `--no-canary-decision` or `--dry-run` only report.
-4. **Report** `reports/<model>/monitor/<UTC stamp>.json|.html` and `latest.json|.html` in the store, with the
+4. **Shadow judged on the same requests**: with a shadow in the pointer, its answers beside stable's under the
+   same prediction ids (`retrain_job.monitor.shadow`): agreement, the paired quality difference where a truth
+   came back, the drift of its answers, and a verdict (better, not-worse, undecided, worse) that
+   `promote-shadow` respects. It only reports: the pointer moves by `promote-shadow` or `drop-shadow`.
+5. **Report** `reports/<model>/monitor/<UTC stamp>.json|.html` and `latest.json|.html` in the store, with the
    quality per segment value (`retrain_job.monitor.segments`) and the stable version's feature, prediction and
    attribution drift against its manifest's reference (`retrain_job.monitor.drift`).
-5. **Metrics** (`custom.googleapis.com/tabular/live_*`, labels `model`, `model_version`, `role`).
+6. **Metrics** (`custom.googleapis.com/tabular/live_*`, labels `model`, `model_version`, `role`).
 
 Alerting: the realised-quality metrics (`live_accuracy`, `live_coverage`, and also `live_macro_f1`,
 `live_log_loss`, `live_rmse`, `live_mae`, and a binary classifier's `live_roc_auc`, `live_pr_auc`, `live_brier`,
@@ -48,20 +52,31 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from retrain_job.card.store import refresh_cards
 from retrain_job.data.engine import open_engine
 from retrain_job.data.feedback import Joined, JoinedRow
 from retrain_job.data.labelled import request_fields
-from retrain_job.data.logs import SAMPLE_ROWS, join_feedback, segment_stats, served_of
+from retrain_job.data.logs import (
+    SAMPLE_ROWS,
+    join_feedback,
+    segment_stats,
+    served_of,
+    shadow_pairs,
+    shadow_predictions,
+)
 from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
 from retrain_job.monitor.drift import SERVED_ROWS, monitor_drift
+from retrain_job.monitor.keys import LATEST, latest_report_key, monitor_prefix
 from retrain_job.monitor.quality import Comparison, MonitorReport, VersionQuality, compare_versions, monitor
 from retrain_job.monitor.segments import segment_quality
+from retrain_job.monitor.shadow import SHADOW_SAMPLE_ROWS, shadow_points, shadow_section
 from retrain_job.publish import PointerRace, resolve_canary
 from retrain_job.report import render_monitor_html
 from retrain_job.train.evaluate import serving_model
 from retrain_job.train.gate import GatePolicy, Tolerances
 from shared.bundle import CorruptBundle, read_bundle
+from shared.logline import spec_hash_key
 from shared.model import ServingModel, decision_threshold
 from shared.pointer import ServingPointer, read_pointer
 from shared.spec import ModelSpec, default_model, load_spec
@@ -79,11 +94,6 @@ REALISED_METRICS = (("accuracy", "live_accuracy"), ("macro_f1", "live_macro_f1")
                     ("precision", "live_precision"), ("recall", "live_recall"), ("f1", "live_f1"))
 CLASSIFIER_PROMISE = ("accuracy", "macro_f1", "log_loss")
 BINARY_PROMISE = (*CLASSIFIER_PROMISE, "roc_auc", "pr_auc", "brier", "threshold", "precision", "recall", "f1")
-
-
-def monitor_prefix(model: str) -> str:
-    """Where a model's monitor reports go in the store (beside `reports/<model>/drift/`)."""
-    return f"reports/{model}/monitor/"
 
 
 @dataclass(frozen=True)
@@ -373,7 +383,7 @@ def write_report(store: Store, model: str, document: dict, stamp: str) -> str:
     prefix = monitor_prefix(model)
     body_json = json.dumps(document, indent=1).encode()
     body_html = render_monitor_html(document).encode()
-    for name in (stamp, "latest"):
+    for name in (stamp, LATEST):
         store.write(f"{prefix}{name}.json", body_json)
         store.write(f"{prefix}{name}.html", body_html)
     return f"{prefix}{stamp}.json"
@@ -408,6 +418,9 @@ def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None)
                                        segments=spec.segments, served_rows=SERVED_ROWS)
         by_segment = {name: segment_stats(engine, i) for i, name in enumerate(spec.segments)}
         served = served_of(engine, stable, request_fields(spec), SERVED_ROWS) if stable else []
+        pairs = shadow_pairs(engine, spec.name)
+        shadow = pointer.shadow if pointer is not None else None
+        shadowed = shadow_predictions(engine, spec.name, shadow, SHADOW_SAMPLE_ROWS) if shadow else []
     finally:
         engine.close()
     joined_s = time.perf_counter() - started
@@ -435,23 +448,38 @@ def run_monitor(store: Store, opts: MonitorOptions, now: datetime | None = None)
     segments = [part for name, stats in by_segment.items() for part in segment_quality(joined, name, stats, **judging)]
     total = sum(s.predictions for s in joined.predictions if s.model_version == stable)
     drift = monitor_drift(spec, stable, manifest=manifests.get(stable), model=_loaded(spec, manifests, stable, store),
-                          served=served, total=total, thresholds=opts.drift_thresholds)
+                          served=served, total=total, thresholds=opts.drift_thresholds,
+                          hash_key=spec_hash_key(spec, store.uri))
     document = build_monitor_report(spec, report, expected=expected, missing=missing, pointer=pointer, canary=canary,
                                     generated_at=now)
-    document.update(segments=segments, drift=drift,
+    shadow_manifest = manifests.get(shadow) if shadow else None
+    if shadow and shadow_manifest is None:
+        shadow_manifest, _ = _read_manifests(store, spec.name, {shadow})
+        shadow_manifest = shadow_manifest.get(shadow)
+    shadow_report = shadow_section(
+        pairs, shadow=shadow, stable=stable, percent=pointer.shadow_percent if shadow else None,
+        tolerance=canary_tolerance(spec, GatePolicy.of(spec, opts.tolerances), expected.get(stable)),
+        min_labels=opts.min_labels, predictions=shadowed,
+        reference_predictions=((shadow_manifest or {}).get("reference") or {}).get("predictions"),
+        classifier=spec.is_classifier, target=spec.target.name, thresholds=opts.drift_thresholds)
+    document.update(segments=segments, drift=drift, shadow=shadow_report,
                     joined_rows={"used": len(joined.rows), "sampled": joined.sampled,
                                  "note": f"metrics from a hashed sample of at most {SAMPLE_ROWS} joined rows per "
                                          f"version and role" if joined.sampled else "metrics from every joined row"})
     location = write_report(store, spec.name, document, now.strftime("%Y%m%dT%H%M%SZ"))
+    cards = refresh_cards(store, spec, sorted(manifests), monitor=document,
+                          monitor_key=latest_report_key(spec.name))
     for v in report.versions:
         if v.verdict == "degraded":
             log.warning("%s %s (%s) degraded on live labels: %s", spec.name, v.model_version, v.role,
                         "; ".join(v.reasons))
     sink = write_metrics([*metric_points(report, opts.min_labels), *segment_points(segments, opts.min_labels),
-                          *drift_points(drift)], opts.metrics)
+                          *drift_points(drift), *shadow_points(shadow_report, opts.min_labels)], opts.metrics)
     return {"command": "monitor", "store": store.uri, "model": spec.name, "decision": "monitored",
             "window": document["window"], "min_labels": opts.min_labels, "feedback": document["feedback"],
             "versions": [_summary_version(v) for v in document["versions"]], "canary": document["canary"],
+            "shadow": {k: shadow_report[k] for k in ("version", "verdict", "evidence")},
             "report": location, "report_html": location.removesuffix(".json") + ".html",
+            "cards": sorted(cards["written"].values()),
             "metrics_sink": sink,
             "durations_s": {"join": round(joined_s, 3), "total": round(time.perf_counter() - started, 3)}}

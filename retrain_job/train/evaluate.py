@@ -103,6 +103,18 @@ def _classifier(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame) -> Sco
     return Score(classifier_metrics(proba, y, threshold), predicted_classes(proba, threshold))
 
 
+def segment_metrics(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame) -> dict:
+    """The metrics per value of each of the spec's segment fields (rows without a value left out): a classifier's
+    as `score` gives them, a regressor's per regime that served rows of that value."""
+    def of(part: pd.DataFrame) -> dict:
+        if spec.is_classifier:
+            return score(spec, model, part).metrics
+        measured = {m["name"]: regime_metrics(spec, model, part, m) for m in model.manifest["members"]}
+        return {"regimes": {name: m for name, m in measured.items() if m is not None}}
+
+    return {name: {str(value): of(part) for value, part in rows.groupby(name, sort=True)} for name in spec.segments}
+
+
 def regime_rows(spec: ModelSpec, rows: pd.DataFrame, needs: list[str]) -> tuple[pd.DataFrame, list[dict]]:
     """The rows a regime serves (those having its inputs) as requests without the other optional inputs."""
     have = rows[needs].notna().all(axis=1) if needs else pd.Series(True, index=rows.index)
@@ -118,21 +130,7 @@ def regime_rows(spec: ModelSpec, rows: pd.DataFrame, needs: list[str]) -> tuple[
 def regression_metrics(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame) -> dict:
     """Per regime: RMSE, MAE, interval coverage and width (overall and per group level); and the baseline alone."""
     contract, members = model.contract, model.manifest["members"]
-    group = spec.regression.group
-    out: dict = {"regimes": {}}
-    for member in members:
-        chosen, records = regime_rows(spec, rows, member["needs"])
-        est = model.predictor.predict(build_batch(contract, records))
-        if set(est.regimes) - {member["name"]}:
-            raise ValueError(f"rows meant for regime {member['name']} were answered by {sorted(set(est.regimes))}")
-        y = chosen[spec.target.name].to_numpy(dtype=np.float64)
-        m = {**point_metrics(np.asarray(est.values), y), **interval_metrics(est, y)}
-        if group:
-            levels = chosen[group].to_numpy(dtype=object)
-            m["by_level"] = {str(level): {"rows": int((levels == level).sum()),
-                                          **_subset(est, y, levels == level)}
-                             for level in sorted({v for v in levels if v is not None})}
-        out["regimes"][member["name"]] = m
+    out: dict = {"regimes": {member["name"]: regime_metrics(spec, model, rows, member) for member in members}}
     first = members[0]
     chosen, records = regime_rows(spec, rows, first["needs"])
     x = build_batch(contract, records).matrix
@@ -142,6 +140,25 @@ def regression_metrics(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame)
     out["baseline"] = {"regime": first["name"], **point_metrics(b, chosen[spec.target.name].to_numpy(np.float64))}
     out["rmse"] = out["regimes"][first["name"]]["rmse"]
     return out
+
+
+def regime_metrics(spec: ModelSpec, model: ServingModel, rows: pd.DataFrame, member: dict) -> dict | None:
+    """One regime's RMSE, MAE, interval coverage and width on the rows it serves (and per group level); None when
+    it serves none of them."""
+    chosen, records = regime_rows(spec, rows, member["needs"])
+    if chosen.empty:
+        return None
+    est = model.predictor.predict(build_batch(model.contract, records))
+    if set(est.regimes) - {member["name"]}:
+        raise ValueError(f"rows meant for regime {member['name']} were answered by {sorted(set(est.regimes))}")
+    y = chosen[spec.target.name].to_numpy(dtype=np.float64)
+    m = {**point_metrics(np.asarray(est.values), y), **interval_metrics(est, y)}
+    group = spec.regression.group
+    if group:
+        levels = chosen[group].to_numpy(dtype=object)
+        m["by_level"] = {str(level): {"rows": int((levels == level).sum()), **_subset(est, y, levels == level)}
+                         for level in sorted({v for v in levels if v is not None})}
+    return m
 
 
 def _subset(est: Estimates, y: np.ndarray, mask: np.ndarray) -> dict:

@@ -38,7 +38,7 @@ from retrain_job.data.labelled import DataError, LabelledData, feature_names, fi
 from retrain_job.drift.reference import reference_profile
 from retrain_job.monitor.quality import expected_calibration_error
 from retrain_job.train import regression
-from retrain_job.train.evaluate import classifier_metrics, score, serving_model
+from retrain_job.train.evaluate import classifier_metrics, score, segment_metrics, serving_model
 from retrain_job.train.split import SEED, frozen_holdout, group_folds, group_ids, leakage
 from shared.bundle import ALL_ROWS, Bundle, make_bundle, member_files, new_version
 from shared.contract import FeatureContract, derive_contract
@@ -92,6 +92,24 @@ class TrainingData:
         return [{"name": spec.data.file, "sha256": spec.data.sha256, "rows": int(len(self.base))},
                 *[{"name": f["key"], "sha256": f["sha256"], "rows": f["rows"]}
                   for f in self.labelled.files if f["rows"]]]
+
+
+def target_summary(data: TrainingData) -> dict:
+    """The training rows' count per label (a classifier), or their target's quantiles and mean (a regressor)."""
+    y = data.split.train[data.spec.target.name]
+    if data.spec.is_classifier:
+        return {"labels": {label: int((y == label).sum()) for label in data.labels}}
+    q = y.astype(float).quantile([0.0, 0.05, 0.5, 0.95, 1.0]).round(4).tolist()
+    return {**dict(zip(("min", "p05", "median", "p95", "max"), q)), "mean": round(float(y.mean()), 4)}
+
+
+def date_range(spec: ModelSpec, rows: pd.DataFrame) -> dict | None:
+    """The first and last value of the spec's `[data] period` field over the training rows (None without one)."""
+    name = spec.data.period
+    if not name:
+        return None
+    seen = rows[name].dropna().tolist()
+    return {"field": name, "first": min(seen), "last": max(seen), "rows": len(seen)} if seen else None
 
 
 def check_enough_rows(spec: ModelSpec, base: pd.DataFrame) -> None:
@@ -332,7 +350,8 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
         search=search,
         training_data={"fingerprint": fp, "rows": int(len(data.split.train)),
                        "holdout_rows": int(len(data.split.holdout)), "holdout": data.split.info,
-                       "sources": data.sources()},
+                       "sources": data.sources(), "target": target_summary(data),
+                       "date_range": date_range(spec, data.split.train)},
         verification={"rows": check_rows, "outputs": outputs, "tolerance": VERIFY_TOLERANCE},
         libraries={"python": platform.python_version(), "xgboost": xgb.__version__,
                    "numpy": np.__version__, "scikit-learn": sklearn.__version__},
@@ -344,7 +363,8 @@ def build_candidate(data: TrainingData, params: dict, search: list[dict]) -> Bun
     version = new_version(fp)
     model = serving_model(spec, make_bundle(version, files, **sections))
     metrics = {"holdout": score(spec, model, data.split.holdout).metrics,
-               "train": score(spec, model, data.split.train).metrics}
+               "train": score(spec, model, data.split.train).metrics,
+               "segments": segment_metrics(spec, model, data.split.holdout)}
     if calibration is not None:
         calibration["ece_after"]["holdout"] = metrics["holdout"]["ece"]
         calibration["log_loss_after"]["holdout"] = metrics["holdout"]["log_loss"]

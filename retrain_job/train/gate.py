@@ -13,11 +13,14 @@ are scored through the serving code path (`retrain_job.train.evaluate`).
   stable's in the first regime: the same slack relative to each regime's own scale), the first regime
   beats its baseline formula alone, every regime's interval covers between coverage_min and coverage_max
   of the holdout, and its answers to the spec's examples are within their tolerances.
+
+A rejected candidate is *close* when it would pass with every tolerance against stable widened
+`CLOSE_FACTOR` times (the sanity checks unchanged): worth a shadow on live traffic (`--shadow-if-close`).
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -42,6 +45,7 @@ class Tolerances:
 CLASSIFIER_POLICY = ("tolerance", "accuracy_tolerance", "macro_f1_tolerance", "accuracy_floor")
 BINARY_POLICY = (*CLASSIFIER_POLICY, "roc_auc_tolerance")
 REGRESSION_POLICY = ("tolerance", "coverage_min", "coverage_max")
+CLOSE_FACTOR = 2.0  # a rejected candidate within this many times every tolerance is close
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,12 @@ class GatePolicy:
         return cls(pick(o.rmse, spec.gate.tolerance), coverage_min=float(extra.get("coverage_min", 0.0)),
                    coverage_max=float(extra.get("coverage_max", 1.0)))
 
+    def widened(self, factor: float) -> GatePolicy:
+        """The same policy with every tolerance against stable `factor` times as wide (floors and coverage kept)."""
+        return replace(self, tolerance=self.tolerance * factor, accuracy_tolerance=self.accuracy_tolerance * factor,
+                       macro_f1_tolerance=self.macro_f1_tolerance * factor,
+                       roc_auc_tolerance=self.roc_auc_tolerance * factor)
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -82,6 +92,7 @@ class Verdict:
     candidate: dict = field(default_factory=dict)
     stable: dict | None = None
     policy: dict = field(default_factory=dict)
+    close: bool = False  # rejected, but within CLOSE_FACTOR times every tolerance against stable
 
 
 def _stable_score(spec: ModelSpec, stable: Bundle | None, holdout: pd.DataFrame) -> Score | None:
@@ -100,17 +111,20 @@ def judge(spec: ModelSpec, candidate: Bundle, stable: Bundle | None, holdout: pd
     policy = GatePolicy.of(spec, overrides)
     model = serving_model(spec, candidate)
     cand = score(spec, model, holdout)
-    reasons = predict_examples(spec, model)
+    examples = predict_examples(spec, model)
     old = _stable_score(spec, stable, holdout)
-    if spec.is_classifier:
-        reasons += _classifier_reasons(cand, old, model.labels, policy)
-    else:
-        reasons += regression_reasons(cand.metrics, old.metrics if old else None, policy)
-    if spec.is_binary:
-        reasons += _binary_reasons(cand, old, candidate.manifest.get("threshold") or {}, policy)
+    threshold = candidate.manifest.get("threshold") or {}
+
+    def against(p: GatePolicy) -> list[str]:
+        found = _classifier_reasons(cand, old, model.labels, p) if spec.is_classifier else \
+            regression_reasons(cand.metrics, old.metrics if old else None, p)
+        return found + (_binary_reasons(cand, old, threshold, p) if spec.is_binary else [])
+
+    reasons = examples + against(policy)
+    close = bool(reasons) and old is not None and not examples and not against(policy.widened(CLOSE_FACTOR))
     shown = BINARY_POLICY if spec.is_binary else CLASSIFIER_POLICY if spec.is_classifier else REGRESSION_POLICY
     return Verdict(not reasons, reasons, cand.metrics, old.metrics if old else None,
-                   {k: v for k, v in vars(policy).items() if k in shown})
+                   {k: v for k, v in vars(policy).items() if k in shown}, close)
 
 
 def _classifier_reasons(cand: Score, old: Score | None, labels: tuple[str, ...], p: GatePolicy) -> list[str]:

@@ -19,6 +19,7 @@ from typing import ParamSpec, TypeVar
 
 import pandas as pd
 
+from retrain_job.card.store import refresh_cards
 from retrain_job.data.engine import open_engine
 from retrain_job.data.feedback import Joined
 from retrain_job.data.labelled import (
@@ -34,6 +35,7 @@ from retrain_job.data.logs import join_feedback, labelled_rows, served_sample
 from retrain_job.drift.attribution import ATTRIBUTION_ROWS, attribution_drift, mean_abs_attribution
 from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
+from retrain_job.monitor.keys import latest_report_key
 from retrain_job.publish import KEEP_FALLBACKS, PointerRace, apply_retention, promote, stage
 from retrain_job.report import build_report, render_html
 from retrain_job.train import fit as train
@@ -42,7 +44,8 @@ from retrain_job.train.fit import TrainingData
 from retrain_job.train.gate import Tolerances, Verdict, judge
 from retrain_job.train.tasks import Task, report_scores, share
 from shared.bundle import Bundle, CorruptBundle, read_bundle
-from shared.pointer import ServingPointer, read_pointer
+from shared.logline import spec_hash_key
+from shared.pointer import DEFAULT_SHADOW_PERCENT, ServingPointer, read_pointer
 from shared.spec import ModelSpec, default_model, load_spec
 from shared.store import NotFound, Store
 
@@ -68,6 +71,9 @@ class JobOptions:
     log_days: int = 7
     feedback_days: int | None = None  # days of feedback read as labelled rows; None: log_days; 0: none
     canary_percent: float = 0.0
+    shadow: bool = False  # publish a passing candidate as the shadow instead of stable or canary
+    shadow_if_close: bool = False  # publish a rejected but close candidate (Verdict.close) as the shadow
+    shadow_percent: float = DEFAULT_SHADOW_PERCENT
     dry_run: bool = False
     if_no_model: bool = False
     keep: int = KEEP_FALLBACKS
@@ -80,6 +86,8 @@ class JobOptions:
     def __post_init__(self) -> None:
         if not 0.0 <= self.canary_percent < 100.0:
             raise ValueError("canary percent must be at least 0 and below 100")
+        if not 0.0 < self.shadow_percent <= 100.0:
+            raise ValueError("shadow percent must be above 0 and at most 100")
         if self.feedback_days is None:
             object.__setattr__(self, "feedback_days", self.log_days)
         if self.feedback_days < 0:
@@ -161,7 +169,7 @@ class DriftOutcome:
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    """What publishing did: rejected, dry-run, lost-race, or promoted/canary with the pointer it wrote."""
+    """What publishing did: rejected, dry-run, lost-race, or promoted/canary/shadow with the pointer it wrote."""
 
     decision: str
     reason: str | None = None
@@ -176,7 +184,8 @@ class PublishOutcome:
         if self.pointer is not None:
             p = self.pointer
             out["pointer"] = {"stable": p.stable, "previous": list(p.previous), "canary": p.canary,
-                              "canary_percent": p.canary_percent}
+                              "canary_percent": p.canary_percent, "shadow": p.shadow,
+                              "shadow_percent": p.shadow_percent}
             out["retention_deleted"] = self.retention_deleted
         return out
 
@@ -215,7 +224,7 @@ class RunSummary:
                        params=self.candidate.params,
                        metrics={"candidate": self.verdict.candidate, "stable": self.verdict.stable},
                        gate={"passed": self.verdict.passed, "reasons": self.verdict.reasons,
-                             "policy": self.verdict.policy},
+                             "policy": self.verdict.policy, "close": self.verdict.close},
                        drift=self.drift.to_dict(), **self.published.to_dict())
             if self.spec.is_binary:
                 out["threshold"] = self.candidate.bundle.manifest.get("threshold")
@@ -281,8 +290,11 @@ def run(store: Store, opts: JobOptions) -> dict:
         return _finish(replace(summary, data=data, search=found), clock, opts)
     candidate = train_candidate(data, found, clock=clock)
     verdict = gate_candidate(store, opts, before, candidate, data, clock=clock)
+    candidate = with_gate(candidate, verdict, before)
     drift = check_drift(store, opts, data, clock=clock)
     published = publish_candidate(store, opts, candidate, verdict, drift, clock=clock)
+    if published.pointer is not None:  # the pointer moved: every kept version's card says its new role
+        clock("cards", refresh_cards, store, spec, monitor_key=latest_report_key(spec.name))
     return _finish(replace(summary, data=data, search=found, candidate=candidate, verdict=verdict, drift=drift,
                            published=published), clock, opts)
 
@@ -291,7 +303,8 @@ def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock
     """The spec's base data and the new labelled rows (files and feedback), split with the frozen holdout and
     encoded once."""
     base = clock("data", read_base, spec)
-    joined = clock("feedback", read_feedback, store, spec, opts) if opts.feedback_days else None
+    joined = (clock("feedback", read_feedback, store, spec, opts)
+              if opts.feedback_days and spec.retrain.from_feedback else None)
     records = None if joined is None else labelled_rows(joined, spec.target.name, id_name=FEEDBACK_ID)
     labelled = clock("labelled", load_labelled, store, spec, base.frame, opts.data_prefix, records)
     if joined is not None:
@@ -307,7 +320,7 @@ def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime
     engine = open_engine(store, opts.log_prefix, feedback_from - timedelta(days=FEEDBACK_PREDICTION_DAYS), now,
                          engine=opts.log_engine, table=opts.log_table, model=spec.name)
     try:  # every joined row: they become training rows
-        return join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec), sample_rows=2**62,
+        return join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec), sample_rows=None,
                              outputs=False)
     finally:
         engine.close()
@@ -351,6 +364,16 @@ def gate_candidate(store: Store, opts: JobOptions, before: ServingPointer | None
     return clock("gate", judge, data.spec, candidate.bundle, stable, data.split.holdout, opts.tolerances)
 
 
+def with_gate(candidate: Candidate, verdict: Verdict, before: ServingPointer | None) -> Candidate:
+    """The candidate with the gate's decision in its manifest (its model card shows it): passed or not, why, the
+    policy, and the stable version it was compared with (None when there was none to score) and its metrics."""
+    gate = {"passed": verdict.passed, "close": verdict.close, "reasons": verdict.reasons, "policy": verdict.policy,
+            "compared_with": before.stable if before is not None and verdict.stable is not None else None,
+            "stable_metrics": verdict.stable}
+    bundle = candidate.bundle
+    return replace(candidate, bundle=Bundle({**bundle.manifest, "gate": gate}, bundle.files))
+
+
 def check_drift(store: Store, opts: JobOptions, data: TrainingData, *, clock: Clock) -> DriftOutcome:
     """Write the drift report (training rows against recent serving inputs and new labels) and apply the policy."""
     report, location = clock("drift", _write_drift_report, store, opts, data)
@@ -360,18 +383,22 @@ def check_drift(store: Store, opts: JobOptions, data: TrainingData, *, clock: Cl
 
 def publish_candidate(store: Store, opts: JobOptions, candidate: Candidate, verdict: Verdict,
                       drift: DriftOutcome, *, clock: Clock) -> PublishOutcome:
-    """Stage and promote a candidate that passed (as a canary when asked or under review), then apply retention."""
-    if not verdict.passed:
+    """Stage and promote a candidate that passed (as a canary when asked or under review, as the shadow when
+    asked), or shadow a rejected but close one when asked; then apply retention."""
+    shadowed = opts.shadow if verdict.passed else opts.shadow_if_close and verdict.close
+    if not verdict.passed and not shadowed:
         return PublishOutcome("rejected")
     if opts.dry_run:
         return PublishOutcome("dry-run")
     canary_percent = opts.canary_percent or (REVIEW_CANARY_PERCENT if drift.review else 0.0)
     try:
         clock("stage", stage, store, opts.model_name, candidate.bundle)
-        after = promote(store, opts.model_name, candidate.version, canary_percent, opts.keep).after
+        after = promote(store, opts.model_name, candidate.version, canary_percent, opts.keep,
+                        shadow_percent=opts.shadow_percent if shadowed else None).after
     except PointerRace as exc:
         return PublishOutcome("lost-race", reason=str(exc))
-    decision = "canary" if after.canary == candidate.version else "promoted"
+    decision = "shadow" if after.shadow == candidate.version else "canary" if after.canary == candidate.version \
+        else "promoted"
     return PublishOutcome(decision, pointer=after, retention_deleted=apply_retention(store, opts.model_name))
 
 
@@ -398,7 +425,7 @@ def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> t
     reference_predictions, attribution = _stable_reference(store, spec, served.rows, opts.thresholds)
     report = build_report(spec, contract, data.split.train, serving, data.labelled.from_files,
                           thresholds=opts.thresholds, window=window, reference_predictions=reference_predictions,
-                          attribution=attribution)
+                          attribution=attribution, hash_key=spec_hash_key(spec, store.uri))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     body_json = json.dumps(report, indent=1).encode()
     body_html = render_html(report).encode()

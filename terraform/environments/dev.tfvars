@@ -10,3 +10,4 @@ function_max_instances = 3
 job_task_count         = 1
 retrain_schedule       = "0 4 * * *"
 alert_p95_latency_ms   = 500
+log_retention_days     = 7 # the bucket's log files and the BigQuery log partitions

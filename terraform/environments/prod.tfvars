@@ -11,3 +11,4 @@ job_task_count         = 3
 job_canary_percent     = 10
 retrain_schedule       = "0 3 * * 1"
 notification_channels  = []
+log_retention_days     = 30 # the bucket's log files and the BigQuery log partitions

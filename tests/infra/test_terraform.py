@@ -210,6 +210,13 @@ def test_function_is_a_cloud_run_function_with_traffic_split(mod, call):
     assert "google_storage_bucket.models.name" in _passed(call, env["MODEL_STORE"])
 
 
+def test_cpu_stays_allocated_for_the_shadow_scorer_by_default(mod):
+    """Cloud Run throttles CPU outside requests when cpu_idle is true; the shadow's thread needs it between them."""
+    resources = _one(mod, "google_cloud_run_v2_service")["template"][0]["containers"][0]["resources"][0]
+    assert resources["cpu_idle"] == "${!var.cpu_always_allocated}"
+    assert mod["variable"]["cpu_always_allocated"]["default"] is True
+
+
 def test_invoker_is_private_unless_a_variable_allows(tf, mod, call):
     assert tf["variable"]["allow_public_invoker"]["default"] is False
     assert mod["variable"]["allow_public_invoker"]["default"] is False

@@ -93,7 +93,7 @@ def test_a_binary_text_target_with_missing_values(churn_csv, tmp_path):
     assert any("20 missing (required = false)" in c for c in comments_above(text, "features", "region"))
     assert features["tenure_months"]["unit"] == "months" and "required" not in features["tenure_months"]
     assert features["tenure_months"]["bounds"][0] == 0 and features["tenure_months"]["low_inclusive"] is True
-    assert by_name(raw, "passthrough") == {"customer_id": {"name": "customer_id", "kind": "string"}}
+    assert by_name(raw, "passthrough") == {"customer_id": {"name": "customer_id", "kind": "string", "log": "hash"}}
     assert raw["data"]["required"] == ["churned"] and raw["data"]["bad_rows"] == "drop"
     assert raw["data"]["max_bad_share"] == 0.05 and raw["data"]["file"] == "Customer Churn.csv"
     assert raw["data"]["columns"] == {"Churned": "churned", "Customer ID": "customer_id",
@@ -267,7 +267,8 @@ def test_the_cli_writes_a_spec_the_job_trains_without_a_hand_edit(churn_csv, tmp
         "command": "init", "model": "churn", "decision": "written", "path": str(specs / "churn"), "task": "binary",
         "target": "churned", "features": {"numeric": ["tenure_months", "monthly_charges"],
                                           "categorical": ["plan", "region"]},
-        "passthrough": {"customer_id": "string"}, "left_out": {}, "rows": 150, "usable_rows": 144, "review": [],
+        "passthrough": {"customer_id": "string"}, "left_out": {}, "rows": 150, "usable_rows": 144,
+        "review": ["customer_id: looks personal (a person's identifier): logged hashed (erase a person's rows by it)"],
         "files": ["spec.toml", "examples.json", "Customer Churn.csv", "DATA.md"]}
     assert sorted(p.name for p in (specs / "churn").iterdir()) == sorted(summary["files"])
     raw, _, spec = read_spec(specs / "churn")
@@ -299,3 +300,27 @@ def test_field_and_model_names():
     assert model_name("My Data-Set 2024") == "my-data-set-2024" and model_name("2024 sales") == "model-2024-sales"
     assert (nice(87.1, up=True), nice(-32.3, up=False), nice(9900.0, up=True), nice(0.0123, up=True)) == (
         88, -33, 9900, 0.013)
+
+
+def test_columns_that_look_personal_are_proposed_a_log_policy_to_review(tmp_path):
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(80):
+        income = round(float(rng.uniform(10, 200)), 1)
+        rows.append([f"person{i}@example.org", f"+44 20 7946 {i:04d}", f"Name{i} Surname{i}",
+                     (date(1950, 1, 1) + timedelta(days=97 * i)).isoformat(), f"called about the loan number {i}",
+                     1000 + i, f"app-{i:05d}", income, ["north", "south"][i % 2], int(income > 100)])
+    data = write_csv(tmp_path / "loans.csv", ["Email", "Contact", "Full Name", "Date of Birth", "Remarks", "Row",
+                                              "Applicant Ref", "Income", "Region", "Approved"], rows)
+    init_spec(data, "Approved", specs_dir=tmp_path / "specs")
+    raw, text, spec = read_spec(tmp_path / "specs" / "loans")
+    passthrough = by_name(raw, "passthrough")
+    assert {name: p.get("log") for name, p in passthrough.items()} == {
+        "email": "hash", "contact": "hash", "full_name": "drop", "date_of_birth": "drop", "remarks": "drop",
+        "row": None, "applicant_ref": "hash"}
+    for name, why in (("email", "email addresses"), ("contact", "phone numbers"), ("full_name", "names"),
+                      ("date_of_birth", "dates of birth"), ("remarks", "free text"),
+                      ("applicant_ref", "a person's identifier")):
+        above = comments_above(text, "passthrough", name)
+        assert any(line.startswith(f"# review: looks personal ({why})") for line in above), (name, above)
+    assert all(f.log == "keep" for f in spec.features) and spec.retrain.from_feedback  # the spec loads as written

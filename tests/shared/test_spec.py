@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from shared.spec import SPEC_FILE, SpecError, default_model, load_spec, parse_spec, spec_names
+from shared.spec import SPEC_FILE, CardSpec, SpecError, default_model, load_spec, parse_spec, spec_names
 
 
 def _raw(name: str) -> tuple[dict, object]:
@@ -94,6 +94,14 @@ def test_a_bad_regressor_spec_names_the_field(change, says):
     (lambda r: r.update(task="binary"), "a binary target has exactly two labels"),
     (lambda r: r["holdout"].update(group_by=["island"]), "stratify and group_by cannot both hold"),
     (lambda r: r.pop("data"), "missing 'data'"),
+    (lambda r: r.update(card="for teaching"), "[card]: must be a table of intended_use, out_of_scope, owners"),
+    (lambda r: r["card"].update(intended_use=["teaching"]), "[card] intended_use: must be a non-empty string"),
+    (lambda r: r["card"].update(intended_use="  "), "[card] intended_use: must be a non-empty string"),
+    (lambda r: r["card"].update(owners="the team"), "[card] owners: must be a list of non-empty strings"),
+    (lambda r: r["card"].update(out_of_scope=["chicks", 3]), "[card] out_of_scope: must be a non-empty string"),
+    (lambda r: r["card"].update(owner=["x"]), "[card]: unknown key 'owner' (did you mean 'owners'?)"),
+    (lambda r: r["data"].update(licence=""), "[data] licence: must be a non-empty string"),
+    (lambda r: r["data"].update(source=1), "[data] source: must be a non-empty string"),
 ])
 def test_a_bad_classifier_spec_names_the_field(change, says):
     assert says in _broken("penguins", change)
@@ -150,3 +158,54 @@ def test_a_plain_regressor_needs_no_regimes_and_may_predict_negative_values():
     assert r.strategy == "plain" and not r.log_scale and [g.name for g in r.regimes] == ["all"]
     assert not spec.holdout.stratify and spec.holdout.group_by == () and spec.target.interval == 0.9
     assert set(spec.search) >= {"max_depth", "num_boost_round"}  # defaults when [search] is left out
+
+
+def test_the_shipped_specs_state_their_card_and_a_spec_without_one_states_nothing():
+    for name in ("penguins", "co2"):
+        spec = load_spec(name)
+        assert spec.card.intended_use and spec.card.out_of_scope and spec.card.owners and spec.card.limitations
+        assert spec.data.source and spec.data.licence
+    raw, folder = _raw("penguins")
+    raw = copy.deepcopy(raw)
+    raw.pop("card")
+    for key in ("source", "licence"):
+        raw["data"].pop(key)
+    spec = parse_spec(raw, folder)
+    assert spec.card == CardSpec() and spec.card.owners == () and spec.data.licence == ""
+
+
+def _penguins_with(change) -> dict:
+    raw, _ = _raw("penguins")
+    raw = copy.deepcopy(raw)
+    change(raw)
+    return raw
+
+
+def _no_feedback(raw: dict) -> None:
+    raw["retrain"] = {"from_feedback": False}
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda r: r["features"][0].update(log="mask"), "log: must be one of keep, hash, bucket, drop, not 'mask'"),
+    (lambda r: r["features"][0].update(log="drop"),
+     "retraining from feedback learns from the logged features"),
+    (lambda r: r["features"][0].update(log="bucket"), "needs the width of its bins"),
+    (lambda r: (r["features"][0].update(log="bucket", bucket_width=0), _no_feedback(r)), "must be above 0"),
+    (lambda r: r["features"][0].update(bucket_width=5), "only a field with log = \"bucket\" has a bucket width"),
+    (lambda r: (r["features"][4].update(log="bucket", bucket_width=1), _no_feedback(r)),
+     "only a numeric feature or an integer passthrough field can be bucketed"),
+    (lambda r: (r["features"][4].update(log="drop"), _no_feedback(r)), "a segment or holdout group field"),
+    (lambda r: r.update(retrain={"from_feedbak": False}), "unknown key 'from_feedbak' (did you mean 'from_feedback'?)"),
+    (lambda r: r.update(retrain={"from_feedback": "no"}), "[retrain] from_feedback: must be true or false"),
+])
+def test_a_bad_log_policy_names_the_field_and_the_reason(change, says):
+    assert says in _broken("penguins", change)
+
+
+def test_log_policies_default_to_keep_and_a_spec_not_learning_from_feedback_may_hide_features():
+    assert load_spec("penguins").log_policies == {} and load_spec("penguins").retrain.from_feedback
+    raw = _penguins_with(lambda r: (r["features"][0].update(log="bucket", bucket_width=5), _no_feedback(r),
+                                    r["features"][1].update(log="drop")))
+    spec = parse_spec(raw, load_spec("penguins").folder)
+    assert not spec.retrain.from_feedback
+    assert spec.log_policies == {spec.features[0].name: ("bucket", 5.0), spec.features[1].name: ("drop", None)}

@@ -1,5 +1,12 @@
 # The model's retraining job and the two schedules that start it: the weekly retrain (the job as defined,
 # `python -m retrain_job run --model MODEL`) and the hourly monitor (the same job and image, its args overridden).
+#
+# Batch scoring runs on the same job too, one execution per file set, its args and task count overridden (the
+# module's `score_command` output, and retrain_job/README.md "Batch scoring"): `python -m retrain_job score --model
+# MODEL --input gs://... --output gs://...` on `score_task_count` tasks, each scoring its share of the input
+# (CLOUD_RUN_TASK_INDEX of CLOUD_RUN_TASK_COUNT) with the model as the function serves it. A task's output is
+# committed whole and a retried task replaces its own shard (max_retries), so the 2 CPUs and 2 GiB below suit it
+# as they suit the retrain: its memory stays flat however large the input.
 resource "google_cloud_run_v2_job" "retrain" {
   name                = var.job_name
   location            = var.region
@@ -56,6 +63,19 @@ resource "google_cloud_run_v2_job" "retrain" {
         env {
           name  = "LOG_TABLE"
           value = var.log_table
+        }
+        # the key of fields logged hashed (log = "hash"), from Secret Manager: never in the state or the repository
+        dynamic "env" {
+          for_each = var.log_hash_key_secret == "" ? [] : [var.log_hash_key_secret]
+          content {
+            name = "LOG_HASH_KEY"
+            value_source {
+              secret_key_ref {
+                secret  = env.value
+                version = "latest"
+              }
+            }
+          }
         }
       }
     }

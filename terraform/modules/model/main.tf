@@ -40,7 +40,7 @@ resource "google_cloud_run_v2_service" "function" {
           cpu    = var.function_cpu
           memory = var.function_memory
         }
-        cpu_idle          = true
+        cpu_idle          = !var.cpu_always_allocated # terraform/modules/model/shadow.tf
         startup_cpu_boost = true
       }
 
@@ -67,6 +67,19 @@ resource "google_cloud_run_v2_service" "function" {
       env {
         name  = "THREADS"
         value = tostring(var.function_threads)
+      }
+      # the key of fields logged hashed (log = "hash"), from Secret Manager: never in the state or the repository
+      dynamic "env" {
+        for_each = var.log_hash_key_secret == "" ? [] : [var.log_hash_key_secret]
+        content {
+          name = "LOG_HASH_KEY"
+          value_source {
+            secret_key_ref {
+              secret  = env.value
+              version = "latest"
+            }
+          }
+        }
       }
 
       startup_probe {

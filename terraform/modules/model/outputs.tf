@@ -18,6 +18,11 @@ output "job_name" {
   value       = google_cloud_run_v2_job.retrain.name
 }
 
+output "score_command" {
+  description = "The gcloud command that scores files with this model on the job (fill in INPUT and OUTPUT, gs:// URIs the job's service account can read and write)."
+  value       = "gcloud run jobs execute ${google_cloud_run_v2_job.retrain.name} --region ${var.region} --tasks ${var.score_task_count} --task-timeout ${var.score_task_timeout} --args=score,--model,${var.model},--input,INPUT,--output,OUTPUT --wait"
+}
+
 output "scheduler_job_name" {
   description = "Name of the Cloud Scheduler job that starts the retraining job."
   value       = google_cloud_scheduler_job.retrain.name

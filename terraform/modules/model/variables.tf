@@ -297,3 +297,29 @@ variable "live_coverage_floor" {
     error_message = "live_coverage_floor must be in (0, 1]."
   }
 }
+
+variable "score_task_count" {
+  description = "Tasks of a batch scoring execution of the job, in the module's score_command output (an execution may ask for others with --tasks)."
+  type        = number
+  default     = 4
+  validation {
+    condition     = var.score_task_count >= 1 && var.score_task_count <= 100
+    error_message = "score_task_count must be 1 to 100."
+  }
+}
+
+variable "score_task_timeout" {
+  description = "Per-task timeout of a batch scoring execution, in the module's score_command output (the job's own is the retrain's)."
+  type        = string
+  default     = "3600s"
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.score_task_timeout))
+    error_message = "score_task_timeout must be seconds, like 3600s."
+  }
+}
+
+variable "log_hash_key_secret" {
+  description = "The Secret Manager secret holding LOG_HASH_KEY (empty: none)."
+  type        = string
+  default     = ""
+}

@@ -20,7 +20,14 @@ import sqlglot
 from function.serving import logs
 from retrain_job.data.engine import BigQueryEngine, DuckDBEngine, Scan
 from retrain_job.data.feedback import Joined
-from retrain_job.data.logs import join_feedback, segment_stats, served_of, served_sample
+from retrain_job.data.logs import (
+    join_feedback,
+    segment_stats,
+    served_of,
+    served_sample,
+    shadow_pairs,
+    shadow_predictions,
+)
 from shared.store import LocalStore
 from tests.retrain_job.data.test_logs import NOW, PREFIX, SinkLog, probs
 from tests.support.bigquery import BQEMULATOR_PYTHON, MISSING_VENV, BigQueryEmulator, bigquery_client
@@ -469,3 +476,28 @@ def test_segment_sums_and_the_served_rows_kept_in_the_joins_pass_agree(log, clie
                          "red": [("v1", "stable", 2, 2, 1.2), ("v2", "canary", 1, 1, 0.8)]}
     assert served == [{"colour": "blue", "x": 0.0, "predicted": "a"}, {"colour": "red", "x": 1.0, "predicted": "b"},
                       {"colour": "blue", "x": 2.0, "predicted": "c"}, {"colour": "red", "x": 3.0, "predicted": "a"}]
+
+
+def test_shadow_pairs_and_sample_match_duckdb(log, client, table):
+    at = NOW - timedelta(hours=2)
+    log.prediction("r1", ["a", "c", "c", "b"], at=at - timedelta(seconds=1), version="v2", role="shadow",
+                   event="prediction_rows", probabilities=probs(*[(0.4, 0.3, 0.3)] * 4))
+    log.prediction("r1", ["a", "b", "c", "a"], at=at, probabilities=probs(*[(0.5, 0.3, 0.2)] * 4))
+    log.feedback([{"id": "r1-0", "truth": "a"}, {"id": "r1-1", "truth": "c"}, {"id": "r1-3", "truth": "a"}],
+                 at=at + timedelta(minutes=5))
+    load(log, client, table)
+    since, feedback_from = NOW - timedelta(days=7), NOW - timedelta(hours=24)
+    engines = (DuckDBEngine.for_store(log.store, PREFIX, since, NOW), BigQueryEngine(client, table, since, NOW))
+    try:
+        out = []
+        for engine in engines:
+            joined = join_feedback(engine, "clf", feedback_from, fields=("x",))
+            out.append((joined.counts.to_dict(), [_row(r) for r in joined.rows], shadow_pairs(engine, "clf"),
+                        sorted(shadow_predictions(engine, "clf", "v2", 10))))
+    finally:
+        for engine in engines:
+            engine.close()
+    duck, bq = out
+    assert bq == duck
+    assert [(p.pairs, p.agreed, p.labelled, p.shadow_hits, p.answer_hits) for p in duck[2]] == [(4, 2, 3, 2, 2)]
+    assert duck[3] == ["a", "b", "c", "c"]

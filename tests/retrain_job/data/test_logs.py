@@ -10,7 +10,7 @@ from function.serving import logs
 from function.serving.logs import LocalSink, sink_path
 from retrain_job.data.engine import DuckDBEngine, Scan
 from retrain_job.data.feedback import Joined
-from retrain_job.data.logs import labelled_rows, served_sample
+from retrain_job.data.logs import join_feedback, labelled_rows, served_sample, shadow_pairs
 from retrain_job.monitor.quality import monitor
 from shared.store import LocalStore
 from tests.support.joins import engine_join
@@ -37,10 +37,11 @@ class SinkLog:
     def prediction(self, request_id: str, predicted: list, *, at: datetime, model: str = "clf", version: str = "v1",
                    role: str = "stable", first_row: int | None = 0, rows: int | None = None,
                    instances: list[dict] | None = None, probabilities: list | None = None,
-                   intervals: list | None = None, labels: list[str] | None = None) -> None:
+                   intervals: list | None = None, labels: list[str] | None = None,
+                   event: str = "prediction") -> None:
         """One prediction entry; probabilities or intervals are left out when not given (as old lines)."""
         start = first_row or 0
-        payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:predict 200", "event": "prediction",
+        payload = {"severity": "INFO", "message": f"POST /v1/models/{model}:predict 200", "event": event,
                    "status": 200, "request_id": request_id, "model": model, "model_version": version, "role": role,
                    "fallback": role == "fallback", "rows": rows if rows is not None else start + len(predicted)}
         if first_row is not None:
@@ -272,3 +273,44 @@ def test_a_sampled_join_still_reports_accuracy_rmse_and_coverage_over_every_row(
             assert from_sample.metrics["accuracy"].value == pytest.approx(0.8)  # 8 of 10 over all rows
             assert (from_sample.metrics["accuracy"].low, from_sample.metrics["accuracy"].high) == pytest.approx(
                 (everything.metrics["accuracy"].low, everything.metrics["accuracy"].high))
+
+
+def test_shadow_rows_pair_with_the_answers_given_and_are_never_counted_as_answers(log):
+    at = NOW - timedelta(hours=2)
+    # the shadow's line is stamped first: the join must still take the answer given, not the shadow's
+    log.prediction("r1", ["a", "c", "c", "b"], at=at - timedelta(seconds=1), version="v2", role="shadow",
+                   event="prediction_rows", probabilities=probs(*[(0.4, 0.3, 0.3)] * 4))
+    log.prediction("r1", ["a", "b", "c", "a"], at=at, probabilities=probs(*[(0.5, 0.3, 0.2)] * 4))
+    log.prediction("r2", [1.0], at=at, model="reg", intervals=[[0.0, 2.0]])
+    log.prediction("r2", [3.0], at=at, model="reg", version="v2", role="shadow", event="prediction_rows",
+                   intervals=[[2.5, 3.5]])
+    log.feedback([{"id": "r1-0", "truth": "a"}, {"id": "r1-1", "truth": "c"}, {"id": "r1-3", "truth": "a"}],
+                 at=at + timedelta(minutes=5))
+    log.feedback([{"id": "r2-0", "truth": 1.5}], at=at + timedelta(minutes=5), model="reg")
+    logs.flush()
+    engine = DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=7), NOW)
+    try:
+        joined = join_feedback(engine, "clf", NOW - timedelta(hours=24), fields=("x",))
+        [clf] = shadow_pairs(engine, "clf")
+        served = served_sample(engine, "clf", ["x"])
+        reg_joined = join_feedback(engine, "reg", NOW - timedelta(hours=24), fields=("x",))
+        [reg] = shadow_pairs(engine, "reg")
+    finally:
+        engine.close()
+    # the answers given alone: three joined, as stable answered them; four served rows, no repeated id
+    assert [(r.id, r.model_version, r.role, r.predicted) for r in joined.rows] == [
+        ("r1-0", "v1", "stable", "a"), ("r1-1", "v1", "stable", "b"), ("r1-3", "v1", "stable", "a")]
+    assert joined.window.prediction_lines == 1 and joined.window.repeated_predictions == 0
+    assert [(s.model_version, s.role, s.predictions) for s in joined.predictions] == [("v1", "stable", 4)]
+    assert served.total == 4
+    # agreement on rows 0 and 2; with truths: shadow right on 0 and 1, stable on 0 and 3
+    assert (clf.shadow_version, clf.answered_version, clf.answered_role, clf.classifier) == ("v2", "v1", "stable", True)
+    assert (clf.pairs, clf.agreed, clf.labelled, clf.shadow_hits, clf.answer_hits, clf.differing_hits) == (
+        4, 2, 3, 2, 2, 2)
+    assert [(r.id, r.predicted, r.interval) for r in reg_joined.rows] == [("r2-0", 1.0, (0.0, 2.0))]
+    assert not reg.classifier and (reg.pairs, reg.compared, reg.abs_difference, reg.squared_difference) == (
+        1, 1, 2.0, 4.0)
+    # |3 - 1.5| - |1 - 1.5| = 1; the shadow's interval [2.5, 3.5] misses 1.5
+    assert (reg.labelled, reg.scored, reg.error_difference, reg.shadow_squares, reg.answer_squares) == (
+        1, 1, 1.0, 2.25, 0.25)
+    assert (reg.with_interval, reg.inside) == (1, 0)

@@ -1,0 +1,164 @@
+"""Shadow scoring: the pointer's shadow version scores requests already answered, off the request path.
+
+A request the loader picks for the shadow (`ModelLoader.shadow_model`) hands its validated feature batch to
+`ShadowScorer.submit` once its answer is built: one append to a bounded queue (`SHADOW_QUEUE` requests), or, when
+the queue is full, a drop that is counted; a request never waits for the shadow, nor wakes a thread. One daemon
+thread per process wakes every `SHADOW_INTERVAL_S` and takes the queued work in order (one thread switch for many
+requests, not one each), predicts with the shadow version (validating the request's inputs again only when the
+shadow's contract differs from the answering version's) and queues its rows for the request log, under the same
+prediction ids as the answer, with `role: shadow` and the shadow's `model_version`. Their event is the one of a
+batch's later entries (`PREDICTION_ROWS`): routed to the sinks and read by the monitor, counted by no request
+metric. Whatever goes wrong (a bundle that cannot load, an evaluator that raises, inputs the shadow's contract
+refuses) is counted and shown in `/health`, never raised: the answer was given before the shadow began.
+
+The thread takes its CPU from the same process as the requests: on Cloud Run that needs CPU allocated outside
+requests too (`cpu_idle = false`, terraform/modules/model/shadow.tf), else the thread runs only while a request
+is in flight and steals its time.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from function.serving.logs import CONTINUED_FIELDS, RequestLog, inference_rows
+from shared.logline import PREDICTION_ROWS
+from shared.model import ServingModel
+from shared.predictor import Estimates
+from shared.validation import FeatureBatch
+
+SHADOW_ROLE = "shadow"  # the `role` of a shadow's log rows (beside stable, canary, fallback and shipped)
+SHADOW_INTERVAL_S = 0.005  # how often the shadow's thread takes the queued requests
+log = logging.getLogger(__name__)
+
+
+class ShadowStats:
+    """One shadow version's counts in this process: scored, dropped (queue full) and failed requests, and the last
+    failure while the most recent attempt failed."""
+
+    __slots__ = ("_lock", "dropped", "error", "failed", "scored", "version")
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self._lock = threading.Lock()
+        self.scored = self.dropped = self.failed = 0
+        self.error: str | None = None
+
+    def done(self) -> None:
+        """One request scored; the shadow works again."""
+        with self._lock:
+            self.scored += 1
+            self.error = None
+
+    def drop(self) -> None:
+        """One request not scored: the queue was full."""
+        with self._lock:
+            self.dropped += 1
+
+    def fail(self, error: str) -> None:
+        """One request the shadow could not score, and why."""
+        with self._lock:
+            self.failed += 1
+            self.error = error
+
+    def counts(self) -> dict[str, int]:
+        """What /health shows of the counts."""
+        return {"scored": self.scored, "dropped": self.dropped, "failed": self.failed}
+
+
+@dataclass(slots=True)
+class ShadowWork:
+    """One answered request for the shadow to score."""
+
+    model: ServingModel  # the shadow version
+    stats: ShadowStats
+    answered: ServingModel  # the version that answered
+    batch: FeatureBatch  # validated for the answering version's contract
+    inputs: object  # the request's inputs as the core took them (dataplane Rows, Columns or Encoded)
+    request_id: str
+    logged: dict | None = None  # the inputs as the answer's log line holds them (set when it is logged)
+
+
+class ShadowScorer:
+    """The process's shadow queue and its one worker thread (started on the first submit in each process)."""
+
+    def __init__(self, request_log: RequestLog, capacity: int,
+                 validate: Callable[[ServingModel, object], FeatureBatch]) -> None:
+        self.request_log = request_log
+        self.capacity = capacity
+        self.validate = validate
+        self._queue: deque = deque()
+        self._busy = False  # the thread holds work taken from the queue
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._contracts: dict[tuple[str, str], bool] = {}  # (shadow, answering) versions -> same contract
+
+    def submit(self, work: ShadowWork) -> None:
+        """Queue an answered request for the shadow; never blocks (a full queue drops it, counted)."""
+        if self._pid != os.getpid():  # first use in this process (a forked worker has no thread of its parent's)
+            self._start()
+        work_queue = self._queue
+        if len(work_queue) < self.capacity:  # threads racing past the check overshoot it by a request or two
+            work_queue.append(work)
+        else:
+            work.stats.drop()
+
+    def join(self) -> None:
+        """Wait until every queued request was scored (tests and benchmarks)."""
+        while self._pid == os.getpid() and (self._queue or self._busy):
+            time.sleep(SHADOW_INTERVAL_S)
+
+    def score(self, work: ShadowWork) -> None:
+        """Predict one request with the shadow and queue its log rows; a failure is counted, never raised."""
+        model = work.model
+        try:
+            start = time.perf_counter()
+            batch = work.batch if self._same_contract(model, work.answered) else self.validate(model, work.inputs)
+            outputs = model.predictor.predict(batch)
+            predict_ms = int((time.perf_counter() - start) * 1e6) / 1000
+            predicted = outputs.values if isinstance(outputs, Estimates) else outputs.labels(model.labels)
+            fields, rows = inference_rows(model, outputs, work.request_id, predicted, work.logged)
+        except Exception as exc:  # the shadow's own fault: the answer it shadows was already given
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            if work.stats.error != error:
+                log.warning("shadow %s of %s failed: %s", model.version, model.name, error)
+            work.stats.fail(error)
+            return
+        payload = {"severity": "INFO", "message": f"shadow {model.name} {model.version}", "event": PREDICTION_ROWS,
+                   "request_id": work.request_id, "model": model.name, "model_version": model.version,
+                   "role": SHADOW_ROLE, "fallback": False, "rows": len(rows), "predict_ms": predict_ms, **fields}
+        self.request_log.emit(payload, rows, CONTINUED_FIELDS, continued_event=None)
+        work.stats.done()
+
+    def _same_contract(self, shadow: ServingModel, answered: ServingModel) -> bool:
+        """Whether the answering version's validated batch fits the shadow (compared once per pair of versions)."""
+        key = (shadow.version, answered.version)
+        same = self._contracts.get(key)
+        if same is None:
+            same = self._contracts[key] = shadow.contract == answered.contract
+        return same
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._queue = deque()
+            threading.Thread(target=self._run, args=(self._queue,), name="shadow-scorer", daemon=True).start()
+            self._pid = os.getpid()
+
+    def _run(self, work_queue: deque) -> None:
+        while True:
+            time.sleep(SHADOW_INTERVAL_S)
+            while work_queue:
+                self._busy = True
+                try:
+                    self.score(work_queue.popleft())
+                except Exception:  # a bug must not end the thread: every later request would go unscored
+                    log.exception("shadow scoring failed")
+                finally:
+                    self._busy = False
+                time.sleep(0)  # hand the GIL to a waiting request thread now, not at the 5 ms switch interval
