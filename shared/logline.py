@@ -196,15 +196,19 @@ def spec_hash_key(spec: ModelSpec, store_uri: str) -> bytes | None:
 class PredictionRows:
     """One inference's rows as logged: inputs, answer, and probabilities or interval; encoded slice by slice.
 
-    `inputs` is `{"instances": rows}` or `{"columns": {field: values}}`. A classifier's rows carry their
-    `probabilities` (in the line's `labels` order) and `probability`, the one of the predicted label; a
-    regressor's their `interval` and `extrapolation` flag.
+    `inputs` is `{"instances": rows}` or `{"columns": {field: values}}` (None: rows without `instance`, as a
+    shadow's, whose inputs the answer's rows hold). A classifier's rows carry their `probabilities` (in the line's
+    `labels` order) and `probability`, the one of the predicted label; a regressor's their `interval` and
+    `extrapolation` flag. Row ids are `<request_id>-<row>`, or `ids` when given (rows of several requests).
     """
 
-    __slots__ = ("request_id", "inputs", "predicted", "probabilities", "probability", "intervals", "extrapolation")
+    __slots__ = ("request_id", "inputs", "predicted", "probabilities", "probability", "intervals", "extrapolation",
+                 "ids")
 
-    def __init__(self, request_id: str, inputs: dict, predicted: Sequence, *, probabilities: Any = None,
-                 probability: Any = None, intervals: Any = None, extrapolation: Any = None) -> None:
+    def __init__(self, request_id: str, inputs: dict | None, predicted: Sequence, *, probabilities: Any = None,
+                 probability: Any = None, intervals: Any = None, extrapolation: Any = None,
+                 ids: Sequence[str] | None = None) -> None:
+        self.ids = ids
         self.request_id = request_id
         self.inputs = inputs
         self.predicted = predicted
@@ -228,15 +232,15 @@ class PredictionRows:
 
     def encode(self, start: int, stop: int, policy: LogPolicy | None = None) -> str:
         """Rows start:stop as the JSON text of `data`, their instances as `policy` logs them (None: as sent)."""
-        fields = {"instance": self._instances(start, stop, policy), "predicted": _list(self.predicted[start:stop])}
+        fields = {} if self.inputs is None else {"instance": self._instances(start, stop, policy)}
+        fields["predicted"] = _list(self.predicted[start:stop])
         for name in ("probabilities", "probability", "interval", "extrapolation"):
             values = self.intervals if name == "interval" else getattr(self, name)
             if values is not None:
                 fields[name] = _list(values[start:stop])
-        rid = self.request_id
-        names = list(fields)
-        rows = [{"id": f"{rid}-{start + j}", **dict(zip(names, values))}
-                for j, values in enumerate(zip(*fields.values()))]
+        rid, names = self.request_id, list(fields)
+        ids = self.ids[start:stop] if self.ids is not None else [f"{rid}-{start + j}" for j in range(stop - start)]
+        rows = [{"id": i, **dict(zip(names, values))} for i, values in zip(ids, zip(*fields.values()))]
         return orjson.dumps(rows, option=_NUMPY).decode()
 
 

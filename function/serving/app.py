@@ -141,10 +141,7 @@ class Call:
             self.log_fields.update(fields)
         if choice.cold:
             self.log_fields["cold"] = True
-        shadow = inference.shadow
-        if shadow is not None:
-            shadow.logged = inputs
-            self.shadow = shadow
+        self.shadow = inference.shadow
 
 
 # Content-Types an Open Inference Protocol body may come with besides JSON: none (tritonclient's), curl's `-d`

@@ -74,20 +74,20 @@ log = logging.getLogger(__name__)
 
 
 def inference_rows(model: ServingModel, outputs: Probabilities | Estimates, request_id: str, predicted: list,
-                   inputs: dict) -> tuple[dict, PredictionRows]:
+                   inputs: dict | None, *, ids: list[str] | None = None) -> tuple[dict, PredictionRows]:
     """What a prediction log line says about one model's outputs: its fields (a classifier's `labels` and a binary
     one's `threshold`) and every row's inputs (`{"instances": rows}` or `{"columns": {field: values}}`), prediction,
-    and probabilities, or interval and extrapolation flag."""
+    and probabilities, or interval and extrapolation flag (`ids`: the rows' own, see PredictionRows)."""
     if isinstance(outputs, Estimates):
         flags = outputs.extrapolation  # as the evaluator made them: a bool array for a large batch
         return {}, PredictionRows(request_id, inputs, predicted, intervals=outputs.intervals(),
-                                  extrapolation=flags if flags is not None else outputs.flags())
+                                  extrapolation=flags if flags is not None else outputs.flags(), ids=ids)
     fields: dict = {"labels": model.labels}
     if outputs.threshold is not None:
         fields["threshold"] = outputs.threshold
     probabilities = outputs.rows if outputs.rows is not None else np.round(outputs.array, LOGGED_DIGITS)
     return fields, PredictionRows(request_id, inputs, predicted, probabilities=probabilities,
-                                  probability=_chosen(probabilities, predicted, model.labels))
+                                  probability=_chosen(probabilities, predicted, model.labels), ids=ids)
 
 
 def _chosen(probabilities: list | np.ndarray, predicted: list[str], labels: tuple[str, ...]) -> list | np.ndarray:

@@ -4,12 +4,15 @@ A request the loader picks for the shadow (`ModelLoader.shadow_model`) hands its
 `ShadowScorer.submit` once its answer is built: one append to a bounded queue (`SHADOW_QUEUE` requests), or, when
 the queue is full, a drop that is counted; a request never waits for the shadow, nor wakes a thread. One daemon
 thread per process wakes every `SHADOW_INTERVAL_S` and takes the queued work in order (one thread switch for many
-requests, not one each), predicts with the shadow version (validating the request's inputs again only when the
-shadow's contract differs from the answering version's) and queues its rows for the request log, under the same
-prediction ids as the answer, with `role: shadow` and the shadow's `model_version`. Their event is the one of a
-batch's later entries (`PREDICTION_ROWS`): routed to the sinks and read by the monitor, counted by no request
-metric. Whatever goes wrong (a bundle that cannot load, an evaluator that raises, inputs the shadow's contract
-refuses) is counted and shown in `/health`, never raised: the answer was given before the shadow began.
+requests, not one each). The requests of one wake-up answered by one version are predicted by the shadow in one
+call and logged in one line (validated again only when the shadow's contract differs from the answering
+version's: then request by request): the work per request is a share of one evaluator call and one log line,
+which is what keeps the answers' own latency near where it was. Its rows carry the same prediction ids as the
+answers, `role: shadow` and the shadow's `model_version`, and no `instance` (the answer's rows hold it). Their
+event is the one of a batch's later entries (`PREDICTION_ROWS`): routed to the sinks and read by the monitor,
+counted by no request metric. Whatever goes wrong (a bundle that cannot load, an evaluator that raises, inputs the
+shadow's contract refuses) is counted and shown in `/health`, never raised: the answer was given before the shadow
+began.
 
 The thread takes its CPU from the same process as the requests: on Cloud Run that needs CPU allocated outside
 requests too (`cpu_idle = false`, terraform/modules/model/shadow.tf), else the thread runs only while a request
@@ -25,6 +28,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from function.serving.logs import CONTINUED_FIELDS, RequestLog, inference_rows
 from shared.logline import PREDICTION_ROWS
 from shared.model import ServingModel
@@ -32,7 +37,8 @@ from shared.predictor import Estimates
 from shared.validation import FeatureBatch
 
 SHADOW_ROLE = "shadow"  # the `role` of a shadow's log rows (beside stable, canary, fallback and shipped)
-SHADOW_INTERVAL_S = 0.005  # how often the shadow's thread takes the queued requests
+SHADOW_INTERVAL_S = 0.02  # how often the shadow's thread takes the queued requests
+SHADOW_BATCH_ROWS = 64  # rows of several requests predicted in one call at most (a larger request: alone)
 log = logging.getLogger(__name__)
 
 
@@ -80,7 +86,6 @@ class ShadowWork:
     batch: FeatureBatch  # validated for the answering version's contract
     inputs: object  # the request's inputs as the core took them (dataplane Rows, Columns or Encoded)
     request_id: str
-    logged: dict | None = None  # the inputs as the answer's log line holds them (set when it is logged)
 
 
 class ShadowScorer:
@@ -112,27 +117,44 @@ class ShadowScorer:
         while self._pid == os.getpid() and (self._queue or self._busy):
             time.sleep(SHADOW_INTERVAL_S)
 
-    def score(self, work: ShadowWork) -> None:
-        """Predict one request with the shadow and queue its log rows; a failure is counted, never raised."""
-        model = work.model
+    def score(self, works: list[ShadowWork]) -> None:
+        """Predict queued requests with their shadow and queue the rows to log: those of one shadow version that
+        answered versions of its contract in one call and one line; a failure is counted, never raised."""
+        groups: dict[tuple[int, bool], list[ShadowWork]] = {}
+        for work in works:
+            same = self._same_contract(work.model, work.answered)
+            groups.setdefault((id(work.model), same), []).append(work)
+        for (_, same), group in groups.items():
+            if same:
+                for chunk in _chunks(group, SHADOW_BATCH_ROWS):
+                    self._score_together(chunk)
+            else:
+                for work in group:
+                    self._score_together([work], revalidate=True)
+
+    def _score_together(self, group: list[ShadowWork], revalidate: bool = False) -> None:
+        model = group[0].model
         try:
             start = time.perf_counter()
-            batch = work.batch if self._same_contract(model, work.answered) else self.validate(model, work.inputs)
-            outputs = model.predictor.predict(batch)
+            batches = [self.validate(model, w.inputs) if revalidate else w.batch for w in group]
+            outputs = model.predictor.predict(_joined(batches))
             predict_ms = int((time.perf_counter() - start) * 1e6) / 1000
             predicted = outputs.values if isinstance(outputs, Estimates) else outputs.labels(model.labels)
-            fields, rows = inference_rows(model, outputs, work.request_id, predicted, work.logged)
-        except Exception as exc:  # the shadow's own fault: the answer it shadows was already given
+            ids = [f"{w.request_id}-{j}" for w, b in zip(group, batches) for j in range(_rows(b))]
+            fields, rows = inference_rows(model, outputs, group[0].request_id, predicted, None, ids=ids)
+        except Exception as exc:  # the shadow's own fault: the answers it shadows were already given
             error = f"{type(exc).__name__}: {exc}"[:300]
-            if work.stats.error != error:
+            if group[0].stats.error != error:
                 log.warning("shadow %s of %s failed: %s", model.version, model.name, error)
-            work.stats.fail(error)
+            for work in group:
+                work.stats.fail(error)
             return
         payload = {"severity": "INFO", "message": f"shadow {model.name} {model.version}", "event": PREDICTION_ROWS,
-                   "request_id": work.request_id, "model": model.name, "model_version": model.version,
-                   "role": SHADOW_ROLE, "fallback": False, "rows": len(rows), "predict_ms": predict_ms, **fields}
+                   "request_id": group[0].request_id, "model": model.name, "model_version": model.version,
+                   "role": SHADOW_ROLE, "fallback": False, "rows": len(ids), "predict_ms": predict_ms, **fields}
         self.request_log.emit(payload, rows, CONTINUED_FIELDS, continued_event=None)
-        work.stats.done()
+        for work in group:
+            work.stats.done()
 
     def _same_contract(self, shadow: ServingModel, answered: ServingModel) -> bool:
         """Whether the answering version's validated batch fits the shadow (compared once per pair of versions)."""
@@ -155,10 +177,38 @@ class ShadowScorer:
             time.sleep(SHADOW_INTERVAL_S)
             while work_queue:
                 self._busy = True
+                taken = [work_queue.popleft() for _ in range(len(work_queue))]
                 try:
-                    self.score(work_queue.popleft())
+                    self.score(taken)
                 except Exception:  # a bug must not end the thread: every later request would go unscored
                     log.exception("shadow scoring failed")
                 finally:
                     self._busy = False
-                time.sleep(0)  # hand the GIL to a waiting request thread now, not at the 5 ms switch interval
+
+
+def _chunks(group: list[ShadowWork], budget: int) -> list[list[ShadowWork]]:
+    """Consecutive requests whose rows together stay within `budget` (the evaluators' small-batch paths, not
+    XGBoost's), each request whole."""
+    chunks: list[list[ShadowWork]] = []
+    rows = budget
+    for work in group:
+        n = _rows(work.batch)
+        if rows + n > budget:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(work)
+        rows += n
+    return chunks
+
+
+def _rows(batch: FeatureBatch) -> int:
+    return len(batch.rows) if batch.rows is not None else len(batch.matrix)
+
+
+def _joined(batches: list[FeatureBatch]) -> FeatureBatch:
+    """One batch of several requests' rows, as one matrix: the evaluators' vectorised path, not row by row."""
+    if len(batches) == 1:
+        return batches[0]
+    if all(b.rows is not None for b in batches):
+        return FeatureBatch([], _matrix=np.array([row for b in batches for row in b.rows], dtype=np.float32))
+    return FeatureBatch([], _matrix=np.concatenate([b.matrix for b in batches]))

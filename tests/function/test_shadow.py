@@ -17,6 +17,7 @@ from function.serving.shadow import SHADOW_ROLE, ShadowScorer, ShadowStats, Shad
 from retrain_job.publish import promote
 from shared.bundle import MODEL_FILE, write_bundle
 from shared.logline import PREDICTION, PREDICTION_ROWS
+from shared.validation import FeatureBatch
 from tests.function.test_v2 import _per_feature_json
 from tests.support.bundles import STABLE, as_version, publish
 from tests.support.examples import SEED_EXAMPLES
@@ -61,15 +62,19 @@ def test_shadow_rows_are_logged_under_the_answers_ids(make_client, local_store, 
     assert single.get_json()["model_version"] == batch.get_json()["model_version"] == STABLE
     _settled()
     payloads = _payloads(local_store)
+    shadow_lines = [p for p in payloads if p.get("role") == SHADOW_ROLE]
+    # one wake-up's requests are predicted together and logged in one line, under each answer's own ids
+    assert all((p["event"], p["model_version"]) == (PREDICTION_ROWS, SHADOW) for p in shadow_lines)
+    assert all(p["labels"] == ["Adelie", "Chinstrap", "Gentoo"] and "latency_ms" not in p for p in shadow_lines)
+    shadowed = {r["id"]: r for p in shadow_lines for r in rows_of(p)}
+    assert sum(p["rows"] for p in shadow_lines) == len(shadowed) == 7  # each answered row scored once
     for request_id, n in (("one", 1), ("three", 3), ("cols", 3)):
         [answer] = [p for p in payloads if p["request_id"] == request_id and p.get("role") == "stable"]
-        [shadow] = [p for p in payloads if p["request_id"] == request_id and p.get("role") == SHADOW_ROLE]
         assert (answer["event"], answer["model_version"]) == (PREDICTION, STABLE)
-        assert (shadow["event"], shadow["model_version"], shadow["rows"]) == (PREDICTION_ROWS, SHADOW, n)
-        assert shadow["labels"] == answer["labels"] and "latency_ms" not in shadow  # counted by no request metric
-        ours, theirs = rows_of(answer), rows_of(shadow)
-        assert [r["id"] for r in theirs] == [r["id"] for r in ours] == [f"{request_id}-{i}" for i in range(n)]
-        assert [r["instance"] for r in theirs] == [r["instance"] for r in ours]
+        ours = rows_of(answer)
+        assert [r["id"] for r in ours] == [f"{request_id}-{i}" for i in range(n)]
+        theirs = [shadowed[r["id"]] for r in ours]
+        assert all("instance" not in r for r in theirs)  # the answer's rows hold the inputs
         assert [r["predicted"] for r in theirs] == [r["predicted"] for r in ours]  # the same trees
     shadow = _health(client)["models"]["penguins"]["shadow"]
     assert shadow == {"version": SHADOW, "percent": 100.0, "state": "ok", "reason": None, "scored": 3, "dropped": 0,
@@ -92,7 +97,8 @@ def test_a_share_of_requests_chosen_by_their_id(make_client, local_store, traine
     for request_id in ids:
         assert client.post("/predict", json=ROWS[0], headers={"X-Request-Id": request_id}).status_code == 200
     _settled()
-    shadowed = {p["request_id"] for p in _payloads(local_store) if p.get("role") == SHADOW_ROLE}
+    shadowed = {r["id"].rsplit("-", 1)[0] for p in _payloads(local_store) if p.get("role") == SHADOW_ROLE
+                for r in rows_of(p)}
     assert shadowed == {i for i in ids if zlib.crc32(i.encode()) % SHADOW_BUCKETS < 30.0 * 100}
     assert 30 < len(shadowed) < 90
     assert _health(client)["models"]["penguins"]["shadow"]["scored"] == len(shadowed)
@@ -151,7 +157,7 @@ def test_a_full_queue_drops_shadow_work_without_waiting():
     stats = ShadowStats(SHADOW)
     scorer = ShadowScorer(logs.RequestLog(), capacity=1, validate=None)
     model = type("Model", (), {"predictor": Blocking(), "contract": None, "version": SHADOW, "name": "penguins"})()
-    work = [ShadowWork(model, stats, model, None, None, f"r{i}") for i in range(4)]
+    work = [ShadowWork(model, stats, model, FeatureBatch([], rows=[[0.0]]), None, f"r{i}") for i in range(4)]
     scorer.submit(work[0])
     assert started.wait(10)  # the worker holds the first; the queue holds one more; the rest are dropped
     for each in work[1:]:

@@ -13,21 +13,13 @@ import re
 import pytest
 
 from shared.logline import BIGQUERY_TABLE, ROUTED_FIELDS, SINK_EVENTS
-from tests.infra.test_terraform import MODULE, TF, _merged, _terraform_eval, _unquoted
+from tests.infra.test_terraform import TF, _terraform_eval, _unquoted
 
 DATASET = "${google_bigquery_dataset.logs.dataset_id}"
 WRITER = "${google_logging_project_sink.predictions_bigquery.writer_identity}"
 JOB_SA = "serviceAccount:${google_service_account.job.email}"
 
 
-@pytest.fixture(scope="module")
-def tf() -> dict:
-    return _merged(TF)
-
-
-@pytest.fixture(scope="module")
-def mod() -> dict:
-    return _merged(MODULE)
 
 
 def _grants(tf) -> list[tuple[str, str, dict]]:

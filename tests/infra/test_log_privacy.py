@@ -11,19 +11,11 @@ import re
 
 import pytest
 
-from tests.infra.test_terraform import MODULE, TF, _merged
+from tests.infra.test_terraform import TF
 
 ENVIRONMENTS = sorted((TF / "environments").glob("*.tfvars"))
 
 
-@pytest.fixture(scope="module")
-def tf() -> dict:
-    return _merged(TF)
-
-
-@pytest.fixture(scope="module")
-def mod() -> dict:
-    return _merged(MODULE)
 
 
 @pytest.mark.parametrize("tfvars", ENVIRONMENTS, ids=lambda p: p.stem)

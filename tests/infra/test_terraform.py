@@ -76,16 +76,6 @@ def _merged(directory) -> dict:
     return merged
 
 
-@pytest.fixture(scope="module")
-def tf() -> dict:
-    """The root module: what the models share, and the call of modules/model."""
-    return _merged(TF)
-
-
-@pytest.fixture(scope="module")
-def mod() -> dict:
-    """terraform/modules/model: one model's resources."""
-    return _merged(MODULE)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from testbed.servers import FunctionServer
 from tests.retrain_job.data.test_logs import SinkLog
 from tests.retrain_job.monitor.test_run import predict, request_rows, routing_keys
 from tests.support.bundles import STABLE, as_version, publish
-from tests.support.http import post
+from tests.support.http import get, post
 
 SHADOW = "20261103T000000Z-shadow00"
 PENGUINS = load_spec("penguins")
@@ -81,6 +82,10 @@ def shadowed(tmp_path_factory, trained_bundle):
                   for k, a in enumerate(answers[:80])]
         status, body, _ = post(f"{server.url}/feedback", {"model": "penguins", "instances": truths})
         assert status == 202, body
+        deadline = time.monotonic() + 30
+        while get(f"{server.url}/health")[1]["models"]["penguins"]["shadow"]["scored"] < 3:  # scored off the
+            assert time.monotonic() < deadline  # answers' time: wait for it before the server stops
+            time.sleep(0.05)
     finally:
         server.stop()  # flushes the log, the shadow's rows included
     return store, answers
@@ -97,7 +102,7 @@ def test_the_monitor_reports_the_shadow_beside_stable_and_promote_shadow_follows
     store = LocalStore(tmp_path / "store")
     code, summary = run_main(capsys, "monitor", "--model", "penguins", "--store", str(store.root))
     assert code == 0
-    assert summary["shadow"]["version"] == SHADOW and summary["shadow"]["verdict"] == "not-worse"
+    assert summary["shadow"]["version"] == SHADOW and summary["shadow"]["verdict"] == "not-worse", summary["shadow"]
     report = json.loads(store.read(monitor_prefix("penguins") + "latest.json")[0])
     section = report["shadow"]
     # the same model: every one of the 120 answers agreed with, and the same 80 truths judged alike
