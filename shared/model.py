@@ -64,8 +64,10 @@ class ServingModel:
         return str(rule) if rule is not None else None
 
 
-def load_model(name: str, bundle: Bundle, source: str, fast_max_rows: int) -> ServingModel:
-    """Build a ServingModel; CorruptBundle if a member or the contract cannot be served."""
+def load_model(name: str, bundle: Bundle, source: str, fast_max_rows: int,
+               booster_threads: int | None = None) -> ServingModel:
+    """Build a ServingModel; CorruptBundle if a member or the contract cannot be served. XGBoost (large batches)
+    uses `booster_threads`, every core when None."""
     try:
         contract = bundle.contract
         check = bundle.manifest.get("verification") or {}
@@ -74,7 +76,7 @@ def load_model(name: str, bundle: Bundle, source: str, fast_max_rows: int) -> Se
         threshold = _threshold(bundle.manifest) if binary else None
         routed = {}
         for spec in bundle.manifest["members"]:
-            booster = BoosterPredictor(bundle.files[spec["model_file"]])
+            booster = BoosterPredictor(bundle.files[spec["model_file"]], booster_threads)
             fast = _verified_trees(bundle, spec, x, check)
             if fast is None:  # fail now, not on the first large batch
                 width = booster.outputs(np.zeros((1, len(contract.columns)), dtype=np.float32)).shape[1]

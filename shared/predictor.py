@@ -383,8 +383,9 @@ class BoosterPredictor:
     only small requests never needs, so neither happens until a batch is too large for the compiled trees.
     """
 
-    def __init__(self, model_bytes: bytes) -> None:
+    def __init__(self, model_bytes: bytes, threads: int | None = None) -> None:
         self._model_bytes = model_bytes
+        self._threads = threads or os.cpu_count() or 1  # large batches only: every core unless told otherwise
         self._booster = None
         self._binary = False  # binary:logistic: XGBoost gives P(positive) alone, answered as [1 - p, p]
         self._lock = threading.Lock()
@@ -396,7 +397,7 @@ class BoosterPredictor:
 
                 booster = xgboost.Booster()
                 booster.load_model(bytearray(self._model_bytes))
-                booster.set_param({"nthread": os.cpu_count() or 1})  # large batches only: use every core
+                booster.set_param({"nthread": self._threads})
                 objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
                 self._binary = objective == "binary:logistic"
                 self._booster = booster

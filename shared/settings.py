@@ -345,7 +345,7 @@ class Settings:
     threads: int | None = _setting("THREADS", Integer(1), None, FUNCTION,
                                    "threads per gunicorn worker (Functions Framework reads it; checked here first)",
                                    shown="unset: Functions Framework's, 4 per CPU")
-    shadow_queue: int = _setting("SHADOW_QUEUE", Integer(1), 256, FUNCTION,
+    shadow_queue: int = _setting("SHADOW_QUEUE", Integer(1), 4096, FUNCTION,
                                  "requests a worker keeps waiting for the shadow version to score them, off the "
                                  "request path; beyond it shadow work is dropped (counted in `/health`)")
     tracing: bool = _setting("TRACING", Boolean(), False, FUNCTION,

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from function.serving.shadow import ShadowStats
+from function.serving.shadow import SHADOW_BOOSTER_THREADS, ShadowStats
 from shared.bundle import CorruptBundle, models_prefix, read_bundle
 from shared.model import ServingModel, load_model
 from shared.pointer import ServingPointer, read_pointer
@@ -69,8 +69,9 @@ class _State:
     shadow_error: str | None = None  # why the named shadow could not be loaded
 
     def store_models(self) -> dict[str, ServingModel]:
-        """A new dict of the loaded store versions in hand, so a refresh need not load them again."""
-        return {m.version: m for m in (self.stable, self.canary, self.shadow) if m is not None and m.source == "store"}
+        """A new dict of the loaded store versions in hand, so a refresh need not load them again (not the shadow:
+        it is loaded on its own, see `_with_shadow`)."""
+        return {m.version: m for m in (self.stable, self.canary) if m is not None and m.source == "store"}
 
 
 class ModelLoader:
@@ -212,9 +213,9 @@ class ModelLoader:
         served = tuple(dict.fromkeys([stable.version, *([canary.version] if canary else []), *pointer.chain()]))
         new = _State(stable, role, canary, pointer.canary_percent if canary else 0.0, generation, now + ttl, now,
                      served=served)
-        return self._with_shadow(new, pointer, state, cache)
+        return self._with_shadow(new, pointer, state)
 
-    def _with_shadow(self, new: _State, pointer: ServingPointer, state: _State | None, cache: dict) -> _State:
+    def _with_shadow(self, new: _State, pointer: ServingPointer, state: _State | None) -> _State:
         """`new` with the pointer's shadow loaded (or the reason it cannot be), its counters kept while the version
         stays the same; a shadow that is the answering version is no shadow."""
         version = pointer.shadow
@@ -222,11 +223,11 @@ class ModelLoader:
             return new
         old = state.shadow_stats if state is not None else None
         stats = old if old is not None and old.version == version else ShadowStats(version)
-        model, error = cache.get(version), None
-        if model is None:
-            try:
+        model, error = state.shadow if state is not None else None, None
+        if model is None or model.version != version:
+            try:  # its own copy even when it also serves: one XGBoost thread, see SHADOW_BOOSTER_THREADS
                 model = load_model(self.name, read_bundle(self._store, self.name, version), "store",
-                                   self.settings.fast_predictor_max_rows)
+                                   self.settings.fast_predictor_max_rows, SHADOW_BOOSTER_THREADS)
             except Exception as exc:  # whatever is wrong with a shadow, the answers must not notice
                 error = f"{type(exc).__name__}: {exc}"[:300]
                 log.error("shadow version %s unusable: %s", version, error)

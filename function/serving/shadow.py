@@ -3,11 +3,15 @@
 A request the loader picks for the shadow (`ModelLoader.shadow_model`) hands its validated feature batch to
 `ShadowScorer.submit` once its answer is built: one append to a bounded queue (`SHADOW_QUEUE` requests), or, when
 the queue is full, a drop that is counted; a request never waits for the shadow, nor wakes a thread. One daemon
-thread per process wakes every `SHADOW_INTERVAL_S` and takes the queued work in order (one thread switch for many
+thread per process wakes every `SHADOW_INTERVAL_S` and takes all the queued work (one thread switch for many
 requests, not one each). The requests of one wake-up answered by one version are predicted by the shadow in one
-call and logged in one line (validated again only when the shadow's contract differs from the answering
-version's: then request by request): the work per request is a share of one evaluator call and one log line,
-which is what keeps the answers' own latency near where it was. Its rows carry the same prediction ids as the
+call per `SHADOW_BATCH_ROWS` rows and logged in one line (validated again only when the shadow's contract differs
+from the answering version's: then request by request): the work per request is a share of one evaluator call and
+one log line, which is what keeps the answers' own latency near where it was. A busy worker's wake-ups hold
+hundreds of rows, which go to XGBoost, the cheapest per row at that size; the shadow's own copy of the model
+runs it on one thread (`SHADOW_BOOSTER_THREADS`), so that it never spins on the cores answering requests, and
+releases the interpreter's lock while it predicts. The batch bound keeps each stretch the thread holds that lock
+short, which is what a request's p99 feels. Its rows carry the same prediction ids as the
 answers, `role: shadow` and the shadow's `model_version`, and no `instance` (the answer's rows hold it). Their
 event is the one of a batch's later entries (`PREDICTION_ROWS`): routed to the sinks and read by the monitor,
 counted by no request metric. Whatever goes wrong (a bundle that cannot load, an evaluator that raises, inputs the
@@ -37,8 +41,10 @@ from shared.predictor import Estimates
 from shared.validation import FeatureBatch
 
 SHADOW_ROLE = "shadow"  # the `role` of a shadow's log rows (beside stable, canary, fallback and shipped)
-SHADOW_INTERVAL_S = 0.02  # how often the shadow's thread takes the queued requests
-SHADOW_BATCH_ROWS = 64  # rows of several requests predicted in one call at most (a larger request: alone)
+SHADOW_INTERVAL_S = 0.05  # how often the shadow's thread takes the queued requests
+SHADOW_BATCH_ROWS = 256  # rows of several requests predicted in one call at most (a larger request: alone)
+# XGBoost's threads for a shadow's large batches: one, so that it never spins on the cores the requests use
+SHADOW_BOOSTER_THREADS = 1
 log = logging.getLogger(__name__)
 
 
@@ -54,10 +60,10 @@ class ShadowStats:
         self.scored = self.dropped = self.failed = 0
         self.error: str | None = None
 
-    def done(self) -> None:
-        """One request scored; the shadow works again."""
+    def done(self, requests: int = 1) -> None:
+        """Requests scored; the shadow works again."""
         with self._lock:
-            self.scored += 1
+            self.scored += requests
             self.error = None
 
     def drop(self) -> None:
@@ -121,9 +127,17 @@ class ShadowScorer:
         """Predict queued requests with their shadow and queue the rows to log: those of one shadow version that
         answered versions of its contract in one call and one line; a failure is counted, never raised."""
         groups: dict[tuple[int, bool], list[ShadowWork]] = {}
+        same_contract: dict[tuple[int, int], bool] = {}  # this call's pairs of versions, each compared once
         for work in works:
-            same = self._same_contract(work.model, work.answered)
-            groups.setdefault((id(work.model), same), []).append(work)
+            pair = (id(work.model), id(work.answered))
+            same = same_contract.get(pair)
+            if same is None:
+                same = same_contract[pair] = self._same_contract(work.model, work.answered)
+            group = groups.get((pair[0], same))
+            if group is None:
+                groups[(pair[0], same)] = [work]
+            else:
+                group.append(work)
         for (_, same), group in groups.items():
             if same:
                 for chunk in _chunks(group, SHADOW_BATCH_ROWS):
@@ -140,7 +154,8 @@ class ShadowScorer:
             outputs = model.predictor.predict(_joined(batches))
             predict_ms = int((time.perf_counter() - start) * 1e6) / 1000
             predicted = outputs.values if isinstance(outputs, Estimates) else outputs.labels(model.labels)
-            ids = [f"{w.request_id}-{j}" for w, b in zip(group, batches) for j in range(_rows(b))]
+            ids = [w.request_id + "-0" if _rows(b) == 1 else f"{w.request_id}-{j}"
+                   for w, b in zip(group, batches) for j in range(_rows(b))]
             fields, rows = inference_rows(model, outputs, group[0].request_id, predicted, None, ids=ids)
         except Exception as exc:  # the shadow's own fault: the answers it shadows were already given
             error = f"{type(exc).__name__}: {exc}"[:300]
@@ -153,8 +168,12 @@ class ShadowScorer:
                    "request_id": group[0].request_id, "model": model.name, "model_version": model.version,
                    "role": SHADOW_ROLE, "fallback": False, "rows": len(ids), "predict_ms": predict_ms, **fields}
         self.request_log.emit(payload, rows, CONTINUED_FIELDS, continued_event=None)
-        for work in group:
-            work.stats.done()
+        stats = group[0].stats
+        if all(work.stats is stats for work in group):
+            stats.done(len(group))
+        else:  # the pointer changed between these requests: each counts where it was submitted
+            for work in group:
+                work.stats.done()
 
     def _same_contract(self, shadow: ServingModel, answered: ServingModel) -> bool:
         """Whether the answering version's validated batch fits the shadow (compared once per pair of versions)."""
@@ -175,7 +194,7 @@ class ShadowScorer:
     def _run(self, work_queue: deque) -> None:
         while True:
             time.sleep(SHADOW_INTERVAL_S)
-            while work_queue:
+            if work_queue:  # one batch per wake-up: what arrives meanwhile waits for the next
                 self._busy = True
                 taken = [work_queue.popleft() for _ in range(len(work_queue))]
                 try:
@@ -187,8 +206,7 @@ class ShadowScorer:
 
 
 def _chunks(group: list[ShadowWork], budget: int) -> list[list[ShadowWork]]:
-    """Consecutive requests whose rows together stay within `budget` (the evaluators' small-batch paths, not
-    XGBoost's), each request whole."""
+    """Consecutive requests whose rows together stay within `budget`, each request whole."""
     chunks: list[list[ShadowWork]] = []
     rows = budget
     for work in group:

@@ -4,6 +4,7 @@ felt by an answer, its share of requests, and a full queue dropping work rather 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import zlib
 from dataclasses import replace
@@ -166,3 +167,22 @@ def test_a_full_queue_drops_shadow_work_without_waiting():
     release.set()
     scorer.join()
     assert stats.counts() == {"scored": 0, "dropped": 2, "failed": 2}
+
+
+def test_a_large_wake_up_goes_to_the_shadows_own_single_threaded_xgboost(make_client, local_store, trained_bundle):
+    client = _shadowed_client(make_client, local_store, trained_bundle)
+    rows = (ROWS * 70)[:200]  # more rows than the compiled trees take (FAST_PREDICTOR_MAX_ROWS): XGBoost's
+    answer = client.post("/predict", json={"instances": rows}, headers={"X-Request-Id": "big"})
+    assert answer.status_code == 200
+    _settled()
+    shadowed = {r["id"]: r["predicted"] for p in _payloads(local_store) if p.get("role") == SHADOW_ROLE
+                for r in rows_of(p)}
+    assert [shadowed[f"big-{i}"] for i in range(200)] == [p["species"] for p in answer.get_json()["predictions"]]
+    state = factory._app.registry.get("penguins")._state
+    assert state.shadow is not state.stable
+
+    def threads(model) -> int:
+        return int(json.loads(model.predictor.booster._load().save_config())["learner"]["generic_param"]["nthread"])
+
+    assert threads(state.shadow) == 1  # never spinning on the cores that answer
+    assert threads(state.stable) == (os.cpu_count() or 1)  # large batches that answer: every core
