@@ -26,6 +26,7 @@ Exit 0 on success or when there is nothing to promote, 1 on failure, 2 on a bad 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -69,6 +70,11 @@ POINTER_COMMANDS: dict[str, Callable[[Store, str, bool], Published]] = {
 # the gate's tolerance flags: set neither a flag nor its setting, and the spec's [gate] value applies
 TOLERANCE_FLAGS = {"tol_accuracy": "TOL_ACCURACY", "tol_macro_f1": "TOL_MACRO_F1", "tol_log_loss": "TOL_LOG_LOSS",
                    "tol_rmse": "TOL_RMSE"}
+
+# The cyclic collector's thresholds (CPython's: 700, 10, 10): a retrain holds a million joined feedback rows and
+# their training records, none of them cyclic, and the default passes over them cost seconds (bench/RESULTS.md,
+# make scale)
+GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Namespace:
@@ -247,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a bad environment setting ends it at once (one line per variable, exit 2)."""
     argv = sys.argv[1:] if argv is None else argv
     settings = exit_on_bad_settings(PROG, JOB)
+    gc.set_threshold(*GC_THRESHOLDS)
     if argv[:1] == [SCORE]:
         from retrain_job.score.cli import main as score  # noqa: PLC0415 - only the score command needs it
 

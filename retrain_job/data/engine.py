@@ -36,7 +36,7 @@ from shared.store import LocalStore, Store
 # entry filed by another clock than its own timestamp's is still found.
 FILE_SLACK = timedelta(hours=1)
 log = logging.getLogger(__name__)
-DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_MEMORY_LIMIT = "256MB"  # the monitor's and the drift report's: their peak RSS stays flat as logs grow
 _EVENTS = ", ".join(f"'{e}'" for e in sorted(SINK_EVENTS))
 
 
@@ -147,15 +147,15 @@ class DuckDBEngine:
     name = "duckdb"
 
     def __init__(self, files: Sequence[Path], since: datetime, until: datetime, *, model: str | None = None,
-                 cleanup: Path | None = None) -> None:
+                 cleanup: Path | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
         import duckdb  # the job's dependency only: the function never loads it
 
         self.since, self.until = _utc(since), _utc(until)
         self.files = [str(f) for f in files]
         self._cleanup = cleanup
         self._spill = Path(tempfile.mkdtemp(prefix="duckdb-spill-"))
-        self.con = duckdb.connect(str(self._spill / "job.duckdb"), config={
-            "memory_limit": DUCKDB_MEMORY_LIMIT, "threads": os.cpu_count() or 1, "temp_directory": str(self._spill),
+        self.con = duckdb.connect(":memory:", config={
+            "memory_limit": memory_limit, "threads": os.cpu_count() or 1, "temp_directory": str(self._spill),
             "preserve_insertion_order": False})  # queries order what they return; scans need not keep file order
         self.con.execute("SET TimeZone = 'UTC'")
         self._scan: Scan | None = None
@@ -171,18 +171,18 @@ class DuckDBEngine:
         # queries read only the columns they name
         only = "" if model is None else f" WHERE model = {_quote(model)} OR event = 'feedback' OR unreadable"
         self.con.execute(f"CREATE TABLE logged_rows AS SELECT * FROM logged_files{only}")
-        self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable) FROM logged_rows "
-                         "WHERE NOT unreadable")
+        self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable), rowid AS row_key "
+                         "FROM logged_rows WHERE NOT unreadable")
 
     @classmethod
-    def for_store(cls, store: Store, log_prefix: str, since: datetime, until: datetime,
-                  model: str | None = None) -> DuckDBEngine:
+    def for_store(cls, store: Store, log_prefix: str, since: datetime, until: datetime, *,
+                  model: str | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> DuckDBEngine:
         """The engine over a store's sink files of the window: read in place from a local bucket, else copied
         one file at a time to a temporary folder (disk, not memory) first."""
         since, until = _utc(since), _utc(until)
         keys = sink_keys(store, log_prefix, since, until)
         if isinstance(store, LocalStore):
-            return cls([store.root / k for k in keys], since, until, model=model)
+            return cls([store.root / k for k in keys], since, until, model=model, memory_limit=memory_limit)
         folder = Path(tempfile.mkdtemp(prefix="sink-copy-"))
         files = []
         for i, key in enumerate(keys):
@@ -190,7 +190,7 @@ class DuckDBEngine:
             path = folder / f"{i:06d}.json"
             path.write_bytes(data)
             files.append(path)
-        return cls(files, since, until, model=model, cleanup=folder)
+        return cls(files, since, until, model=model, cleanup=folder, memory_limit=memory_limit)
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         """The query's rows, run by DuckDB after translation from BigQuery's dialect."""
@@ -256,7 +256,8 @@ class BigQueryEngine:
             # (tests/retrain_job/data/test_bigquery.py, BIGQUERY_GAPS)
             self._run(f"CREATE OR REPLACE TEMP TABLE logged AS WITH {self._lines()} "
                       "SELECT l.ts, l.insert_id, l.event, l.model, l.model_version, l.role, l.source, "
-                      "l.labels, l.threshold, pos AS k, JSON_QUERY(r, '$.id') AS id_json, "
+                      "l.labels, l.threshold, pos AS k, GENERATE_UUID() AS row_key, "
+                      "JSON_QUERY(r, '$.id') AS id_json, "
                       "JSON_VALUE(r, '$.id') AS id, JSON_QUERY(r, '$.predicted') AS predicted, "
                       "SAFE_CAST(JSON_VALUE(r, '$.probability') AS FLOAT64) AS probability, "
                       "JSON_QUERY(r, '$.probabilities') AS probabilities, JSON_QUERY(r, '$.instance') AS instance, "
@@ -323,7 +324,8 @@ def _timestamp(when: datetime) -> str:
 
 
 def open_engine(store: Store, log_prefix: str, since: datetime, until: datetime, *, engine: str = "duckdb",
-                table: str | None = None, client: Any = None, model: str | None = None) -> LogEngine:
+                table: str | None = None, client: Any = None, model: str | None = None,
+                memory_limit: str = DUCKDB_MEMORY_LIMIT) -> LogEngine:
     """The configured engine over [since, until]: DuckDB over the store's sink files, or BigQuery's sink table."""
     if engine.lower() == "bigquery":
         if not table:
@@ -333,7 +335,7 @@ def open_engine(store: Store, log_prefix: str, since: datetime, until: datetime,
 
             client = bigquery.Client()
         return BigQueryEngine(client, table, since, until, model=model)
-    return DuckDBEngine.for_store(store, log_prefix, since, until, model)
+    return DuckDBEngine.for_store(store, log_prefix, since, until, model=model, memory_limit=memory_limit)
 
 
 __all__ = ["BIGQUERY_TABLE", "BigQueryEngine", "DuckDBEngine", "LogEngine", "Scan", "open_engine", "sink_keys"]

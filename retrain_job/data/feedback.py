@@ -73,9 +73,10 @@ class ShadowPairs:
     inside: int  # ... holding the truth
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JoinedRow:
-    """A prediction with the truth fed back for it (the last one sent)."""
+    """A prediction with the truth fed back for it (the last one sent). Not frozen: a retrain builds a million of
+    them, and a frozen dataclass's per-field `object.__setattr__` doubles that cost; treat it as read-only."""
 
     id: str
     model_version: str

@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -48,18 +48,19 @@ def json_path(name: str) -> str:
 
 # the model's feedback items in the window, each judged well-formed or not (parsed once: feedback is small)
 ITEMS = """
-SELECT ts, insert_id, COALESCE(NULLIF(source, ''), 'unknown') AS source, k, id, truth,
+SELECT ts, insert_id, COALESCE(NULLIF(source, ''), 'unknown') AS source, k, row_key, id, truth,
        STARTS_WITH(id_json, '"') AND truth IS NOT NULL AS valid
 FROM logged WHERE event = 'feedback' AND model = @model AND ts > @feedback_from"""
 
 # every prediction row of the model in the window, compact (with its segment values); the heavy columns only for
 # ids fed back and for a hashed sample of about 2 x @served_rows rows (`served`)
-def predictions_sql(segments: Sequence[str] = ()) -> str:
-    """The `predictions` relation: one compact row per logged prediction of @model."""
+def predictions_sql(segments: Sequence[str] = (), every: bool = True) -> str:
+    """The `predictions` relation: one compact row per logged prediction of @model (not `every`: only those of the
+    ids fed back)."""
     values = "".join(f", JSON_VALUE(p.instance, '$.{json_path(name)}') AS segment_{i}"
                      for i, name in enumerate(segments))
     return f"""
-SELECT p.ts, p.insert_id, p.k, COALESCE(p.model_version, 'unknown') AS model_version,
+SELECT p.ts, p.insert_id, p.k, p.row_key, COALESCE(p.model_version, 'unknown') AS model_version,
        COALESCE(p.role, 'unknown') AS role, p.labels, p.id, p.probability,
        STARTS_WITH(p.predicted, '"') AS classifier, w.id IS NOT NULL AS wanted, p.sampled{values},
        IF(w.id IS NULL AND NOT p.sampled, NULL, p.predicted) AS predicted,
@@ -67,20 +68,23 @@ SELECT p.ts, p.insert_id, p.k, COALESCE(p.model_version, 'unknown') AS model_ver
        IF(w.id IS NULL AND NOT p.sampled, NULL, p.instance) AS instance, p.interval_low, p.interval_high
 FROM (SELECT *, MOD(ABS(FARM_FINGERPRINT(id)), 1000000) < @sample_ppm AS sampled FROM logged
       WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}) AS p
-LEFT JOIN (SELECT DISTINCT id FROM items WHERE valid) AS w ON p.id = w.id"""
+{"LEFT " if every else ""}JOIN (SELECT DISTINCT id FROM items WHERE valid) AS w ON p.id = w.id"""
 
 
 PREDICTIONS = predictions_sql()
 
-# feedback items judged against the first line of their prediction (materialised once per join as `checked`)
+# feedback items judged against the first line of their prediction (materialised once per join as `checked`); a
+# relation is ordered by its narrow columns alone, its chosen rows then found again by `row_key` (a row's own key
+# in `logged`): sorting the wide rows themselves is what costs
 CHECKED = """
-WITH matched AS (
-  SELECT * FROM predictions WHERE wanted
+WITH firsts AS (
+  SELECT row_key FROM predictions WHERE wanted
   QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts, insert_id, k) = 1),
+matched AS (SELECT p.* FROM predictions AS p JOIN firsts AS f ON p.row_key = f.row_key),
 judged AS (
-  SELECT v.ts, v.insert_id, v.source, v.k, v.id, v.truth, m.id IS NOT NULL AS known, m.ts AS prediction_ts,
-         m.model_version, m.role, m.labels, m.classifier, m.predicted, m.probabilities, m.instance,
-         m.interval_low, m.interval_high, JSON_VALUE(v.truth, '$') AS truth_text,
+  SELECT v.ts, v.insert_id, v.source, v.k, v.row_key, v.id, v.truth, m.id IS NOT NULL AS known,
+         m.ts AS prediction_ts, m.model_version, m.role, m.labels, m.classifier, m.predicted, m.probabilities,
+         m.instance, m.interval_low, m.interval_high, JSON_VALUE(v.truth, '$') AS truth_text,
          SAFE_CAST(JSON_VALUE(v.truth, '$') AS FLOAT64) AS truth_number
   FROM items AS v LEFT JOIN matched AS m ON v.id = m.id WHERE v.valid)
 SELECT *, CASE
@@ -93,8 +97,10 @@ FROM judged"""
 
 # the winners: one per fed-back id, its last good truth (materialised as `winners`)
 WINNERS = """
-SELECT * FROM checked WHERE ok
-QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, insert_id DESC, k DESC) = 1"""
+WITH lasts AS (
+  SELECT row_key FROM checked WHERE ok
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC, insert_id DESC, k DESC) = 1)
+SELECT c.* FROM checked AS c JOIN lasts AS l ON c.row_key = l.row_key"""
 
 # the window's line counts (lines by their insertId: a line without rows is not counted)
 LINE_COUNTS = f"""
@@ -103,7 +109,10 @@ SELECT COUNT(DISTINCT IF(event = 'feedback' AND ts > @feedback_from AND model = 
        COUNT(DISTINCT IF(event = 'feedback' AND ts > @feedback_from AND (model IS NULL OR model <> @model),
                          insert_id, NULL)) AS other_lines,
        COUNT(DISTINCT IF(event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}, insert_id,
-                         NULL)) AS prediction_lines
+                         NULL)) AS prediction_lines,
+       COUNT(IF(event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}, id, NULL))
+         - COUNT(DISTINCT IF(event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}, id, NULL))
+         AS repeated
 FROM logged"""
 
 COUNTS = """
@@ -112,7 +121,7 @@ SELECT (SELECT feedback_lines FROM line_counts), (SELECT COUNT(*) FROM items),
        (SELECT COUNTIF(known AND NOT ok) FROM checked), (SELECT COUNTIF(ok) FROM checked),
        (SELECT COUNT(*) FROM winners), (SELECT COUNTIF(prediction_ts > ts) FROM winners),
        (SELECT other_lines FROM line_counts), (SELECT prediction_lines FROM line_counts),
-       (SELECT COUNT(id) - COUNT(DISTINCT id) FROM predictions)"""
+       (SELECT repeated FROM line_counts)"""
 
 # per (version, role): the joined rows, and the sums behind accuracy, RMSE, MAE and coverage over all of them
 JOINED_BY_VERSION = """
@@ -182,6 +191,12 @@ def served_sample(engine: LogEngine, model: str, fields: Sequence[str], rows: in
     return Served(sample, total, window)
 
 
+@lru_cache(maxsize=4096)
+def _label_truth(truth_json: str, labels: tuple[str, ...] | None) -> str | None:
+    """A classifier's truth (its JSON text) in the prediction's terms: a few distinct texts, each resolved once."""
+    return canonical_truth(_Prediction("", labels), orjson.loads(truth_json))
+
+
 def _loads(text: Any) -> Any:
     return None if text is None else orjson.loads(text)
 
@@ -225,14 +240,15 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
     window; joined rows carry the instance's `fields` only (`sample_rows` None: every joined row, else at most
     that many per version and role, by hash of id). With `served_rows`, the same pass also keeps about
     twice that many served rows (hashed) for `served_of` (drift), and per `segments` value the predictions' sums
-    for `segment_stats`. Without `outputs`, joined rows carry no times, probabilities or interval (a retrain's:
-    the rows become training rows; late and the other counts are still counted)."""
+    for `segment_stats`. Without `outputs`, joined rows carry no times, probabilities or interval, and neither the
+    per-version sums (`totals`) nor the prediction stats are computed (a retrain's: the rows become training rows;
+    late and the other counts are still counted)."""
     params = {"model": model, "feedback_from": _utc(feedback_from)}
     engine.materialize("line_counts", LINE_COUNTS, params)
     engine.materialize("items", ITEMS, params)
     lines_logged = int(engine.rows("SELECT prediction_lines FROM line_counts")[0][0] or 0)
     ppm = min(1_000_000, -(-2_000_000 * served_rows // max(lines_logged, 1))) if served_rows else 0
-    engine.materialize("predictions", predictions_sql(segments), {**params, "sample_ppm": ppm})
+    engine.materialize("predictions", predictions_sql(segments, every=outputs), {**params, "sample_ppm": ppm})
     engine.materialize("checked", CHECKED)
     engine.materialize("winners", WINNERS)
     (lines, items, valid, unknown, invalid, ok_items, joined, late, other, prediction_lines,
@@ -241,11 +257,12 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
     totals = {(version, role): JoinedTotals(*(int(v or 0) for v in (n, hits, scored, with_interval, inside)),
                                             float(squares or 0.0), float(absolutes or 0.0))
               for version, role, n, hits, scored, squares, absolutes, with_interval, inside
-              in engine.rows(JOINED_BY_VERSION, params)}
+              in (engine.rows(JOINED_BY_VERSION, params) if outputs else ())}
     labelled = {key: t.rows for key, t in totals.items()}
     stats = tuple(PredictionStats(version, role, int(n), int(n_p), float(s or 0.0), float(spread or 0.0),
                                   bool(classifier), _labels(labels))
-                  for version, role, n, n_p, s, spread, classifier, labels in engine.rows(PREDICTION_STATS, params))
+                  for version, role, n, n_p, s, spread, classifier, labels
+                  in (engine.rows(PREDICTION_STATS, params) if outputs else ()))
     rows = []
     labels_of = cache(_labels)  # a handful of label lists, each logged on every line
     loads, wanted = orjson.loads, tuple(fields)
@@ -253,14 +270,15 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
     for (pid, version, role, predicted_json, truth, source, fb_ts, prediction_ts, labels_json, probabilities, low,
          high, instance_json) in engine.rows(query, {**params, "sample_rows": sample_rows or 0}):
         predicted, labels, instance = loads(predicted_json), labels_of(labels_json), loads(instance_json or "{}")
-        rows.append(JoinedRow(
-            id=pid, model_version=version, role=role,
-            instance={name: instance[name] for name in wanted if name in instance} if type(instance) is dict else {},
-            predicted=predicted, truth=canonical_truth(_Prediction(predicted, labels), loads(truth)),
-            source=source, feedback_time=fb_ts and _utc(fb_ts), prediction_time=prediction_ts and _utc(prediction_ts),
-            labels=labels,
-            probabilities=_probabilities(_loads(probabilities), labels) if outputs else None,
-            interval=None if low is None or high is None else (float(low), float(high))))
+        rows.append(JoinedRow(  # positional: a million rows in a retrain
+            pid, version, role,
+            {name: instance[name] for name in wanted if name in instance} if type(instance) is dict else {},
+            predicted,
+            _label_truth(truth, labels) if type(predicted) is str else canonical_truth(
+                _Prediction(predicted, labels), loads(truth)),
+            source, fb_ts and _utc(fb_ts), prediction_ts and _utc(prediction_ts), labels,
+            _probabilities(_loads(probabilities), labels) if outputs else None,
+            None if low is None or high is None else (float(low), float(high))))
     counts = FeedbackCounts(
         lines=lines, items=items, malformed=items - valid, unknown_ids=unknown, invalid_truths=invalid,
         duplicates=ok_items - joined, joined=joined, late=late, other_model_lines=other, by_source=by_source)

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 REVIEW_CANARY_PERCENT = 10.0  # drift with enough new labels: a small canary, promoted after review
 REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
 FEEDBACK_PREDICTION_DAYS = 7  # feedback joins predictions logged up to this long before its window
+# DuckDB's memory for the feedback intake: the retrain's peak is set by training on the joined rows anyway (make
+# scale: 2.8 GB at 5 M logged predictions), and with the window's rows held in memory the intake takes a third
+# less time than at the monitor's DUCKDB_MEMORY_LIMIT
+FEEDBACK_MEMORY_LIMIT = "1GB"
 DRIFT_SAMPLE_ROWS = 50_000  # served rows the drift report compares (a hashed sample of the window's)
 
 P = ParamSpec("P")
@@ -318,7 +322,8 @@ def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime
     now = now or datetime.now(UTC)
     feedback_from = now - timedelta(days=opts.feedback_days)
     engine = open_engine(store, opts.log_prefix, feedback_from - timedelta(days=FEEDBACK_PREDICTION_DAYS), now,
-                         engine=opts.log_engine, table=opts.log_table, model=spec.name)
+                         engine=opts.log_engine, table=opts.log_table, model=spec.name,
+                         memory_limit=FEEDBACK_MEMORY_LIMIT)
     try:  # every joined row: they become training rows
         return join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec), sample_rows=None,
                              outputs=False)
