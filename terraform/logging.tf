@@ -5,8 +5,14 @@ locals {
     "resource.labels.service_name=(${join(" OR ", [for name in values(local.service_names) : "\"${name}\""])})",
     "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\"",
   ])
-  # What both sinks route: the three events of shared/logline.py's SINK_EVENTS.
-  routed_log_filter = "${local.function_log_filter} AND jsonPayload.event=(\"prediction\" OR \"prediction_rows\" OR \"feedback\")"
+  # Every model's job on stdout: batch scoring's `--log` lines when the job reads BigQuery (retrain_job/score/predlog.py).
+  job_log_filter = join(" AND ", [
+    "resource.type=\"cloud_run_job\"",
+    "resource.labels.job_name=(${join(" OR ", [for name in values(local.job_names) : "\"${name}\""])})",
+    "logName=\"projects/${var.project_id}/logs/run.googleapis.com%2Fstdout\"",
+  ])
+  # What both sinks route: the three events of shared/logline.py's SINK_EVENTS, from the functions and the jobs.
+  routed_log_filter = "((${local.function_log_filter}) OR (${local.job_log_filter})) AND jsonPayload.event=(\"prediction\" OR \"prediction_rows\" OR \"feedback\")"
 }
 
 # Prediction and feedback log lines of every model, routed twice with the same filter. Three events,

@@ -10,9 +10,10 @@ BigQuery as written, DuckDB as SQLGlot transpiles them (the same translation the
             position), id STRING, id_json, predicted, probabilities, instance, truth (JSON texts),
             probability, interval_low, interval_high FLOAT64
 
-A query's intermediate result can be `materialize`d: DuckDB keeps it as a table on disk (so the logs are
-parsed once per run), BigQuery inlines it as a CTE. Queries return aggregates and bounded samples, never
-every logged row, so the job's memory does not grow with the traffic; DuckDB spills past DUCKDB_MEMORY_LIMIT.
+A query's intermediate result can be `materialize`d: DuckDB keeps it as a table (so the logs are parsed once
+per run), BigQuery as a session's temporary table. Queries return aggregates and bounded samples, never every
+logged row, so the job's memory does not grow with the traffic; DuckDB keeps its tables in memory and spills them
+to disk past its memory limit (DUCKDB_MEMORY_LIMIT, DUCKDB_QUERY_MEMORY_LIMIT, or the caller's).
 """
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ from shared.store import LocalStore, Store
 # entry filed by another clock than its own timestamp's is still found.
 FILE_SLACK = timedelta(hours=1)
 log = logging.getLogger(__name__)
-DUCKDB_MEMORY_LIMIT = "256MB"  # the monitor's and the drift report's: their peak RSS stays flat as logs grow
+# DuckDB's memory by default (the monitor's, the drift report's), spilling to disk past it: while it parses the
+# window's files (its read buffers need the room), then for the queries; lower for the queries, so that the peak RSS
+# stays flat as the logs grow (make scale)
+DUCKDB_MEMORY_LIMIT = "256MB"
+DUCKDB_QUERY_MEMORY_LIMIT = "160MB"
 _EVENTS = ", ".join(f"'{e}'" for e in sorted(SINK_EVENTS))
 
 
@@ -147,7 +152,7 @@ class DuckDBEngine:
     name = "duckdb"
 
     def __init__(self, files: Sequence[Path], since: datetime, until: datetime, *, model: str | None = None,
-                 cleanup: Path | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> None:
+                 cleanup: Path | None = None, memory_limit: str | None = None) -> None:
         import duckdb  # the job's dependency only: the function never loads it
 
         self.since, self.until = _utc(since), _utc(until)
@@ -155,7 +160,8 @@ class DuckDBEngine:
         self._cleanup = cleanup
         self._spill = Path(tempfile.mkdtemp(prefix="duckdb-spill-"))
         self.con = duckdb.connect(":memory:", config={
-            "memory_limit": memory_limit, "threads": os.cpu_count() or 1, "temp_directory": str(self._spill),
+            "memory_limit": memory_limit or DUCKDB_MEMORY_LIMIT, "threads": os.cpu_count() or 1,
+            "temp_directory": str(self._spill),
             "preserve_insertion_order": False})  # queries order what they return; scans need not keep file order
         self.con.execute("SET TimeZone = 'UTC'")
         self._scan: Scan | None = None
@@ -173,10 +179,11 @@ class DuckDBEngine:
         self.con.execute(f"CREATE TABLE logged_rows AS SELECT * FROM logged_files{only}")
         self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable), rowid AS row_key "
                          "FROM logged_rows WHERE NOT unreadable")
+        self.con.execute(f"SET memory_limit = {_quote(memory_limit or DUCKDB_QUERY_MEMORY_LIMIT)}")
 
     @classmethod
     def for_store(cls, store: Store, log_prefix: str, since: datetime, until: datetime, *,
-                  model: str | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT) -> DuckDBEngine:
+                  model: str | None = None, memory_limit: str | None = None) -> DuckDBEngine:
         """The engine over a store's sink files of the window: read in place from a local bucket, else copied
         one file at a time to a temporary folder (disk, not memory) first."""
         since, until = _utc(since), _utc(until)
@@ -325,8 +332,9 @@ def _timestamp(when: datetime) -> str:
 
 def open_engine(store: Store, log_prefix: str, since: datetime, until: datetime, *, engine: str = "duckdb",
                 table: str | None = None, client: Any = None, model: str | None = None,
-                memory_limit: str = DUCKDB_MEMORY_LIMIT) -> LogEngine:
-    """The configured engine over [since, until]: DuckDB over the store's sink files, or BigQuery's sink table."""
+                memory_limit: str | None = None) -> LogEngine:
+    """The configured engine over [since, until]: DuckDB over the store's sink files (within `memory_limit`, else
+    the module's defaults), or BigQuery's sink table."""
     if engine.lower() == "bigquery":
         if not table:
             raise ValueError("LOG_TABLE must name the BigQuery sink table (project.dataset.table)")

@@ -33,7 +33,8 @@ def parse_args(argv: list[str], settings) -> argparse.Namespace:
     p.add_argument("--id-columns", default="", type=_names,
                    help="input columns copied into the output beside each answer, comma-separated")
     p.add_argument("--log", action="store_true",
-                   help="also log the scored rows as prediction log lines (source \"batch\") for the monitor")
+                   help="also log the scored rows as prediction log lines (source \"batch\") for the monitor: "
+                        "beside the sink's files, or on stdout for Cloud Logging's sinks with LOG_ENGINE=bigquery")
     p.add_argument("--store", default=settings.model_store, help="where the bundles are (MODEL_STORE)")
     p.add_argument("--log-prefix", default=settings.log_prefix,
                    help="where the prediction log lines go in the store (LOG_PREFIX)")
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level)
     opts = ScoreOptions(model=args.model, inputs=args.input, output=args.output, store=args.store,
                         version=args.version, id_columns=args.id_columns, log=args.log, log_prefix=args.log_prefix,
+                        log_engine=settings.log_engine,
                         task_index=settings.task_index, task_count=settings.task_count, job=settings.job_name,
                         chunk_rows=args.chunk_rows)
     failed = {"command": "score", "decision": "failed", "model": args.model, "task": settings.task_index,

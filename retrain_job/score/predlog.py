@@ -5,16 +5,24 @@ Each line is a LogEntry as the bucket sink writes it around the payload the func
 threshold, `role: "batch"`, `source: "batch"`, `first_row`, and the rows in `data`, encoded by `PredictionRows` with
 the prediction ids the output file gives them. So the monitor's drift and feedback joins count batch predictions.
 
-The lines go to objects of their own beside the sink's hour files (whose names end in `_S0.json`; these in
-`_B<plan>-<task>-<part>.json`), each written whole, so a sink appending meanwhile is never disturbed. A task records
-each object in the output folder before writing it, and its rerun removes them first: its rows are logged once.
+Where the lines go is where the job's log engine reads (`LOG_ENGINE`):
+- DuckDB (`LogParts`): objects of their own beside the sink's hour files (whose names end in `_S0.json`; these in
+  `_B<plan>-<task>-<part>.json`), each written whole, so a sink appending meanwhile is never disturbed. A task
+  records each object in the output folder before writing it, and its rerun removes them first: its rows are
+  logged once.
+- BigQuery (`StdoutLog`): the payloads on stdout, one JSON line each as the function writes its own, which Cloud
+  Logging routes from the job like the function's (terraform/logging.tf): into the sink's table, and the bucket's
+  archive. A line once logged cannot be taken back: a rerun task logs its rows again under the same prediction ids,
+  and the monitor's join keeps an id's first line (counting the others as repeated predictions).
 """
 from __future__ import annotations
 
 import itertools
 import json
+import sys
 import time
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 import numpy as np
 import orjson
@@ -55,8 +63,9 @@ class _From:
 class LineEncoder:
     """The log lines of one model's scored rows (pure: no I/O)."""
 
-    def __init__(self, model: ServingModel, job: str, policy: LogPolicy | None = None) -> None:
+    def __init__(self, model: ServingModel, job: str, policy: LogPolicy | None = None, *, entries: bool = True) -> None:
         self.model = model
+        self.entries = entries  # each line a LogEntry around its payload (a sink's file), else the payload alone
         self.policy = policy  # the spec's log policy: what the rows' instances may hold
         self.head = {"severity": "INFO", "message": f"batch scoring of {model.name}", "event": PREDICTION_ROWS,
                      "model": model.name, "model_version": model.version, "role": ROLE, "fallback": False,
@@ -111,6 +120,8 @@ class LineEncoder:
         return b"".join(lines)
 
     def _entry(self, payload: dict) -> bytes:
+        if not self.entries:  # what Cloud Logging parses into the entry's jsonPayload
+            return orjson.dumps(payload, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
         now = datetime.now(UTC).isoformat()
         return orjson.dumps({"insertId": f"{next(self._insert):016x}", "jsonPayload": payload, "logName": _LOG_NAME,
                              "receiveTimestamp": now, "resource": self.resource, "severity": "INFO",
@@ -166,6 +177,30 @@ class LogParts:
         self.registry.write(self.registry_key, json.dumps({"store": self.store.uri, "keys": self.keys}).encode())
         self.store.write(key, b"".join(self._buffer))
         self._buffer, self._size = [], 0
+
+
+class StdoutLog:
+    """A task's log lines on stdout, for Cloud Logging to route (see the module's docstring)."""
+
+    keys: tuple[str, ...] = ()  # no objects
+
+    def __init__(self, stream: BinaryIO | None = None) -> None:
+        self.text = sys.stdout  # its own lines (the summary, last) stay in order around the bytes written under it
+        self.stream = stream if stream is not None else sys.stdout.buffer
+        self.rows = 0
+
+    def remove_previous(self) -> int:
+        """Nothing to remove: lines logged are the log's."""
+        return 0
+
+    def add(self, lines: bytes, rows: int) -> None:
+        if lines:
+            self.text.flush()
+            self.stream.write(lines)
+            self.rows += rows
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def registry_key(index: int, count: int) -> str:

@@ -30,7 +30,7 @@ from retrain_job.score.outputs import (
     part_key,
     write_marker,
 )
-from retrain_job.score.predlog import LineEncoder, LogParts, registry_key
+from retrain_job.score.predlog import LineEncoder, LogParts, StdoutLog, registry_key
 from retrain_job.score.sources import (
     Chunk,
     InputError,
@@ -74,6 +74,7 @@ class ScoreOptions:
     id_columns: tuple[str, ...] = ()
     log: bool = False
     log_prefix: str = "logs"
+    log_engine: str = "duckdb"  # where the job reads logs, so where `log` writes them (retrain_job/score/predlog.py)
     task_index: int = 0
     task_count: int = 1
     job: str = "local"
@@ -133,7 +134,10 @@ def score(opts: ScoreOptions) -> dict:
     index, count = opts.task_index, opts.task_count
     clear_other_plans(out_store, plan, count)
     logs = None
-    if opts.log:
+    to_stdout = opts.log_engine.lower() == "bigquery"
+    if opts.log and to_stdout:
+        logs = StdoutLog()
+    elif opts.log:
         logs = LogParts(open_store(opts.store), opts.log_prefix, f"{plan[:12]}-{index:05d}", out_store,
                         registry_key(index, count))
         removed = logs.remove_previous()
@@ -143,8 +147,8 @@ def score(opts: ScoreOptions) -> dict:
     shard_files = ShardFiles(out_store, index, count, schema)
     task = _Task(opts, model, fields, files, schema, tuple(f.name for f in id_fields),
                  tuple(request_id(opts.model, out_store.uri, f) for f in files),
-                 LineEncoder(model, opts.job, log_policies(job_settings(opts.store), [model.name]).get(model.name))
-                 if opts.log else None)
+                 LineEncoder(model, opts.job, log_policies(job_settings(opts.store), [model.name]).get(model.name),
+                             entries=not to_stdout) if opts.log else None)
     counts: Counter = Counter()
     by_field: Counter = Counter()
     shown: list[dict] = []

@@ -55,7 +55,7 @@ REJECTED_SAMPLE = 20  # rejected rows listed in the summary (all are counted)
 FEEDBACK_PREDICTION_DAYS = 7  # feedback joins predictions logged up to this long before its window
 # DuckDB's memory for the feedback intake: the retrain's peak is set by training on the joined rows anyway (make
 # scale: 2.8 GB at 5 M logged predictions), and with the window's rows held in memory the intake takes a third
-# less time than at the monitor's DUCKDB_MEMORY_LIMIT
+# less time than at the monitor's (retrain_job/data/engine.py)
 FEEDBACK_MEMORY_LIMIT = "1GB"
 DRIFT_SAMPLE_ROWS = 50_000  # served rows the drift report compares (a hashed sample of the window's)
 

@@ -85,13 +85,17 @@ def test_sink_filter_names_the_three_events_on_the_services_stdout(tf):
     # the same filter as the bucket's archive, kept once in a local
     assert sinks["predictions_bigquery"]["filter"] == sinks["predictions"]["filter"] == "${local.routed_log_filter}"
     routed = _unquoted(tf["locals"]["routed_log_filter"])
-    found = re.fullmatch(r'\$\{local\.function_log_filter\} AND jsonPayload\.event=\(("\w+"(?: OR "\w+")*)\)', routed)
+    found = re.fullmatch(r'\(\(\$\{local\.function_log_filter\}\) OR \(\$\{local\.job_log_filter\}\)\) '
+                         r'AND jsonPayload\.event=\(("\w+"(?: OR "\w+")*)\)', routed)
     assert found, routed
     assert {event.strip('"') for event in found.group(1).split(" OR ")} == set(SINK_EVENTS) == \
         {"prediction", "prediction_rows", "feedback"}
     services = _unquoted(tf["locals"]["function_log_filter"])
     assert 'resource.type="cloud_run_revision"' in services and "values(local.service_names)" in services
     assert "logs/run.googleapis.com%2Fstdout" in services  # the log the table is named after
+    jobs = _unquoted(tf["locals"]["job_log_filter"])  # batch scoring's --log lines with LOG_ENGINE=bigquery
+    assert 'resource.type="cloud_run_job"' in jobs and "values(local.job_names)" in jobs
+    assert "logs/run.googleapis.com%2Fstdout" in jobs
 
 
 def test_writer_identity_may_only_edit_the_log_dataset(tf):

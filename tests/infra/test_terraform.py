@@ -342,7 +342,8 @@ def test_sink_routes_predictions_their_later_rows_and_feedback(tf):
     assert set(sinks) == {"predictions", "predictions_bigquery"}  # the bucket's archive, BigQuery
     assert all(sink["filter"] == "${local.routed_log_filter}" for sink in sinks.values()), sinks
     routed = tf["locals"]["routed_log_filter"]
-    found = re.fullmatch(r'\$\{local\.function_log_filter\} AND jsonPayload\.event=\((.*)\)', _unquoted(routed))
+    found = re.fullmatch(r'\(\(\$\{local\.function_log_filter\}\) OR \(\$\{local\.job_log_filter\}\)\) '
+                         r'AND jsonPayload\.event=\((.*)\)', _unquoted(routed))
     assert found, routed
     alternatives = found.group(1).split(" OR ")
     assert all(re.fullmatch(r'"\w+"', a) for a in alternatives), alternatives

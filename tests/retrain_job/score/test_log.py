@@ -2,12 +2,15 @@
 output file gives them, and logged once however often a task runs."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from retrain_job.data.engine import DuckDBEngine
 from retrain_job.data.logs import join_feedback, served_sample
+from retrain_job.score import cli
 from tests.retrain_job.score.conftest import read_output, write_parquet
 from tests.support.bundles import STABLE
 from tests.support.feedback_log import FeedbackLog
@@ -56,3 +59,36 @@ def test_logged_batch_rows_are_served_rows_feedback_joins(store, penguin_rows, c
         logged = by_id[row["prediction_id"]].predicted
         assert logged == (str(row["prediction"]) if model == "penguins" else pytest.approx(row["prediction"]))
     assert {r.truth for r in joined.rows} == {truth}
+
+
+def test_with_bigquery_the_lines_go_to_stdout_for_cloud_logging(store, penguin_rows, tmp_path, run_score, monkeypatch,
+                                                                capsys):
+    """LOG_ENGINE=bigquery: the job's log is Cloud Logging's sink table, fed from stdout (terraform/logging.tf), so
+    the payloads are printed, one JSON line each, as the LogEntries' jsonPayload the DuckDB layout holds."""
+    rows = penguin_rows.sample(700, replace=True, random_state=1).reset_index(drop=True)
+    write_parquet(rows, tmp_path / "rows.parquet", row_group_size=300)
+    args = ["--model", "penguins", "--input", str(tmp_path / "rows.parquet"), "--store", str(store.root), "--log",
+            "--log-prefix", PREFIX]
+    code, in_store = run_score(*args, "--output", str(tmp_path / "duck"))
+    assert code == 0 and in_store["log_objects"] == 1
+    stored = [orjson.loads(line)["jsonPayload"] for path in sorted((store.root / PREFIX).rglob("*_B*.json"))
+              for line in path.read_bytes().splitlines()]
+    for path in (store.root / PREFIX).rglob("*_B*.json"):
+        path.unlink()
+    monkeypatch.setenv("LOG_ENGINE", "BIGQUERY")
+    monkeypatch.setenv("LOG_TABLE", "project.dataset.run_googleapis_com_stdout")
+    capsys.readouterr()
+    code = cli.main([*args, "--output", str(tmp_path / "bq")])
+    out = capsys.readouterr().out.splitlines()
+    summary, printed = json.loads(out[-1]), [orjson.loads(line) for line in out[:-1]]
+    assert code == 0 and summary["logged_rows"] == 700 and summary["log_objects"] == 0
+    assert not list((store.root / PREFIX).rglob("*_B*.json"))  # nothing beside the sink's files
+    assert printed and all(p["event"] == "prediction_rows" and p["source"] == "batch" for p in printed)
+
+    def logged(payloads: list[dict]) -> list[tuple]:  # (row number in the file, answer, its id)
+        return sorted((int(row["id"].rsplit("-", 1)[1]), row["predicted"], row["id"])
+                      for p in payloads for row in orjson.loads(p["data"]))
+
+    ours, theirs = logged(printed), logged(stored)
+    assert [r[:2] for r in ours] == [r[:2] for r in theirs] and len(ours) == 700  # the same rows and answers
+    assert {r[2] for r in ours} == set(read_output(tmp_path / "bq")["prediction_id"])  # under the output's ids
