@@ -11,7 +11,8 @@ by function.serving.logs.LocalSink itself. Inputs are the spec's base rows with 
 published bundle (probabilities, labels and out-of-range counts are real); the truths are the rows' labels, 3 %
 flipped. Generation streams hour by hour: only the pending feedback of the next hours is held.
 
-Then, each in its own subprocess so its peak RSS (wait4's ru_maxrss) is its own, with LOG_LEVEL=WARNING:
+Then, each in its own subprocess so its peak RSS (its VmHWM, polled: the kernel's ru_maxrss of a child also counts
+the memory of the process it was forked from, this one, which grows with N) is its own, with LOG_LEVEL=WARNING:
 the monitor (`python -m retrain_job monitor --no-canary-decision`) and a dry-run retrain that reads the window's
 feedback (`python -m retrain_job --dry-run`, LOG_DAYS and FEEDBACK_DAYS at their default of 7), whose summary's
 `durations_s` give the drift report's and the feedback intake's stages. Prints a table and writes the section
@@ -54,6 +55,7 @@ BASELINE = {
 }
 # Targets at 5 M rows
 TARGET_S, TARGET_MB, TARGET_GROWTH, TARGET_FEEDBACK_S = 30.0, 1024.0, 1.2, 30.0
+HWM_POLL_S = 0.05  # how often a measured command's peak RSS is read
 
 
 def log(message: str) -> None:
@@ -70,13 +72,29 @@ def job_env() -> dict:
 def run_measured(args: list[str], out_file: Path) -> tuple[float, float, int, str]:
     """Run one command; (wall seconds, its peak RSS in MB, exit code, its last stdout line)."""
     started = time.perf_counter()
+    peak_kb = 0
     with out_file.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=job_env())
-        _, status, usage = os.wait4(proc.pid, 0)
+        while True:  # VmHWM only rises: the last reading before the exit is the peak, but for its last instants
+            peak_kb = max(peak_kb, _hwm_kb(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            time.sleep(HWM_POLL_S)
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     lines = [ln for ln in out_file.read_text(errors="replace").splitlines() if ln.strip()]
-    return seconds, usage.ru_maxrss / 1024, proc.returncode, lines[-1] if lines else ""
+    return seconds, peak_kb / 1024, proc.returncode, lines[-1] if lines else ""
+
+
+def _hwm_kb(pid: int) -> int:
+    """A live process's peak RSS so far (kB), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+    return int(found.group(1)) if found else 0
 
 
 def summary_of(line: str) -> dict:
@@ -382,7 +400,8 @@ def report(results: list[dict], argv: list[str], model: str) -> str:
         f"`POST /v1/models/{model}:predict`) over the last {DAYS} days in the sink's hourly files, "
         f"{FEEDBACK_SHARE:.0%} of them answered by a `POST /feedback` line minutes to hours later "
         f"({FLIPPED_SHARE:.0%} of truths flipped); payloads as ServingApp._log builds them, framed by LocalSink. "
-        "Each job command runs in its own process (LOG_LEVEL=WARNING); peak RSS is its wait4 ru_maxrss:",
+        "Each job command runs in its own process (LOG_LEVEL=WARNING); peak RSS is its own VmHWM, polled every "
+        f"{HWM_POLL_S:g} s (a child's ru_maxrss also counts the memory of the process it was forked from):",
         f"`{r0['monitor']['command'].replace(r0['store'], 'STORE')}` and "
         f"`{r0['retrain']['command'].replace(r0['store'], 'STORE')}` (LOG_DAYS and FEEDBACK_DAYS at their default "
         f"of {DAYS}: the drift report reads every prediction, the retrain every feedback line). The drift and "
