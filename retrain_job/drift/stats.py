@@ -8,6 +8,7 @@ drifts when the share of drifted features reaches `share_threshold`.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -65,15 +66,21 @@ def wasserstein_normed(reference: np.ndarray, current: np.ndarray) -> float:
 
 def proportions(values: list, categories: list) -> np.ndarray:
     """Share of each category, with a floor so that unseen categories stay comparable."""
-    counts = np.array([sum(1 for v in values if v == c) for c in categories], dtype=float)
+    counts = _counts(values, categories)
     shares = counts / max(counts.sum(), 1.0)
     shares = np.maximum(shares, EPS)
     return shares / shares.sum()
 
 
+def _counts(values: list, categories: list) -> np.ndarray:
+    """How many values equal each category (one pass over the values)."""
+    seen = Counter(values)
+    return np.array([seen[c] for c in categories], dtype=float)
+
+
 def chi_square(reference: list, current: list, categories: list) -> tuple[float, float]:
     """Chi-square goodness of fit of the current counts to the reference's proportions."""
-    observed = np.array([sum(1 for v in current if v == c) for c in categories], dtype=float)
+    observed = _counts(current, categories)
     expected = proportions(reference, categories) * observed.sum()
     result = stats.chisquare(observed, expected)
     return float(result.statistic), float(result.pvalue)
