@@ -158,15 +158,13 @@ SELECT id, model_version, role, predicted, truth, source, {answers}, instance
 FROM picked ORDER BY ts, insert_id, k"""
 
 
-SERVED_COUNTS = f"""
-SELECT COUNT(*) AS served_rows FROM logged
-WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}"""
+SERVED = f"event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED} AND ts >= @served_from"
+SERVED_COUNTS = f"SELECT COUNT(*) AS served_rows FROM logged WHERE {SERVED}"
 
 
 def served_sample_sql(rows: int) -> str:
     """At most `rows` served rows of the model (the ones whose id hashes lowest): their answer and instance."""
-    return f"""SELECT predicted, instance FROM logged
-WHERE event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED}
+    return f"""SELECT predicted, instance FROM logged WHERE {SERVED}
 ORDER BY FARM_FINGERPRINT(id), id LIMIT {int(rows)}"""
 
 
@@ -179,14 +177,17 @@ class Served:
     window: dict
 
 
-def served_sample(engine: LogEngine, model: str, fields: Sequence[str], rows: int = SAMPLE_ROWS) -> Served:
-    """The model's served rows of the engine's window: at most `rows` of them, picked by a hash of their id."""
-    params = {"model": model}
+def served_sample(engine: LogEngine, model: str, fields: Sequence[str], rows: int = SAMPLE_ROWS,
+                  since: datetime | None = None) -> Served:
+    """The model's served rows of the engine's window (from `since`, when later than its start): at most `rows` of
+    them, picked by a hash of their id."""
+    since = engine.since if since is None else max(engine.since, _utc(since))
+    params = {"model": model, "served_from": since}
     total = int(engine.rows(SERVED_COUNTS, params)[0][0])
     sample = [_served_row(fields, predicted, instance)
               for predicted, instance in engine.rows(served_sample_sql(rows), params)]
     scan = engine.scan()
-    window = {"from": engine.since.isoformat(timespec="seconds"), "to": engine.until.isoformat(timespec="seconds"),
+    window = {"from": since.isoformat(timespec="seconds"), "to": engine.until.isoformat(timespec="seconds"),
               "files": scan.files, "bad_lines": scan.bad_lines, "rows": total, "sampled_rows": len(sample)}
     return Served(sample, total, window)
 

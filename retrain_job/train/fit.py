@@ -35,6 +35,7 @@ from scipy.optimize import minimize_scalar
 from sklearn.model_selection import StratifiedKFold
 
 from retrain_job.data.labelled import DataError, LabelledData, feature_names, fingerprint, to_records
+from retrain_job.data.logs import Served
 from retrain_job.drift.reference import reference_profile
 from retrain_job.monitor.quality import expected_calibration_error
 from retrain_job.train import regression
@@ -80,6 +81,7 @@ class TrainingData:
     y: np.ndarray  # class indices (classifier) or target values (regressor)
     groups: np.ndarray | None  # a regressor's training groups (holdout grouping), else None
     intake: dict = field(default_factory=dict)  # what reading the base data found (retrain_job.data.labelled.read_base)
+    served: Served | None = None  # the drift report's served rows, read beside the feedback (one parse of the logs)
 
     @property
     def labels(self) -> tuple[str, ...]:

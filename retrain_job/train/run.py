@@ -20,7 +20,7 @@ from typing import ParamSpec, TypeVar
 import pandas as pd
 
 from retrain_job.card.store import refresh_cards
-from retrain_job.data.engine import open_engine
+from retrain_job.data.engine import LogEngine, open_engine
 from retrain_job.data.feedback import Joined
 from retrain_job.data.labelled import (
     FEEDBACK_ID,
@@ -31,7 +31,7 @@ from retrain_job.data.labelled import (
     read_base,
     request_fields,
 )
-from retrain_job.data.logs import join_feedback, labelled_rows, served_sample
+from retrain_job.data.logs import Served, join_feedback, labelled_rows, served_sample
 from retrain_job.drift.attribution import ATTRIBUTION_ROWS, attribution_drift, mean_abs_attribution
 from retrain_job.drift.stats import DriftThresholds
 from retrain_job.metrics import MetricPoint, MetricsTarget, write_metrics
@@ -111,12 +111,12 @@ class Clock:
         self.durations: dict[str, float] = {}
 
     def __call__(self, name: str, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        """Call `fn`, recording its duration under `name` even when it raises."""
+        """Call `fn`, recording its duration under `name` (added to the name's earlier ones) even when it raises."""
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
         finally:
-            self.durations[name] = round(time.perf_counter() - t0, 3)
+            self.durations[name] = round(self.durations.get(name, 0.0) + time.perf_counter() - t0, 3)
 
     def total(self) -> float:
         """Seconds since the run started."""
@@ -307,28 +307,45 @@ def gather_data(store: Store, spec: ModelSpec, opts: JobOptions, *, clock: Clock
     """The spec's base data and the new labelled rows (files and feedback), split with the frozen holdout and
     encoded once."""
     base = clock("data", read_base, spec)
-    joined = (clock("feedback", read_feedback, store, spec, opts)
-              if opts.feedback_days and spec.retrain.from_feedback else None)
+    joined = served = None
+    if opts.feedback_days and spec.retrain.from_feedback:
+        now = datetime.now(UTC)
+        engine = clock("feedback", feedback_engine, store, spec, opts, now)  # the logs' one parse
+        try:
+            joined = clock("feedback", read_feedback, engine, spec, opts, now)
+            served = clock("served", read_served, engine, spec, opts, now)
+        finally:
+            engine.close()
     records = None if joined is None else labelled_rows(joined, spec.target.name, id_name=FEEDBACK_ID)
     labelled = clock("labelled", load_labelled, store, spec, base.frame, opts.data_prefix, records)
     if joined is not None:
         labelled = replace(labelled, feedback=feedback_summary(joined, labelled, opts.feedback_days))
     data = clock("prepare", train.prepare, spec, base.frame, labelled)
-    return replace(data, intake=base.intake)
+    return replace(data, intake=base.intake, served=served)
 
 
-def read_feedback(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime | None = None) -> Joined:
-    """The model's feedback of the last `feedback_days` joined to its logged predictions."""
-    now = now or datetime.now(UTC)
+def feedback_engine(store: Store, spec: ModelSpec, opts: JobOptions, now: datetime) -> LogEngine:
+    """The log engine over the feedback of the last `feedback_days` and the predictions it may be about."""
     feedback_from = now - timedelta(days=opts.feedback_days)
-    engine = open_engine(store, opts.log_prefix, feedback_from - timedelta(days=FEEDBACK_PREDICTION_DAYS), now,
-                         engine=opts.log_engine, table=opts.log_table, model=spec.name,
-                         memory_limit=FEEDBACK_MEMORY_LIMIT)
-    try:  # every joined row: they become training rows
-        return join_feedback(engine, spec.name, feedback_from, fields=request_fields(spec), sample_rows=None,
-                             outputs=False)
-    finally:
-        engine.close()
+    return open_engine(store, opts.log_prefix, feedback_from - timedelta(days=FEEDBACK_PREDICTION_DAYS), now,
+                       engine=opts.log_engine, table=opts.log_table, model=spec.name,
+                       memory_limit=FEEDBACK_MEMORY_LIMIT)
+
+
+def read_feedback(engine: LogEngine, spec: ModelSpec, opts: JobOptions, now: datetime) -> Joined:
+    """The model's feedback of the last `feedback_days` joined to its logged predictions (every joined row: they
+    become training rows)."""
+    return join_feedback(engine, spec.name, now - timedelta(days=opts.feedback_days), fields=request_fields(spec),
+                         sample_rows=None, outputs=False)
+
+
+def read_served(engine: LogEngine, spec: ModelSpec, opts: JobOptions, now: datetime) -> Served | None:
+    """The drift report's served rows of the last `log_days` from the feedback's engine, when its window covers
+    them (the logs are then parsed once per run); None when it does not."""
+    served_from = now - timedelta(days=opts.log_days)
+    if engine.since > served_from:
+        return None
+    return served_sample(engine, spec.name, request_fields(spec), DRIFT_SAMPLE_ROWS, since=served_from)
 
 
 def feedback_summary(joined: Joined, labelled: LabelledData, days: int) -> dict:
@@ -419,13 +436,15 @@ def _stable_bundle(store: Store, name: str, before: ServingPointer | None) -> Bu
 
 def _write_drift_report(store: Store, opts: JobOptions, data: TrainingData) -> tuple[dict, str]:
     spec, contract = data.spec, data.contract
-    now = datetime.now(UTC)
-    engine = open_engine(store, opts.log_prefix, now - timedelta(days=opts.log_days), now, engine=opts.log_engine,
-                         table=opts.log_table, model=spec.name)
-    try:
-        served = served_sample(engine, spec.name, contract.field_names, DRIFT_SAMPLE_ROWS)
-    finally:
-        engine.close()
+    served = data.served
+    if served is None:  # no feedback read, or over a shorter window than the report's
+        now = datetime.now(UTC)
+        engine = open_engine(store, opts.log_prefix, now - timedelta(days=opts.log_days), now,
+                             engine=opts.log_engine, table=opts.log_table, model=spec.name)
+        try:
+            served = served_sample(engine, spec.name, contract.field_names, DRIFT_SAMPLE_ROWS)
+        finally:
+            engine.close()
     serving, window = pd.DataFrame(served.rows, columns=[*contract.field_names, "predicted"]), served.window
     reference_predictions, attribution = _stable_reference(store, spec, served.rows, opts.thresholds)
     report = build_report(spec, contract, data.split.train, serving, data.labelled.from_files,

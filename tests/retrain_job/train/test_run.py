@@ -280,3 +280,23 @@ def test_feedback_days_default_to_log_days_and_zero_reads_none(local_store, peng
     off = gather_data(local_store, penguins_spec, JobOptions(feedback_days=0), clock=Clock())
     assert len(on.labelled.rows) == 3 and on.labelled.feedback["accepted"] == 3
     assert len(off.labelled.rows) == 0 and off.labelled.feedback is None and off.labelled.files == []
+
+
+def test_the_drift_reports_served_rows_come_from_the_feedbacks_parse(local_store, penguins_spec, base_data,
+                                                                       trained_bundle):
+    """The retrain parses the logs once: the feedback's engine also gives the drift report its served rows (of the
+    last log_days only), and without feedback the report reads its own."""
+    log = FeedbackLog(local_store, penguins_spec, trained_bundle)
+    now = datetime.now(UTC)
+    log.predict("old", base_data.head(2), at=now - timedelta(days=3))  # outside log_days=2, inside the feedback's
+    ids = log.predict("new", base_data.head(4), at=now - timedelta(hours=2))
+    log.feedback([{"id": i, "truth": "Adelie"} for i in ids], at=now - timedelta(hours=1))
+    log.flush()
+    clock = Clock()
+    on = gather_data(local_store, penguins_spec, JobOptions(log_days=2), clock=clock)
+    assert on.served is not None and on.served.total == len(on.served.rows) == 4
+    served_from = datetime.fromisoformat(on.served.window["from"])
+    assert abs(served_from - (now - timedelta(days=2))) < timedelta(minutes=1)  # the report's window, not the engine's
+    assert {"feedback", "served"} <= set(clock.durations)
+    assert gather_data(local_store, penguins_spec, JobOptions(log_days=2, feedback_days=0), clock=Clock()).served \
+        is None
