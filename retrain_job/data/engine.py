@@ -5,10 +5,10 @@ window. Each engine defines them over its own storage (the only engine-specific 
 BigQuery as written, DuckDB as SQLGlot transpiles them (the same translation the BigQuery emulator makes).
 
     lines:  one row per LogEntry: ts TIMESTAMP, insert_id, event, model, model_version, role, source STRING,
-            labels STRING (JSON text of the line's labels, NULL without), threshold FLOAT64
+            labels STRING (JSON text of the line's labels, NULL without)
     logged: one row per element of a line's `data` (shared.logline): the line's columns, k INT64 (its
-            position), id STRING, id_json, predicted, probabilities, instance, truth (JSON texts),
-            probability, interval_low, interval_high FLOAT64
+            position), id STRING, id_json (a feedback item's id as JSON text, NULL on other rows), predicted,
+            probabilities, instance, truth (JSON texts), probability, interval_low, interval_high FLOAT64
 
 A query's intermediate result can be `materialize`d: DuckDB keeps it as a table (so the logs are parsed once
 per run), BigQuery as a session's temporary table. Queries return aggregates and bounded samples, never every
@@ -116,19 +116,18 @@ CREATE TEMP VIEW entries AS
 SELECT TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts, insertId AS insert_id, jsonPayload.event AS event,
        jsonPayload.model AS model, jsonPayload.model_version AS model_version, jsonPayload.role AS role,
        jsonPayload.source AS source, NULLIF(CAST(jsonPayload.labels AS VARCHAR), 'null') AS labels,
-       TRY_CAST(jsonPayload.threshold AS DOUBLE) AS threshold, jsonPayload.data AS data,
+       jsonPayload.data AS data,
        -- a line that is no JSON object, or an object with none of a LogEntry's fields, reads as all NULL
        timestamp IS NULL AND insertId IS NULL AND jsonPayload IS NULL AS unreadable
 FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, maximum_object_size = 16777216,
                columns = {{timestamp: 'VARCHAR', insertId: 'VARCHAR', jsonPayload: 'STRUCT(event VARCHAR,
-               model VARCHAR, model_version VARCHAR, role VARCHAR, source VARCHAR, labels JSON, threshold JSON,
-               data VARCHAR)'}});
+               model VARCHAR, model_version VARCHAR, role VARCHAR, source VARCHAR, labels JSON, data VARCHAR)'}});
 CREATE TEMP VIEW lines AS
-SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold, data FROM entries
+SELECT ts, insert_id, event, model, model_version, role, source, labels, data FROM entries
 WHERE ts BETWEEN {since} AND {until} AND event IN ({events});
 CREATE TEMP VIEW logged_files AS
-SELECT ts, insert_id, event, model, model_version, role, source, labels, threshold, unreadable,
-       k - 1 AS k, CAST(r.id AS VARCHAR) AS id_json, r.id ->> '$' AS id,
+SELECT ts, insert_id, event, model, model_version, role, source, labels, unreadable,
+       k - 1 AS k, IF(event = 'feedback', CAST(r.id AS VARCHAR), NULL) AS id_json, r.id ->> '$' AS id,
        CAST(r.predicted AS VARCHAR) AS predicted, TRY_CAST(r.probability AS DOUBLE) AS probability,
        CAST(r.probabilities AS VARCHAR) AS probabilities, CAST(r.instance AS VARCHAR) AS instance,
        CAST(r.truth AS VARCHAR) AS truth, TRY_CAST(r.interval ->> '$[0]' AS DOUBLE) AS interval_low,
@@ -137,12 +136,12 @@ FROM (SELECT *, unnest(x) AS r, generate_subscripts(x, 1) AS k  -- in the projec
       FROM (SELECT *, CASE WHEN unreadable THEN [NULL] ELSE json_transform(data, '[{{"id": "JSON",
             "predicted": "JSON", "probability": "JSON", "probabilities": "JSON", "instance": "JSON", "truth": "JSON",
             "interval": "JSON"}}]') END AS x  -- an unreadable line: one row of NULLs, counted by `scan`
-            FROM entries WHERE unreadable OR (ts BETWEEN {since} AND {until} AND event IN ({events}))))
+            FROM entries WHERE unreadable OR event IN ({events})))
 """
 _EMPTY_ENTRIES = ("SELECT CAST(NULL AS TIMESTAMPTZ) AS ts, CAST(NULL AS VARCHAR) AS insert_id, "
                   "CAST(NULL AS VARCHAR) AS event, CAST(NULL AS VARCHAR) AS model, CAST(NULL AS VARCHAR) AS "
                   "model_version, CAST(NULL AS VARCHAR) AS role, CAST(NULL AS VARCHAR) AS source, "
-                  "CAST(NULL AS VARCHAR) AS labels, CAST(NULL AS DOUBLE) AS threshold, CAST(NULL AS VARCHAR) AS data, "
+                  "CAST(NULL AS VARCHAR) AS labels, CAST(NULL AS VARCHAR) AS data, "
                   "FALSE AS unreadable WHERE false")
 
 
@@ -172,13 +171,14 @@ class DuckDBEngine:
         if not self.files:  # no file in the window: the same relations, empty
             script = script.replace(script[script.index("SELECT TRY_CAST"):script.index(";")], _EMPTY_ENTRIES)
         self.con.execute(script)
-        # the files are parsed once: `logged` is a table of the window's rows (the model's, and every model's
-        # feedback), on the scratch database's disk, beside a row for each unreadable line (for `scan`); later
-        # queries read only the columns they name
+        # the files are parsed once (each timestamp too: the window's bounds filter the view, not the parse):
+        # `logged` reads a table of the files' rows (the model's, and every model's feedback), beside a row for each
+        # unreadable line (for `scan`), in memory and spilled past its limit; later queries read only the columns
+        # they name
         only = "" if model is None else f" WHERE model = {_quote(model)} OR event = 'feedback' OR unreadable"
         self.con.execute(f"CREATE TABLE logged_rows AS SELECT * FROM logged_files{only}")
-        self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable), rowid AS row_key "
-                         "FROM logged_rows WHERE NOT unreadable")
+        self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable), rowid AS row_key FROM logged_rows "
+                         f"WHERE NOT unreadable AND ts BETWEEN {_timestamp(self.since)} AND {_timestamp(self.until)}")
         self.con.execute(f"SET memory_limit = {_quote(memory_limit or DUCKDB_QUERY_MEMORY_LIMIT)}")
 
     @classmethod
@@ -247,7 +247,7 @@ class BigQueryEngine:
         return (f"lines AS (SELECT timestamp AS ts, insertId AS insert_id, jsonPayload.event AS event, "
                 f"jsonPayload.model AS model, jsonPayload.model_version AS model_version, jsonPayload.role AS role, "
                 f"jsonPayload.source AS source, NULLIF(TO_JSON_STRING(jsonPayload.labels), '[]') AS labels, "
-                f"jsonPayload.threshold AS threshold, jsonPayload.data AS data FROM `{self.table}` "
+                f"jsonPayload.data AS data FROM `{self.table}` "
                 f"WHERE timestamp BETWEEN @_since AND @_until AND jsonPayload.event IN ({_EVENTS}))")
 
     def _start(self) -> str:
@@ -263,8 +263,8 @@ class BigQueryEngine:
             # (tests/retrain_job/data/test_bigquery.py, BIGQUERY_GAPS)
             self._run(f"CREATE OR REPLACE TEMP TABLE logged AS WITH {self._lines()} "
                       "SELECT l.ts, l.insert_id, l.event, l.model, l.model_version, l.role, l.source, "
-                      "l.labels, l.threshold, pos AS k, GENERATE_UUID() AS row_key, "
-                      "JSON_QUERY(r, '$.id') AS id_json, "
+                      "l.labels, pos AS k, GENERATE_UUID() AS row_key, "
+                      "IF(l.event = 'feedback', JSON_QUERY(r, '$.id'), NULL) AS id_json, "
                       "JSON_VALUE(r, '$.id') AS id, JSON_QUERY(r, '$.predicted') AS predicted, "
                       "SAFE_CAST(JSON_VALUE(r, '$.probability') AS FLOAT64) AS probability, "
                       "JSON_QUERY(r, '$.probabilities') AS probabilities, JSON_QUERY(r, '$.instance') AS instance, "

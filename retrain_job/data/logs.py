@@ -75,16 +75,20 @@ PREDICTIONS = predictions_sql()
 
 # feedback items judged against the first line of their prediction (materialised once per join as `checked`); a
 # relation is ordered by its narrow columns alone, its chosen rows then found again by `row_key` (a row's own key
-# in `logged`): sorting the wide rows themselves is what costs
+# in `logged`): sorting the wide rows themselves is what costs. The prediction's heavy columns (instance,
+# probabilities) stay in `predictions` until the sample is read (`prediction_key`)
 CHECKED = """
 WITH firsts AS (
   SELECT row_key FROM predictions WHERE wanted
   QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts, insert_id, k) = 1),
-matched AS (SELECT p.* FROM predictions AS p JOIN firsts AS f ON p.row_key = f.row_key),
+matched AS (
+  SELECT p.id, p.row_key, p.ts, p.model_version, p.role, p.labels, p.classifier, p.predicted, p.interval_low,
+         p.interval_high
+  FROM predictions AS p JOIN firsts AS f ON p.row_key = f.row_key),
 judged AS (
   SELECT v.ts, v.insert_id, v.source, v.k, v.row_key, v.id, v.truth, m.id IS NOT NULL AS known,
-         m.ts AS prediction_ts, m.model_version, m.role, m.labels, m.classifier, m.predicted, m.probabilities,
-         m.instance, m.interval_low, m.interval_high, JSON_VALUE(v.truth, '$') AS truth_text,
+         m.row_key AS prediction_key, m.ts AS prediction_ts, m.model_version, m.role, m.labels, m.classifier,
+         m.predicted, m.interval_low, m.interval_high, JSON_VALUE(v.truth, '$') AS truth_text,
          SAFE_CAST(JSON_VALUE(v.truth, '$') AS FLOAT64) AS truth_number
   FROM items AS v LEFT JOIN matched AS m ON v.id = m.id WHERE v.valid)
 SELECT *, CASE
@@ -149,13 +153,13 @@ def joined_sample_sql(outputs: bool = True, limited: bool = True) -> str:
     """The winners (one row per fed-back id), in feedback order, with their instance; `limited`: at most
     @sample_rows per (version, role), by hash of id; without `outputs`, no times, probabilities or intervals (a
     retrain learns from the inputs and the truth)."""
-    answers = ("ts, prediction_ts, labels, probabilities, interval_low, interval_high" if outputs
-               else "NULL, NULL, labels, NULL, NULL, NULL")
+    answers = ("w.ts, w.prediction_ts, w.labels, p.probabilities, w.interval_low, w.interval_high" if outputs
+               else "NULL, NULL, w.labels, NULL, NULL, NULL")
     picked = ("SELECT * FROM winners WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY model_version, role "
               "ORDER BY FARM_FINGERPRINT(id)) <= @sample_rows") if limited else "SELECT * FROM winners"
     return f"""WITH picked AS ({picked})
-SELECT id, model_version, role, predicted, truth, source, {answers}, instance
-FROM picked ORDER BY ts, insert_id, k"""
+SELECT w.id, w.model_version, w.role, w.predicted, w.truth, w.source, {answers}, p.instance
+FROM picked AS w JOIN predictions AS p ON p.row_key = w.prediction_key ORDER BY w.ts, w.insert_id, w.k"""
 
 
 SERVED = f"event IN ('prediction', 'prediction_rows') AND model = @model AND {ANSWERED} AND ts >= @served_from"
@@ -266,14 +270,15 @@ def join_feedback(engine: LogEngine, model: str, feedback_from: datetime, *, fie
                   in (engine.rows(PREDICTION_STATS, params) if outputs else ()))
     rows = []
     labels_of = cache(_labels)  # a handful of label lists, each logged on every line
-    loads, wanted = orjson.loads, tuple(fields)
+    loads, wanted, only = orjson.loads, tuple(fields), frozenset(fields)
     query = joined_sample_sql(outputs, limited=sample_rows is not None)
     for (pid, version, role, predicted_json, truth, source, fb_ts, prediction_ts, labels_json, probabilities, low,
          high, instance_json) in engine.rows(query, {**params, "sample_rows": sample_rows or 0}):
         predicted, labels, instance = loads(predicted_json), labels_of(labels_json), loads(instance_json or "{}")
         rows.append(JoinedRow(  # positional: a million rows in a retrain
             pid, version, role,
-            {name: instance[name] for name in wanted if name in instance} if type(instance) is dict else {},
+            (instance if instance.keys() <= only else {name: instance[name] for name in wanted if name in instance})
+            if type(instance) is dict else {},
             predicted,
             _label_truth(truth, labels) if type(predicted) is str else canonical_truth(
                 _Prediction(predicted, labels), loads(truth)),
