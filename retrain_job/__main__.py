@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrain_job.card.cli import main as card_main
 from retrain_job.data.labelled import DataError
@@ -51,11 +52,13 @@ from retrain_job.publish import (
     rollback,
 )
 from retrain_job.train.gate import Tolerances
-from retrain_job.train.run import JobOptions, run
 from retrain_job.train.tasks import Task
 from shared.settings import JOB, Settings, configure_logging, exit_on_bad_settings
 from shared.spec import SpecError, spec_names
 from shared.store import Store, open_store
+
+if TYPE_CHECKING:  # training (scikit-learn, the search) is imported by the commands that train, not by the others
+    from retrain_job.train.run import JobOptions
 
 PROG = "python -m retrain_job"
 SCORE = "score"  # batch scoring: its own command line (retrain_job/score/cli.py)
@@ -145,6 +148,8 @@ def parse_args(argv: list[str], settings: Settings | None = None) -> argparse.Na
 
 def job_options(args: argparse.Namespace, settings: Settings, target: MetricsTarget) -> JobOptions:
     """The run's options from the parsed flags (the task and the metrics target from the settings)."""
+    from retrain_job.train.run import JobOptions  # noqa: PLC0415 - see TYPE_CHECKING above
+
     return JobOptions(
         model_name=args.model, data_prefix=args.data_prefix, log_prefix=args.log_prefix, log_days=args.log_days,
         log_engine=args.log_engine, log_table=args.log_table,
@@ -210,6 +215,8 @@ def _monitor(store: Store, args: argparse.Namespace, settings: Settings, target:
 
 def _run_one(store: Store, opts: JobOptions) -> tuple[int, dict]:
     """One model's run as (exit status, summary line)."""
+    from retrain_job.train.run import run  # noqa: PLC0415 - see TYPE_CHECKING above
+
     try:
         return 0, run(store, opts)
     except PointerRace as exc:

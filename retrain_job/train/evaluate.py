@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
 from retrain_job.data.labelled import feature_names, to_records
 from retrain_job.monitor.quality import expected_calibration_error
@@ -45,6 +44,8 @@ def classifier_metrics(proba: np.ndarray, y: np.ndarray, threshold: float | None
     """Accuracy, macro F1, log loss and expected calibration error (top-label, 10 bins) of predicted probabilities;
     for a binary model (threshold set) also ROC AUC, PR AUC (average precision), the Brier score, and precision,
     recall and F1 of the positive class at the threshold."""
+    from sklearn.metrics import accuracy_score, f1_score  # noqa: PLC0415 - scikit-learn only when scoring: the monitor never does
+
     predicted = predicted_classes(proba, threshold)
     out = {
         "accuracy": round(float(accuracy_score(y, predicted)), 6),
@@ -60,6 +61,8 @@ def classifier_metrics(proba: np.ndarray, y: np.ndarray, threshold: float | None
 
 def binary_metrics(p: np.ndarray, y: np.ndarray, threshold: float) -> dict:
     """A binary model's ranking and probability quality, and its decisions at the threshold (1: positive)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score  # noqa: PLC0415 - as in classifier_metrics
+
     both = len(np.unique(y)) == 2  # AUCs need both classes
     predicted = p >= threshold
     tp = int(np.sum(predicted & (y == 1)))
