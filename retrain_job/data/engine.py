@@ -47,7 +47,8 @@ _EVENTS = ", ".join(f"'{e}'" for e in sorted(SINK_EVENTS))
 
 @dataclass(frozen=True)
 class Scan:
-    """What the engine read besides the rows: sink files and lines that were not LogEntry JSON (DuckDB only)."""
+    """What the engine read besides the rows: sink files, and lines that were not LogEntry JSON or whose `data` was
+    no JSON array of rows (DuckDB only)."""
 
     files: int = 0
     bad_lines: int = 0
@@ -112,31 +113,33 @@ def sink_keys(store: Store, log_prefix: str, since: datetime, until: datetime) -
 
 
 _DUCKDB_LINES = """
-CREATE TEMP VIEW entries AS
+CREATE OR REPLACE TEMP VIEW entries AS
 SELECT TRY_CAST(timestamp AS TIMESTAMPTZ) AS ts, insertId AS insert_id, jsonPayload.event AS event,
        jsonPayload.model AS model, jsonPayload.model_version AS model_version, jsonPayload.role AS role,
        jsonPayload.source AS source, NULLIF(CAST(jsonPayload.labels AS VARCHAR), 'null') AS labels,
        jsonPayload.data AS data,
        -- a line that is no JSON object, or an object with none of a LogEntry's fields, reads as all NULL
        timestamp IS NULL AND insertId IS NULL AND jsonPayload IS NULL AS unreadable
-FROM read_json({files}, format = 'newline_delimited', ignore_errors = true, maximum_object_size = 16777216,
+FROM read_json({files}, format = 'newline_delimited', ignore_errors = {lenient}, maximum_object_size = 16777216,
                columns = {{timestamp: 'VARCHAR', insertId: 'VARCHAR', jsonPayload: 'STRUCT(event VARCHAR,
                model VARCHAR, model_version VARCHAR, role VARCHAR, source VARCHAR, labels JSON, data VARCHAR)'}});
-CREATE TEMP VIEW lines AS
+CREATE OR REPLACE TEMP VIEW lines AS
 SELECT ts, insert_id, event, model, model_version, role, source, labels, data FROM entries
 WHERE ts BETWEEN {since} AND {until} AND event IN ({events});
-CREATE TEMP VIEW logged_files AS
+CREATE OR REPLACE TEMP VIEW logged_files AS
 SELECT ts, insert_id, event, model, model_version, role, source, labels, unreadable,
        k - 1 AS k, IF(event = 'feedback', CAST(r.id AS VARCHAR), NULL) AS id_json, r.id ->> '$' AS id,
-       CAST(r.predicted AS VARCHAR) AS predicted, TRY_CAST(r.probability AS DOUBLE) AS probability,
+       CAST(r.predicted AS VARCHAR) AS predicted, r.probability,
        CAST(r.probabilities AS VARCHAR) AS probabilities, CAST(r.instance AS VARCHAR) AS instance,
-       CAST(r.truth AS VARCHAR) AS truth, TRY_CAST(r.interval ->> '$[0]' AS DOUBLE) AS interval_low,
-       TRY_CAST(r.interval ->> '$[1]' AS DOUBLE) AS interval_high
+       CAST(r.truth AS VARCHAR) AS truth, r.interval[1] AS interval_low, r.interval[2] AS interval_high
 FROM (SELECT *, unnest(x) AS r, generate_subscripts(x, 1) AS k  -- in the projection: far faster than LATERAL
-      FROM (SELECT *, CASE WHEN unreadable THEN [NULL] ELSE json_transform(data, '[{{"id": "JSON",
-            "predicted": "JSON", "probability": "JSON", "probabilities": "JSON", "instance": "JSON", "truth": "JSON",
-            "interval": "JSON"}}]') END AS x  -- an unreadable line: one row of NULLs, counted by `scan`
-            FROM entries WHERE unreadable OR event IN ({events})))
+      FROM (SELECT * EXCLUDE (unreadable, parsed), unreadable OR broken AS unreadable,
+                   CASE WHEN unreadable OR broken THEN [NULL] ELSE parsed END AS x  -- one row of NULLs, for `scan`
+            FROM (SELECT *, parsed IS NULL AND data IS NOT NULL AND NOT unreadable AS broken  -- data no JSON array
+                  FROM (SELECT *, {try_}(json_transform(data, '[{{"id": "JSON", "predicted": "JSON",
+                               "probability": "DOUBLE", "probabilities": "JSON", "instance": "JSON", "truth": "JSON",
+                               "interval": "DOUBLE[]"}}]')) AS parsed  -- a value of another type: NULL
+                        FROM entries WHERE unreadable OR event IN ({events})))))
 """
 _EMPTY_ENTRIES = ("SELECT CAST(NULL AS TIMESTAMPTZ) AS ts, CAST(NULL AS VARCHAR) AS insert_id, "
                   "CAST(NULL AS VARCHAR) AS event, CAST(NULL AS VARCHAR) AS model, CAST(NULL AS VARCHAR) AS "
@@ -165,21 +168,33 @@ class DuckDBEngine:
         self.con.execute("SET TimeZone = 'UTC'")
         self._scan: Scan | None = None
         self.con.execute("CREATE MACRO farm_fingerprint(x) AS hash(x)")  # BigQuery's, for hashed samples
-        files = "[" + ", ".join(_quote(f) for f in self.files) + "]"
-        script = _DUCKDB_LINES.format(files=files, events=_EVENTS, since=_timestamp(self.since),
-                                      until=_timestamp(self.until))
-        if not self.files:  # no file in the window: the same relations, empty
-            script = script.replace(script[script.index("SELECT TRY_CAST"):script.index(";")], _EMPTY_ENTRIES)
-        self.con.execute(script)
         # the files are parsed once (each timestamp too: the window's bounds filter the view, not the parse):
         # `logged` reads a table of the files' rows (the model's, and every model's feedback), beside a row for each
         # unreadable line (for `scan`), in memory and spilled past its limit; later queries read only the columns
-        # they name
+        # they name. DuckDB's reader is faster when it need not recover from bad lines: the files are read so first,
+        # and only if one holds a line that is not a JSON object of a LogEntry's shape, read again skipping it
         only = "" if model is None else f" WHERE model = {_quote(model)} OR event = 'feedback' OR unreadable"
-        self.con.execute(f"CREATE TABLE logged_rows AS SELECT * FROM logged_files{only}")
+        try:
+            self._parse(only, lenient=False)
+        except duckdb.InvalidInputException as error:
+            log.info("a sink file holds lines that are no LogEntry; reading again, counting them: %s",
+                     str(error).splitlines()[0])
+            self._parse(only, lenient=True)
         self.con.execute("CREATE TEMP VIEW logged AS SELECT * EXCLUDE (unreadable), rowid AS row_key FROM logged_rows "
                          f"WHERE NOT unreadable AND ts BETWEEN {_timestamp(self.since)} AND {_timestamp(self.until)}")
         self.con.execute(f"SET memory_limit = {_quote(memory_limit or DUCKDB_QUERY_MEMORY_LIMIT)}")
+
+    def _parse(self, only: str, *, lenient: bool) -> None:
+        """The relations over the files, and the table of their rows (`lenient`: lines that are no JSON object of a
+        LogEntry's fields read as unreadable, rather than failing the read)."""
+        files = "[" + ", ".join(_quote(f) for f in self.files) + "]"
+        script = _DUCKDB_LINES.format(files=files, events=_EVENTS, since=_timestamp(self.since),
+                                      until=_timestamp(self.until), lenient=str(lenient).lower(),
+                                      try_="TRY" if lenient else "")
+        if not self.files:  # no file in the window: the same relations, empty
+            script = script.replace(script[script.index("SELECT TRY_CAST"):script.index(";")], _EMPTY_ENTRIES)
+        self.con.execute(script)
+        self.con.execute(f"CREATE OR REPLACE TABLE logged_rows AS SELECT * FROM logged_files{only}")
 
     @classmethod
     def for_store(cls, store: Store, log_prefix: str, since: datetime, until: datetime, *,
@@ -212,8 +227,9 @@ class DuckDBEngine:
         self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {text}", used)
 
     def scan(self) -> Scan:
-        """Files read, and lines that are no LogEntry (no JSON object, or an object with none of its fields),
-        counted by the same parse as the rows; an entry without a usable timestamp is dropped by the window."""
+        """Files read, and lines that are no LogEntry (no JSON object, an object with none of its fields, or `data`
+        that is no JSON array), counted by the same parse as the rows; an entry without a usable timestamp is
+        dropped by the window."""
         if self._scan is None:
             (bad,) = self.con.execute("SELECT count(*) FROM logged_rows WHERE unreadable").fetchone()
             self._scan = Scan(len(self.files), int(bad))

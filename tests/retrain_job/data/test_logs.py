@@ -229,6 +229,22 @@ def test_the_reader_lists_only_the_window_days_and_counts_bad_lines(log):
         engine.close()
 
 
+def test_a_line_whose_data_is_no_json_array_is_counted_as_bad_and_the_rest_is_read(log):
+    log.prediction("p", ["a"], at=NOW - timedelta(hours=1))
+    logs.flush()
+    stamp = (NOW - timedelta(hours=1)).isoformat()
+    with sink_path(log.root, NOW - timedelta(hours=1)).open("ab") as f:
+        for data in ("not json", '{"id": "q-0"}'):
+            f.write(orjson.dumps({"timestamp": stamp, "insertId": data[:3], "jsonPayload": {
+                "event": "prediction", "model": "clf", "data": data}}) + b"\n")
+    engine = DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=2), NOW)
+    try:
+        assert engine.rows("SELECT id FROM logged") == [("p-0",)]
+        assert engine.scan() == Scan(files=1, bad_lines=2)
+    finally:
+        engine.close()
+
+
 def test_served_rows_are_the_models_own_sampled_by_id_with_the_total(log):
     log.prediction("co", [250.5, 300.0], at=NOW - timedelta(hours=1), model="co2",
                    instances=[{"make": "FORD", "x": 1}, {"make": "KIA"}], intervals=[[240.0, 260.0], [290.0, 310.0]])
