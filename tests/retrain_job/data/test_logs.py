@@ -229,6 +229,22 @@ def test_the_reader_lists_only_the_window_days_and_counts_bad_lines(log):
         engine.close()
 
 
+def test_clean_files_are_read_once_strictly_and_a_bad_line_makes_a_lenient_second_read(log, caplog):
+    log.prediction("p", ["a"], at=NOW - timedelta(hours=1))
+    logs.flush()
+    caplog.set_level("INFO", logger="retrain_job.data.engine")
+    DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=2), NOW).close()
+    assert not [r for r in caplog.records if "reading again" in r.getMessage()]  # the faster, strict read sufficed
+    with sink_path(log.root, NOW - timedelta(hours=1)).open("ab") as f:
+        f.write(b"not json\n")
+    engine = DuckDBEngine.for_store(log.store, PREFIX, NOW - timedelta(days=2), NOW)
+    try:
+        assert engine.rows("SELECT id FROM logged") == [("p-0",)] and engine.scan().bad_lines == 1
+    finally:
+        engine.close()
+    assert [r for r in caplog.records if "reading again" in r.getMessage()]
+
+
 def test_a_line_whose_data_is_no_json_array_is_counted_as_bad_and_the_rest_is_read(log):
     log.prediction("p", ["a"], at=NOW - timedelta(hours=1))
     logs.flush()
