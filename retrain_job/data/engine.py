@@ -275,7 +275,8 @@ class BigQueryEngine:
             job.result()
             self._session = job.session_info.session_id
             only = "" if self.model is None else " WHERE l.model = @_model OR l.event = 'feedback'"
-            # the offset is `pos`, not `k`: bqemulator rewrites every `k` of a query whose offset is named `k`
+            # a `data` that is no JSON gives no rows (SAFE.), not a failed run; DuckDB counts it as a bad line.
+            # The offset is `pos`, not `k`: bqemulator rewrites every `k` of a query whose offset is named `k`
             # (tests/retrain_job/data/test_bigquery.py, BIGQUERY_GAPS)
             self._run(f"CREATE OR REPLACE TEMP TABLE logged AS WITH {self._lines()} "
                       "SELECT l.ts, l.insert_id, l.event, l.model, l.model_version, l.role, l.source, "
@@ -287,7 +288,7 @@ class BigQueryEngine:
                       "JSON_QUERY(r, '$.truth') AS truth, "
                       "SAFE_CAST(JSON_VALUE(r, '$.interval[0]') AS FLOAT64) AS interval_low, "
                       "SAFE_CAST(JSON_VALUE(r, '$.interval[1]') AS FLOAT64) AS interval_high "
-                      f"FROM lines AS l, UNNEST(JSON_QUERY_ARRAY(l.data)) AS r WITH OFFSET AS pos{only}",
+                      f"FROM lines AS l, UNNEST(SAFE.JSON_QUERY_ARRAY(l.data)) AS r WITH OFFSET AS pos{only}",
                       {"_since": self.since, "_until": self.until, **({"_model": self.model} if self.model else {})})
         return self._session
 

@@ -14,10 +14,12 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 import sqlglot
 
 from function.serving import logs
+from function.serving.logs import sink_path
 from retrain_job.data.engine import BigQueryEngine, DuckDBEngine, Scan
 from retrain_job.data.feedback import Joined
 from retrain_job.data.logs import (
@@ -257,6 +259,23 @@ def test_a_null_truth_is_malformed(log, client, table):
                 "by_source": {"labelling-team": 2}}
     assert bq.counts.to_dict() == emulated
     assert [_row(r) for r in bq.rows] == [_row(r) for r in duck.rows]
+
+
+def test_a_line_whose_data_is_no_json_is_skipped(log, client, table):
+    at = NOW - timedelta(hours=3)
+    log.prediction("r1", ["a", "b"], at=at)
+    log.feedback([{"id": "r1-0", "truth": "a"}], at=at + timedelta(minutes=5))
+    logs.flush()
+    with sink_path(log.root, at).open("ab") as f:  # a line only a hand could write: the function's data is JSON
+        f.write(orjson.dumps({"timestamp": at.isoformat(), "insertId": "bad", "jsonPayload": {
+            "event": "feedback", "model": "clf", "data": "not json"}}) + b"\n")
+    assert load(log, client, table) == 3
+    # the oracle counts a line without rows as a feedback line; both engines count lines by the rows they hold
+    duck = engine_join(log.store, "clf", NOW, PREFIX, fields=("colour", "x"), check=False)
+    bq = bigquery_join(client, table, "clf", fields=("colour", "x"))
+    assert_same(bq, duck)
+    assert [(r.id, r.truth) for r in bq.rows] == [("r1-0", "a")] and bq.counts.lines == bq.counts.items == 1
+    assert duck.window.bad_lines == 1  # DuckDB reads the files, and counts the line it could not read
 
 
 def test_windows_bound_feedback_and_predictions(log, client, table):
